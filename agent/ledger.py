@@ -1,0 +1,955 @@
+"""The ledger core: canonical encoding, Merkle tree, blocks, chain and proof verification.
+
+This module is pure: bytes and values in, bytes and values out. It opens no file or
+socket and reads no clock; time and randomness are arguments. The agent, the replica
+and the offline verifier all use it, so there is exactly one definition of a valid
+chain. ``docs/ledger-format.md`` is the normative description of every byte produced
+and accepted here; ``tests/vectors/`` holds test vectors generated from fixed keys.
+
+Layout of a block record (all integers big-endian)::
+
+    header (194 bytes) | signature (64) | payload length (u32) | payload
+
+Every hash is SHA-256 over a one-byte domain prefix and the data, so a reading leaf,
+a Merkle node, a block header and a payload never hash alike.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import nacl.exceptions
+import nacl.public
+import nacl.signing
+from nacl.hash import blake2b
+from nacl.encoding import RawEncoder
+
+from agent.errors import (
+    BrokenLinkError,
+    ChainError,
+    CountMismatchError,
+    DecryptError,
+    ForkError,
+    HeightError,
+    KeyChangeError,
+    MalformedError,
+    MerkleMismatchError,
+    PayloadHashMismatchError,
+    ProofError,
+    SignatureError,
+    TimeError,
+    UnsupportedVersionError,
+)
+
+# --- constants of the format ----------------------------------------------------------
+
+FORMAT_VERSION = 1
+"""Version of the block format defined here; the header's version byte."""
+
+HEADER_MAGIC = b"MCHB"
+
+LEAF_PREFIX = b"\x00"
+"""Domain prefix of a reading leaf hash (as RFC 6962 leaves)."""
+NODE_PREFIX = b"\x01"
+"""Domain prefix of an interior Merkle node hash (as RFC 6962 nodes)."""
+HEADER_PREFIX = b"\x02"
+"""Domain prefix of a block header hash (the block hash, which is signed)."""
+PAYLOAD_PREFIX = b"\x03"
+"""Domain prefix of the payload hash (over plain or sealed payload bytes)."""
+
+HASH_SIZE = 32
+SALT_SIZE = 16
+KEY_SIZE = 32
+SIGNATURE_SIZE = 64
+ZERO_HASH = bytes(HASH_SIZE)
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+"""Merkle root of zero readings: SHA-256 of the empty string (RFC 6962)."""
+
+MAX_READINGS_PER_BLOCK = 65_535
+MAX_PAYLOAD_SIZE = 16 * 1024 * 1024
+MAX_METER_ID_BYTES = 64
+MAX_UNIT_BYTES = 16
+MAX_TIMESTAMP_MS = 2**63 - 1
+
+_HEADER = struct.Struct(">4sBB32sQ32sQQI32s32s32s")
+HEADER_SIZE = _HEADER.size  # 194
+_U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
+# reading tail after salt, meter id and obis: value, exponent, unit length
+_READING_VALUE = struct.Struct(">qbB")
+_READING_TIME = struct.Struct(">QBH")
+
+_UNIT_RE = re.compile(r"[A-Za-z0-9%/]*")
+_OBIS_RE = re.compile(r"^(\d{1,3})-(\d{1,3}):(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\*(\d{1,3}))?$")
+
+
+class PayloadEncoding(enum.IntEnum):
+    """How a block's readings are carried."""
+
+    PLAIN = 0
+    """The payload is the readings' canonical encoding."""
+    SEALED = 1
+    """The payload is the plain payload sealed (crypto_box_seal) to an X25519 key."""
+
+
+class ClockSource(enum.IntEnum):
+    """Which clock stamped a reading."""
+
+    GATEWAY = 0
+    METER = 1
+
+
+class Quality(enum.IntFlag):
+    """Quality flags of a reading (u16 bit field)."""
+
+    NONE = 0
+    GATEWAY_CLOCK_UNSYNCED = 0x0001
+    """The gateway clock was not known to be synchronised when the reading was taken."""
+    CLOCK_STEP = 0x0002
+    """A gateway clock step was detected since the previous reading of this meter."""
+    METER_DST = 0x0004
+    """The meter reported daylight saving time for its timestamp."""
+    COUNTER_RESET = 0x0008
+    """The meter's counter went backwards since its previous reading (reset or swap)."""
+    ROUNDED = 0x0010
+    """The meter reported a floating-point value that was rounded to an integer."""
+
+
+KNOWN_QUALITY_BITS = 0x001F
+
+
+# --- OBIS codes ------------------------------------------------------------------------
+
+
+def parse_obis(code: str) -> bytes:
+    """Parse ``A-B:C.D.E`` or ``A-B:C.D.E*F`` to its 6-byte form (F defaults to 255).
+
+    Raises:
+        ValueError: the text is not an OBIS code or a group is over 255.
+    """
+    m = _OBIS_RE.match(code)
+    if not m:
+        raise ValueError(f"not an OBIS code (want A-B:C.D.E or A-B:C.D.E*F): {code!r}")
+    groups = [int(g) for g in m.groups(default="255")]
+    if any(g > 255 for g in groups):
+        raise ValueError(f"OBIS group over 255: {code!r}")
+    return bytes(groups)
+
+
+def format_obis(raw: bytes) -> str:
+    """The canonical text of a 6-byte OBIS code (``*F`` omitted when F is 255)."""
+    a, b, c, d, e, f = raw
+    text = f"{a}-{b}:{c}.{d}.{e}"
+    return text if f == 255 else f"{text}*{f}"
+
+
+# --- readings --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One measured quantity: ``value * 10**exponent`` ``unit`` at ``timestamp_ms``.
+
+    ``obis`` is the canonical OBIS text (``1-0:1.8.0``); construct readings through
+    :meth:`make` to normalise it. Values are integers: floats are never hashed or signed.
+    """
+
+    meter_id: str
+    obis: str
+    value: int
+    exponent: int
+    unit: str
+    timestamp_ms: int
+    clock: ClockSource = ClockSource.GATEWAY
+    quality: int = 0
+
+    @classmethod
+    def make(
+        cls,
+        meter_id: str,
+        obis: str,
+        value: int,
+        exponent: int,
+        unit: str,
+        timestamp_ms: int,
+        clock: ClockSource = ClockSource.GATEWAY,
+        quality: int = 0,
+    ) -> Reading:
+        """Build and validate a reading. Raises ``ValueError`` naming the bad field."""
+        r = cls(
+            meter_id,
+            format_obis(parse_obis(obis)),
+            value,
+            exponent,
+            unit,
+            timestamp_ms,
+            ClockSource(clock),
+            int(quality),
+        )
+        encode_reading(r, bytes(SALT_SIZE))  # validates every field
+        return r
+
+    @property
+    def decimal(self) -> str:
+        """The value as exact decimal text, e.g. ``230.4`` for 2304e-1."""
+        return format_decimal(self.value, self.exponent)
+
+
+def format_decimal(value: int, exponent: int) -> str:
+    """Exact decimal text of ``value * 10**exponent`` (no float involved)."""
+    sign = "-" if value < 0 else ""
+    digits = str(abs(value))
+    if exponent >= 0:
+        return sign + digits + "0" * exponent
+    places = -exponent
+    digits = digits.rjust(places + 1, "0")
+    return f"{sign}{digits[:-places]}.{digits[-places:]}"
+
+
+def encode_reading(r: Reading, salt: bytes) -> bytes:
+    """Canonical bytes of a reading with its 16-byte salt (the Merkle leaf data).
+
+    Raises:
+        ValueError: a field is out of its documented range.
+    """
+    if len(salt) != SALT_SIZE:
+        raise ValueError(f"salt must be {SALT_SIZE} bytes, got {len(salt)}")
+    mid = r.meter_id.encode("utf-8")
+    if not 1 <= len(mid) <= MAX_METER_ID_BYTES:
+        raise ValueError(f"meter_id must be 1..{MAX_METER_ID_BYTES} UTF-8 bytes: {r.meter_id!r}")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in r.meter_id):
+        raise ValueError(f"meter_id must not contain control characters: {r.meter_id!r}")
+    unit = r.unit.encode("ascii", "strict") if r.unit.isascii() else b"\xff"
+    if len(unit) > MAX_UNIT_BYTES or not _UNIT_RE.fullmatch(r.unit):
+        raise ValueError(f"unit must be 0..{MAX_UNIT_BYTES} of [A-Za-z0-9%/]: {r.unit!r}")
+    if type(r.value) is not int or not -(2**63) <= r.value < 2**63:
+        raise ValueError(f"value must be an integer in signed 64-bit range: {r.value!r}")
+    if type(r.exponent) is not int or not -128 <= r.exponent <= 127:
+        raise ValueError(f"exponent must be an integer in -128..127: {r.exponent!r}")
+    if type(r.timestamp_ms) is not int or not 0 <= r.timestamp_ms <= MAX_TIMESTAMP_MS:
+        raise ValueError(f"timestamp_ms must be an integer in 0..2**63-1: {r.timestamp_ms!r}")
+    if not 0 <= r.quality <= KNOWN_QUALITY_BITS:
+        raise ValueError(f"quality has unknown bits: {r.quality:#x}")
+    clock = ClockSource(r.clock)
+    return b"".join(
+        (
+            salt,
+            bytes((len(mid),)),
+            mid,
+            parse_obis(r.obis),
+            _READING_VALUE.pack(r.value, r.exponent, len(unit)),
+            unit,
+            _READING_TIME.pack(r.timestamp_ms, clock, r.quality),
+        )
+    )
+
+
+def decode_reading(data: bytes) -> tuple[Reading, bytes]:
+    """Decode canonical reading bytes to ``(reading, salt)``.
+
+    Raises:
+        MalformedError: the bytes are not exactly one canonical reading.
+    """
+    try:
+        salt = data[:SALT_SIZE]
+        pos = SALT_SIZE
+        mlen = data[pos]
+        pos += 1
+        meter_id = data[pos : pos + mlen].decode("utf-8")
+        pos += mlen
+        obis = format_obis(data[pos : pos + 6])
+        pos += 6
+        value, exponent, ulen = _READING_VALUE.unpack_from(data, pos)
+        pos += _READING_VALUE.size
+        unit = data[pos : pos + ulen].decode("ascii")
+        pos += ulen
+        ts, clock, quality = _READING_TIME.unpack_from(data, pos)
+        pos += _READING_TIME.size
+        reading = Reading(meter_id, obis, value, exponent, unit, ts, ClockSource(clock), quality)
+    except (IndexError, struct.error, UnicodeDecodeError, ValueError) as exc:
+        raise MalformedError(f"reading does not decode: {exc}") from None
+    if pos != len(data):
+        raise MalformedError(f"reading has {len(data) - pos} trailing byte(s)")
+    try:
+        canonical = encode_reading(reading, salt)
+    except ValueError as exc:
+        raise MalformedError(f"reading out of range: {exc}") from None
+    if canonical != data:
+        raise MalformedError("reading is not in canonical form")
+    return reading, salt
+
+
+def encode_payload(encoded_readings: Sequence[bytes]) -> bytes:
+    """The plain payload: each encoded reading prefixed by its u16 length."""
+    return b"".join(_U16.pack(len(r)) + r for r in encoded_readings)
+
+
+def split_payload(payload: bytes) -> list[bytes]:
+    """Split a plain payload into its encoded readings (not yet decoded).
+
+    Raises:
+        MalformedError: a length prefix runs past the end of the payload.
+    """
+    out = []
+    pos = 0
+    end = len(payload)
+    while pos < end:
+        if pos + 2 > end:
+            raise MalformedError("payload ends inside a reading length")
+        (n,) = _U16.unpack_from(payload, pos)
+        pos += 2
+        if pos + n > end:
+            raise MalformedError("payload ends inside a reading")
+        out.append(payload[pos : pos + n])
+        pos += n
+    return out
+
+
+# --- hashing and the Merkle tree --------------------------------------------------------
+
+_sha256 = hashlib.sha256
+
+
+def leaf_hash(encoded_reading: bytes) -> bytes:
+    """SHA-256(0x00 || encoded reading)."""
+    return _sha256(LEAF_PREFIX + encoded_reading).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """SHA-256(0x01 || left || right)."""
+    return _sha256(NODE_PREFIX + left + right).digest()
+
+
+def payload_hash(payload: bytes) -> bytes:
+    """SHA-256(0x03 || payload bytes as carried, plain or sealed)."""
+    return _sha256(PAYLOAD_PREFIX + payload).digest()
+
+
+def header_hash(header_bytes: bytes) -> bytes:
+    """SHA-256(0x02 || canonical header): the block hash, which the gateway signs."""
+    return _sha256(HEADER_PREFIX + header_bytes).digest()
+
+
+def merkle_root(leaves: Sequence[bytes]) -> bytes:
+    """RFC 6962 Merkle tree hash over leaf hashes (``EMPTY_ROOT`` for none).
+
+    Computed bottom-up: pairs are hashed left to right and a lone last node is carried
+    up unchanged, which gives the same root as RFC 6962's recursive definition.
+    """
+    if not leaves:
+        return EMPTY_ROOT
+    level = list(leaves)
+    while len(level) > 1:
+        nxt = [
+            _sha256(NODE_PREFIX + level[i] + level[i + 1]).digest()
+            for i in range(0, len(level) - 1, 2)
+        ]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
+def _split_point(n: int) -> int:
+    """Largest power of two strictly less than ``n`` (n >= 2)."""
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return k
+
+
+def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
+    """Audit path (RFC 6962 section 2.1.1) for leaf ``index`` among ``leaves`` (leaf hashes).
+
+    Raises:
+        ValueError: ``index`` is out of range.
+    """
+    if not 0 <= index < len(leaves):
+        raise ValueError(f"leaf index {index} out of range for {len(leaves)} leaves")
+
+    def path(m: int, lo: int, hi: int) -> list[bytes]:
+        n = hi - lo
+        if n == 1:
+            return []
+        k = _split_point(n)
+        if m < k:
+            return path(m, lo, lo + k) + [merkle_root(leaves[lo + k : hi])]
+        return path(m - k, lo + k, hi) + [merkle_root(leaves[lo : lo + k])]
+
+    return path(index, 0, len(leaves))
+
+
+def root_from_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes:
+    """Recompute the root from a leaf hash and its audit path (RFC 9162 2.1.3.2).
+
+    Raises:
+        ProofError: the proof has the wrong shape for ``index`` and ``size``.
+    """
+    if not 0 <= index < size:
+        raise ProofError(f"leaf index {index} out of range for tree size {size}")
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if len(p) != HASH_SIZE:
+            raise ProofError(f"proof element is {len(p)} bytes, want {HASH_SIZE}")
+        if sn == 0:
+            raise ProofError("proof is longer than the tree is deep")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("proof is shorter than the tree is deep")
+    return r
+
+
+def verify_inclusion(
+    encoded_reading: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
+) -> None:
+    """Check that ``encoded_reading`` is leaf ``index`` of the tree with ``root``.
+
+    Raises:
+        ProofError: it is not.
+    """
+    got = root_from_inclusion(leaf_hash(encoded_reading), index, size, proof)
+    if got != root:
+        raise ProofError(f"proof leads to root {got.hex()}, header says {root.hex()}")
+
+
+# --- sealed payloads -------------------------------------------------------------------
+
+
+def seal_payload(plain: bytes, recipient_pk: bytes, ephemeral_sk: bytes) -> bytes:
+    """Seal ``plain`` to an X25519 public key, as libsodium's ``crypto_box_seal``.
+
+    The ephemeral secret key is an argument so sealing is deterministic for test
+    vectors; callers pass 32 fresh random bytes. The result opens with
+    ``nacl.public.SealedBox(recipient_sk).decrypt``.
+    """
+    esk = nacl.public.PrivateKey(ephemeral_sk)
+    epk = bytes(esk.public_key)
+    nonce = blake2b(epk + recipient_pk, digest_size=24, encoder=RawEncoder)
+    box = nacl.public.Box(esk, nacl.public.PublicKey(recipient_pk))
+    return epk + box.encrypt(plain, nonce).ciphertext
+
+
+def open_payload(sealed: bytes, recipient_sk: bytes) -> bytes:
+    """Open a sealed payload with the utility's X25519 secret key.
+
+    Raises:
+        DecryptError: the key is wrong or the ciphertext was altered.
+    """
+    try:
+        return nacl.public.SealedBox(nacl.public.PrivateKey(recipient_sk)).decrypt(sealed)
+    except (nacl.exceptions.CryptoError, ValueError, TypeError) as exc:
+        raise DecryptError(f"sealed payload does not open with this key: {exc}") from None
+
+
+# --- blocks ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The signed part of a block; field order is the canonical encoding's."""
+
+    version: int
+    payload_encoding: PayloadEncoding
+    gateway_key: bytes
+    height: int
+    prev_hash: bytes
+    time_start_ms: int
+    time_end_ms: int
+    reading_count: int
+    merkle_root: bytes
+    payload_hash: bytes
+    recipient_key: bytes
+
+    def encode(self) -> bytes:
+        """The canonical 194-byte header."""
+        return _HEADER.pack(
+            HEADER_MAGIC,
+            self.version,
+            self.payload_encoding,
+            self.gateway_key,
+            self.height,
+            self.prev_hash,
+            self.time_start_ms,
+            self.time_end_ms,
+            self.reading_count,
+            self.merkle_root,
+            self.payload_hash,
+            self.recipient_key,
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Header:
+        """Parse a canonical header.
+
+        Raises:
+            MalformedError: wrong size, magic or field values.
+            UnsupportedVersionError: a version this code does not know.
+        """
+        if len(data) != HEADER_SIZE:
+            raise MalformedError(f"header is {len(data)} bytes, want {HEADER_SIZE}")
+        (magic, version, enc, key, height, prev, t0, t1, count, root, phash, rkey) = (
+            _HEADER.unpack(data)
+        )
+        if magic != HEADER_MAGIC:
+            raise MalformedError(f"header magic is {magic!r}, want {HEADER_MAGIC!r}")
+        if version != FORMAT_VERSION:
+            raise UnsupportedVersionError(
+                "unsupported block format version", expected=FORMAT_VERSION, actual=version,
+                height=height,
+            )
+        try:
+            encoding = PayloadEncoding(enc)
+        except ValueError:
+            raise MalformedError(f"unknown payload encoding {enc}", height=height) from None
+        if encoding is PayloadEncoding.PLAIN and rkey != ZERO_HASH:
+            raise MalformedError("plain block must have an all-zero recipient key", height=height)
+        if encoding is PayloadEncoding.SEALED and rkey == ZERO_HASH:
+            raise MalformedError("sealed block must name its recipient key", height=height)
+        if height >= 2**63:
+            raise MalformedError(f"height {height} is out of range", height=height)
+        if height == 0 and prev != ZERO_HASH:
+            raise MalformedError("genesis block must have an all-zero previous hash", height=0)
+        if t0 > MAX_TIMESTAMP_MS or t1 > MAX_TIMESTAMP_MS:
+            raise MalformedError("time span out of range", height=height)
+        if count > MAX_READINGS_PER_BLOCK:
+            raise MalformedError(f"reading count {count} over {MAX_READINGS_PER_BLOCK}",
+                                 height=height)
+        return cls(version, encoding, key, height, prev, t0, t1, count, root, phash, rkey)
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A signed block: header, signature and payload (plain or sealed readings)."""
+
+    header: Header
+    signature: bytes
+    payload: bytes
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    @property
+    def hash(self) -> bytes:
+        """The block hash: SHA-256(0x02 || canonical header)."""
+        return header_hash(self.header.encode())
+
+    def encode(self) -> bytes:
+        """The block record: header | signature | u32 payload length | payload."""
+        return b"".join(
+            (self.header.encode(), self.signature, _U32.pack(len(self.payload)), self.payload)
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Block:
+        """Parse one block record; the bytes must hold exactly one.
+
+        Raises:
+            MalformedError: the record is truncated, too long or its header is malformed.
+        """
+        fixed = HEADER_SIZE + SIGNATURE_SIZE + 4
+        if len(data) < fixed:
+            raise MalformedError(f"block record is {len(data)} bytes, shorter than {fixed}")
+        header = Header.decode(bytes(data[:HEADER_SIZE]))
+        sig = bytes(data[HEADER_SIZE : HEADER_SIZE + SIGNATURE_SIZE])
+        (plen,) = _U32.unpack_from(data, HEADER_SIZE + SIGNATURE_SIZE)
+        if plen > MAX_PAYLOAD_SIZE:
+            raise MalformedError(f"payload length {plen} over {MAX_PAYLOAD_SIZE}",
+                                 height=header.height)
+        if len(data) != fixed + plen:
+            raise MalformedError(
+                f"block record is {len(data)} bytes, header and length say {fixed + plen}",
+                height=header.height,
+            )
+        return cls(header, sig, bytes(data[fixed:]))
+
+
+def seal_block(
+    signing_key: bytes,
+    prev: Header | None,
+    readings: Sequence[Reading],
+    salts: Sequence[bytes],
+    time_start_ms: int,
+    time_end_ms: int,
+    *,
+    recipient_key: bytes | None = None,
+    ephemeral_sk: bytes | None = None,
+) -> Block:
+    """Seal readings into the block that follows ``prev`` (``None`` for genesis).
+
+    ``signing_key`` is the gateway's 32-byte Ed25519 seed. ``salts`` gives one 16-byte
+    salt per reading (random when the payload is sealed, so the public Merkle root
+    reveals nothing about low-entropy readings; may be zeros when plain). With
+    ``recipient_key`` the payload is sealed to that X25519 key using ``ephemeral_sk``.
+
+    Raises:
+        ValueError: inputs out of range (bad reading fields, time span, lengths).
+    """
+    if len(salts) != len(readings):
+        raise ValueError(f"{len(readings)} readings but {len(salts)} salts")
+    if len(readings) > MAX_READINGS_PER_BLOCK:
+        raise ValueError(f"at most {MAX_READINGS_PER_BLOCK} readings per block")
+    if not 0 <= time_start_ms <= time_end_ms <= MAX_TIMESTAMP_MS:
+        raise ValueError(f"bad time span {time_start_ms}..{time_end_ms}")
+    if prev is not None and time_start_ms < prev.time_end_ms:
+        raise ValueError(
+            f"time span starts at {time_start_ms}, before the previous block ended "
+            f"({prev.time_end_ms})"
+        )
+    sk = nacl.signing.SigningKey(signing_key)
+    encoded = [encode_reading(r, s) for r, s in zip(readings, salts, strict=True)]
+    root = merkle_root([_sha256(LEAF_PREFIX + e).digest() for e in encoded])
+    plain = encode_payload(encoded)
+    if recipient_key is None:
+        encoding, payload, rkey = PayloadEncoding.PLAIN, plain, ZERO_HASH
+    else:
+        if ephemeral_sk is None:
+            raise ValueError("sealing to a recipient key needs an ephemeral secret key")
+        if len(recipient_key) != KEY_SIZE or recipient_key == ZERO_HASH:
+            raise ValueError("recipient key must be a 32-byte X25519 public key")
+        encoding, rkey = PayloadEncoding.SEALED, bytes(recipient_key)
+        payload = seal_payload(plain, rkey, ephemeral_sk)
+    header = Header(
+        version=FORMAT_VERSION,
+        payload_encoding=encoding,
+        gateway_key=bytes(sk.verify_key),
+        height=0 if prev is None else prev.height + 1,
+        prev_hash=ZERO_HASH if prev is None else header_hash(prev.encode()),
+        time_start_ms=time_start_ms,
+        time_end_ms=time_end_ms,
+        reading_count=len(readings),
+        merkle_root=root,
+        payload_hash=payload_hash(payload),
+        recipient_key=rkey,
+    )
+    signature = sk.sign(header_hash(header.encode())).signature
+    return Block(header, signature, payload)
+
+
+def verify_signature(header: Header, signature: bytes) -> bytes:
+    """Check the gateway's signature over the header; return the block hash.
+
+    Raises:
+        SignatureError: the signature does not verify.
+    """
+    bhash = header_hash(header.encode())
+    try:
+        nacl.signing.VerifyKey(header.gateway_key).verify(bhash, signature)
+    except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
+        raise SignatureError(
+            f"signature does not verify for key {header.gateway_key.hex()}", height=header.height
+        ) from None
+    return bhash
+
+
+def check_plain_payload(header: Header, payload: bytes) -> list[bytes]:
+    """Check a plain payload against the header; return its encoded readings.
+
+    Raises:
+        MalformedError, CountMismatchError, MerkleMismatchError: it does not match.
+    """
+    h = header.height
+    try:
+        encoded = split_payload(payload)
+    except MalformedError as exc:
+        raise MalformedError(exc.message, height=h) from None
+    if len(encoded) != header.reading_count:
+        raise CountMismatchError(
+            "payload reading count differs from header", expected=header.reading_count,
+            actual=len(encoded), height=h,
+        )
+    for e in encoded:
+        try:
+            decode_reading(e)
+        except MalformedError as exc:
+            raise MalformedError(exc.message, height=h) from None
+    root = merkle_root([_sha256(LEAF_PREFIX + e).digest() for e in encoded])
+    if root != header.merkle_root:
+        raise MerkleMismatchError(
+            "readings do not hash to the header's Merkle root", expected=header.merkle_root,
+            actual=root, height=h,
+        )
+    return encoded
+
+
+def verify_block(block: Block) -> bytes:
+    """Check one block on its own: signature, payload hash and (if plain) Merkle root.
+
+    Sealed payloads are checked by their hash only; see :func:`open_block` for the
+    key holder's full check. Returns the block hash.
+
+    Raises:
+        ChainError: the first check that fails, with the block's height.
+    """
+    header = block.header
+    bhash = verify_signature(header, block.signature)
+    got = payload_hash(block.payload)
+    if got != header.payload_hash:
+        raise PayloadHashMismatchError(
+            "payload bytes do not hash to the header's payload hash",
+            expected=header.payload_hash, actual=got, height=header.height,
+        )
+    if header.payload_encoding is PayloadEncoding.PLAIN:
+        check_plain_payload(header, block.payload)
+    return bhash
+
+
+def check_link(prev: Header, prev_hash: bytes, header: Header) -> None:
+    """Check that ``header`` may follow ``prev`` (whose hash is ``prev_hash``).
+
+    Raises:
+        HeightError, KeyChangeError, BrokenLinkError, TimeError: it may not.
+    """
+    h = header.height
+    if h != prev.height + 1:
+        raise HeightError("block height is not the next one", expected=prev.height + 1,
+                          actual=h, height=h)
+    if header.gateway_key != prev.gateway_key:
+        raise KeyChangeError("block signed by a different gateway key",
+                             expected=prev.gateway_key, actual=header.gateway_key, height=h)
+    if header.prev_hash != prev_hash:
+        raise BrokenLinkError("previous-hash field is not the previous block's hash",
+                              expected=prev_hash, actual=header.prev_hash, height=h)
+    if header.time_start_ms < prev.time_end_ms:
+        raise TimeError(
+            f"time span starts at {header.time_start_ms}, before the previous block ended "
+            f"at {prev.time_end_ms}", height=h,
+        )
+
+
+def check_time(header: Header, now_ms: int, max_future_ms: int) -> None:
+    """Check a block's time span is ordered and not beyond ``now_ms + max_future_ms``.
+
+    Raises:
+        TimeError: the span is inverted or lies in the future.
+    """
+    if header.time_start_ms > header.time_end_ms:
+        raise TimeError(
+            f"time span is inverted ({header.time_start_ms} > {header.time_end_ms})",
+            height=header.height,
+        )
+    if header.time_end_ms > now_ms + max_future_ms:
+        raise TimeError(
+            f"time span ends at {header.time_end_ms}, more than {max_future_ms} ms after "
+            f"now ({now_ms})", height=header.height,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """Where a verified chain stands: last header and its hash."""
+
+    header: Header
+    hash: bytes
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+
+class ChainVerifier:
+    """Verifies a chain block by block, keeping only the head.
+
+    Start from genesis (``head=None``) or from a trusted head (e.g. a replica's stored
+    head). ``gateway_key`` pins the expected key; otherwise the genesis block's key
+    is adopted. Feed blocks in order with :meth:`add`.
+    """
+
+    def __init__(self, head: ChainHead | None = None, gateway_key: bytes | None = None) -> None:
+        self.head = head
+        self.gateway_key = gateway_key if gateway_key is not None else (
+            head.header.gateway_key if head else None
+        )
+
+    def add(self, block: Block) -> ChainHead:
+        """Verify ``block`` as the next one and advance the head.
+
+        Raises:
+            ChainError: the block is invalid or does not follow the head.
+        """
+        header = block.header
+        if self.head is None:
+            if header.height != 0:
+                raise HeightError("chain does not start at genesis", expected=0,
+                                  actual=header.height, height=header.height)
+        else:
+            check_link(self.head.header, self.head.hash, header)
+        if self.gateway_key is not None and header.gateway_key != self.gateway_key:
+            raise KeyChangeError("block signed by a different gateway key",
+                                 expected=self.gateway_key, actual=header.gateway_key,
+                                 height=header.height)
+        if header.time_start_ms > header.time_end_ms:
+            raise TimeError("time span is inverted", height=header.height)
+        bhash = verify_block(block)
+        self.gateway_key = header.gateway_key
+        self.head = ChainHead(header, bhash)
+        return self.head
+
+
+def verify_chain(
+    blocks: Iterable[Block], *, head: ChainHead | None = None, gateway_key: bytes | None = None
+) -> ChainHead | None:
+    """Verify blocks in order (from genesis, or after ``head``); return the new head.
+
+    Returns ``head`` unchanged (``None`` from genesis) when there are no blocks.
+
+    Raises:
+        ChainError: naming the first failing height and why.
+    """
+    v = ChainVerifier(head, gateway_key)
+    for block in blocks:
+        v.add(block)
+    return v.head
+
+
+def decode_blocks(records: Iterable[bytes]) -> Iterator[Block]:
+    """Decode block records lazily (a convenience for verify_chain)."""
+    for rec in records:
+        yield Block.decode(rec)
+
+
+# --- reading the contents --------------------------------------------------------------
+
+
+def block_readings(block: Block, recipient_sk: bytes | None = None) -> list[tuple[Reading, bytes]]:
+    """The readings of a block with their salts, checked against the header's Merkle root.
+
+    A sealed block needs the utility's X25519 secret key.
+
+    Raises:
+        DecryptError: sealed and no or the wrong key.
+        ChainError: the contents do not match the header.
+    """
+    header = block.header
+    if header.payload_encoding is PayloadEncoding.SEALED:
+        if recipient_sk is None:
+            raise DecryptError("block payload is sealed; the utility's key is needed",
+                               height=header.height)
+        plain = open_payload(block.payload, recipient_sk)
+    else:
+        plain = block.payload
+    encoded = check_plain_payload(header, plain)
+    return [decode_reading(e) for e in encoded]
+
+
+def open_block(block: Block, recipient_sk: bytes) -> list[Reading]:
+    """Verify a block fully as the key holder: signature, payload hash, decryption, root.
+
+    Raises:
+        ChainError: any check fails.
+    """
+    verify_block(block)
+    return [r for r, _ in block_readings(block, recipient_sk)]
+
+
+# --- inclusion proofs ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    """Proof that one reading is in a signed block, revealing no other reading."""
+
+    header: Header
+    signature: bytes
+    index: int
+    encoded_reading: bytes
+    path: tuple[bytes, ...]
+
+    def verify(self, gateway_key: bytes | None = None) -> Reading:
+        """Check the header's signature (and key, if given) and the audit path.
+
+        Returns the proven reading.
+
+        Raises:
+            ChainError: any check fails.
+        """
+        if gateway_key is not None and self.header.gateway_key != gateway_key:
+            raise KeyChangeError("proof is for a different gateway key", expected=gateway_key,
+                                 actual=self.header.gateway_key, height=self.header.height)
+        verify_signature(self.header, self.signature)
+        try:
+            verify_inclusion(self.encoded_reading, self.index, self.header.reading_count,
+                             self.path, self.header.merkle_root)
+        except ProofError as exc:
+            raise ProofError(exc.message, height=self.header.height) from None
+        reading, _ = decode_reading(self.encoded_reading)
+        return reading
+
+
+def prove_reading(block: Block, index: int, recipient_sk: bytes | None = None) -> InclusionProof:
+    """Build the inclusion proof of reading ``index`` of ``block``.
+
+    Raises:
+        ValueError: index out of range.
+        ChainError: the block's contents do not match its header (or cannot be opened).
+    """
+    pairs = block_readings(block, recipient_sk)
+    encoded = [encode_reading(r, s) for r, s in pairs]
+    if not 0 <= index < len(encoded):
+        raise ValueError(f"reading index {index} out of range (block has {len(encoded)})")
+    leaves = [leaf_hash(e) for e in encoded]
+    return InclusionProof(block.header, block.signature, index, encoded[index],
+                          tuple(inclusion_proof(leaves, index)))
+
+
+# --- fork evidence ---------------------------------------------------------------------
+
+
+def verify_fork(a: Header, sig_a: bytes, b: Header, sig_b: bytes) -> int:
+    """Check fork evidence: two different headers, one key, one height, both signed.
+
+    Returns the height of the fork.
+
+    Raises:
+        ForkError: the evidence does not show a fork.
+        SignatureError: one of the signatures does not verify.
+    """
+    if a.gateway_key != b.gateway_key:
+        raise ForkError("headers are signed by different keys")
+    if a.height != b.height:
+        raise ForkError(f"headers are at different heights ({a.height}, {b.height})")
+    if a.encode() == b.encode():
+        raise ForkError("headers are identical", height=a.height)
+    verify_signature(a, sig_a)
+    verify_signature(b, sig_b)
+    return a.height
+
+
+__all__ = [
+    "Block",
+    "ChainError",
+    "ChainHead",
+    "ChainVerifier",
+    "ClockSource",
+    "Header",
+    "InclusionProof",
+    "PayloadEncoding",
+    "Quality",
+    "Reading",
+    "block_readings",
+    "check_link",
+    "check_time",
+    "decode_reading",
+    "encode_reading",
+    "merkle_root",
+    "open_block",
+    "prove_reading",
+    "seal_block",
+    "verify_block",
+    "verify_chain",
+    "verify_fork",
+]
