@@ -1,0 +1,6 @@
+"""The one place listing built-in drivers: importing a module registers its driver(s).
+
+Adding a protocol is one module and one line here.
+"""
+
+# Each import registers its driver names with drivers.base.register on import.
