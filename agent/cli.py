@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import sys
 from collections.abc import Sequence
@@ -28,11 +29,19 @@ EXIT_FAILURE = 1  # the command ran and found a problem (bad chain, discrepancy)
 EXIT_USAGE = 2  # bad input: missing path, bad config, unreadable key
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("meterchain")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meterchain",
         description="Trustworthy meter data at the edge: signed, hash-chained meter readings.",
     )
+    parser.add_argument("--version", action="version", version=f"meterchain {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
