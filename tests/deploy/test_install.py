@@ -1,0 +1,189 @@
+"""deploy/install.sh into a staging root: files, owners, modes, upgrade, uninstall, purge.
+
+The install runs from a wheelhouse built by deploy/build-wheelhouse.sh, so it also shows
+that the offline path works: pip is told --no-index and can only use the wheelhouse.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+INSTALL = REPO / "deploy" / "install.sh"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheelhouse")
+    subprocess.run(
+        ["bash", str(REPO / "deploy" / "build-wheelhouse.sh"), "-o", str(out)],
+        check=True, capture_output=True, text=True,
+    )
+    assert any(out.glob("meterchain-*.whl")), "wheelhouse has no meterchain wheel"
+    return out
+
+
+def _seed_root(root: Path) -> None:
+    """A staging root with the host's user database minus any meterchain entries."""
+    (root / "etc").mkdir(parents=True)
+    for name in ("passwd", "group", "shadow", "gshadow"):
+        src = Path("/etc") / name
+        if not src.exists():
+            continue
+        lines = [ln for ln in src.read_text().splitlines(keepends=True)
+                 if not ln.startswith("meterchain")]
+        (root / "etc" / name).write_text("".join(lines))
+        os.chmod(root / "etc" / name, src.stat().st_mode & 0o777)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(INSTALL), *args], capture_output=True, text=True)
+
+
+def _entry(root: Path, db: str, name: str) -> list[str] | None:
+    for line in (root / "etc" / db).read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            return fields
+    return None
+
+
+def _owner(root: Path, path: Path) -> tuple[str, str]:
+    st = path.stat()
+    users = {int(f[2]): f[0] for f in (ln.split(":") for ln in
+             (root / "etc/passwd").read_text().splitlines())}
+    groups = {int(f[2]): f[0] for f in (ln.split(":") for ln in
+              (root / "etc/group").read_text().splitlines())}
+    return users[st.st_uid], groups[st.st_gid]
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Mode and owners of everything outside the virtual environment."""
+    snap = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if rel.startswith("opt/meterchain/lib") or "__pycache__" in rel:
+            continue
+        st = p.lstat()
+        snap[rel] = (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+    return snap
+
+
+def test_install_upgrade_uninstall_purge(tmp_path: Path, wheelhouse: Path) -> None:
+    root = tmp_path / "root"
+    _seed_root(root)
+
+    first = _run("--root", str(root), "--wheelhouse", str(wheelhouse))
+    assert first.returncode == 0, first.stderr
+
+    # the user, in dialout
+    user = _entry(root, "passwd", "meterchain")
+    assert user is not None and user[6] == "/usr/sbin/nologin"
+    dialout = _entry(root, "group", "dialout")
+    assert dialout is not None and "meterchain" in dialout[3].split(",")
+
+    # the program
+    mc = root / "opt/meterchain/bin/meterchain"
+    version = subprocess.run([str(mc), "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("meterchain ")
+
+    # config: root-owned, readable by the service group, never world-readable
+    cfg = root / "etc/meterchain/agent.toml"
+    assert _owner(root, cfg) == ("root", "meterchain") and _mode(cfg) == 0o640
+    assert cfg.read_text() == (REPO / "deploy/agent.example.toml").read_text()
+    assert _mode(root / "etc/meterchain") == 0o750
+
+    # state and the key generated on the device
+    state = root / "var/lib/meterchain"
+    assert _owner(root, state) == ("meterchain", "meterchain") and _mode(state) == 0o700
+    key = state / "keys/gateway.key"
+    pub = state / "keys/gateway.pub"
+    assert _owner(root, key) == ("meterchain", "meterchain") and _mode(key) == 0o600
+    pubhex = pub.read_text().strip()
+    assert len(pubhex) == 64 and pubhex in first.stdout
+    assert key.read_text().strip() not in first.stdout + first.stderr
+
+    # the unit, enabled
+    unit = root / "etc/systemd/system/meterchain-agent.service"
+    assert unit.read_text() == (REPO / "systemd/meterchain-agent.service").read_text()
+    wants = root / "etc/systemd/system/multi-user.target.wants/meterchain-agent.service"
+    assert wants.is_symlink()
+
+    # second run: an in-place upgrade that keeps config and key
+    cfg.write_text(cfg.read_text() + "\n# edited by the installer\n")
+    edited = cfg.read_text()
+    key_before = key.read_bytes()
+    before = _snapshot(root)
+    second = _run("--root", str(root), "--wheelhouse", str(wheelhouse))
+    assert second.returncode == 0, second.stderr
+    assert cfg.read_text() == edited
+    assert key.read_bytes() == key_before
+    assert pubhex in second.stdout and "kept existing gateway key" in second.stdout
+    assert _snapshot(root) == before
+
+    # uninstall keeps data, keys and the user
+    gone = _run("--root", str(root), "--uninstall")
+    assert gone.returncode == 0, gone.stderr
+    assert not (root / "opt/meterchain").exists()
+    assert not unit.exists() and not wants.exists()
+    assert cfg.read_text() == edited and key.read_bytes() == key_before
+    assert _entry(root, "passwd", "meterchain") is not None
+
+    # reinstall after uninstall finds the same key
+    again = _run("--root", str(root), "--wheelhouse", str(wheelhouse))
+    assert again.returncode == 0, again.stderr
+    assert key.read_bytes() == key_before
+
+    # purge removes everything of ours
+    purge = _run("--root", str(root), "--uninstall", "--purge")
+    assert purge.returncode == 0, purge.stderr
+    for p in ("opt/meterchain", "etc/meterchain", "var/lib/meterchain",
+              "etc/systemd/system/meterchain-agent.service"):
+        assert not (root / p).exists(), p
+    assert _entry(root, "passwd", "meterchain") is None
+    dialout = _entry(root, "group", "dialout")
+    assert dialout is not None and "meterchain" not in dialout[3].split(",")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--purge"], "--purge goes with --uninstall"),
+        (["--bogus"], "unknown option: --bogus"),
+        (["--root", "/nonexistent/meterchain-root"], "is not a directory"),
+    ],
+)
+def test_bad_arguments_fail_with_a_clear_line(args: list[str], message: str) -> None:
+    proc = _run(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+def test_staging_root_without_user_database_is_refused(tmp_path: Path) -> None:
+    proc = _run("--root", str(tmp_path))
+    assert proc.returncode == 2
+    assert "no etc/passwd" in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_wrong_wheelhouse_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    _seed_root(root)
+    empty = tmp_path / "empty-wheelhouse"
+    empty.mkdir()
+    proc = _run("--root", str(root), "--wheelhouse", str(empty))
+    assert proc.returncode == 2
+    assert "install from wheelhouse" in proc.stderr
+    shutil.rmtree(root)
