@@ -114,8 +114,17 @@ class ChainError(MeterchainError):
     def __init__(self, message: str, *, height: int | None = None) -> None:
         self.height = height
         self.message = message
-        at = f"height {height}: " if height is not None else ""
-        super().__init__(f"{at}{self.reason}: {message}")
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        at = f"height {self.height}: " if self.height is not None else ""
+        return f"{at}{self.reason}: {self.message}"
+
+    def at_height(self, height: int) -> ChainError:
+        """Set the height the error is reported at (e.g. the chain position) and return self."""
+        self.height = height
+        self.args = (self._render(),)
+        return self
 
 
 class MismatchError(ChainError):

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import nacl.exceptions
 import nacl.public
 import nacl.signing
-from nacl.hash import blake2b
 from nacl.encoding import RawEncoder
+from nacl.hash import blake2b
 
 from agent.errors import (
     BrokenLinkError,
@@ -217,8 +217,10 @@ def encode_reading(r: Reading, salt: bytes) -> bytes:
     Raises:
         ValueError: a field is out of its documented range.
     """
-    if len(salt) != SALT_SIZE:
-        raise ValueError(f"salt must be {SALT_SIZE} bytes, got {len(salt)}")
+    if not isinstance(salt, bytes | bytearray) or len(salt) != SALT_SIZE:
+        raise ValueError(f"salt must be {SALT_SIZE} bytes, got {salt!r:.40}")
+    if not isinstance(r.meter_id, str) or not isinstance(r.unit, str):
+        raise ValueError("meter_id and unit must be text")
     mid = r.meter_id.encode("utf-8")
     if not 1 <= len(mid) <= MAX_METER_ID_BYTES:
         raise ValueError(f"meter_id must be 1..{MAX_METER_ID_BYTES} UTF-8 bytes: {r.meter_id!r}")
@@ -233,9 +235,9 @@ def encode_reading(r: Reading, salt: bytes) -> bytes:
         raise ValueError(f"exponent must be an integer in -128..127: {r.exponent!r}")
     if type(r.timestamp_ms) is not int or not 0 <= r.timestamp_ms <= MAX_TIMESTAMP_MS:
         raise ValueError(f"timestamp_ms must be an integer in 0..2**63-1: {r.timestamp_ms!r}")
-    if not 0 <= r.quality <= KNOWN_QUALITY_BITS:
+    if not isinstance(r.quality, int) or not 0 <= r.quality <= KNOWN_QUALITY_BITS:
         raise ValueError(f"quality has unknown bits: {r.quality:#x}")
-    clock = ClockSource(r.clock)
+    clock = ClockSource(r.clock)  # ValueError when not a clock source
     return b"".join(
         (
             salt,
@@ -282,6 +284,54 @@ def decode_reading(data: bytes) -> tuple[Reading, bytes]:
     if canonical != data:
         raise MalformedError("reading is not in canonical form")
     return reading, salt
+
+
+_READING_MIN_SIZE = SALT_SIZE + 1 + 1 + 6 + _READING_VALUE.size + _READING_TIME.size  # 45
+_AFTER_ID = 6 + _READING_VALUE.size + _READING_TIME.size  # obis, value, exponent, ulen, tail
+_ASCII_ID_RE = re.compile(rb"[\x20-\x7e]{1,%d}" % MAX_METER_ID_BYTES)
+_CONTROL_RE = re.compile(rb"[\x00-\x1f\x7f]")
+_UNIT_BYTES_RE = re.compile(rb"[A-Za-z0-9%%/]{0,%d}" % MAX_UNIT_BYTES)
+_TAIL_UNPACK = _READING_TIME.unpack_from
+_UNKNOWN_QUALITY = 0xFFFF & ~KNOWN_QUALITY_BITS
+
+
+def reading_encoding_error(data: bytes) -> str | None:
+    """Why ``data`` is not one canonical reading, or ``None`` when it is.
+
+    A structural check that accepts exactly the bytes :func:`decode_reading` accepts
+    (decode, then re-encode and compare), without building a :class:`Reading`; the
+    test suite proves the two agree. Used on the verification hot path.
+    """
+    n = len(data)
+    if n < _READING_MIN_SIZE:
+        return f"reading is {n} bytes, shorter than the minimum {_READING_MIN_SIZE}"
+    mlen = data[SALT_SIZE]
+    if not 1 <= mlen <= MAX_METER_ID_BYTES:
+        return f"meter id length {mlen} is not in 1..{MAX_METER_ID_BYTES}"
+    p = SALT_SIZE + 1 + mlen
+    if n < p + _AFTER_ID:
+        return f"reading is {n} bytes, too short for its {mlen}-byte meter id"
+    ulen = data[p + 15]
+    if n != p + _AFTER_ID + ulen:
+        return f"reading is {n} bytes, its length fields say {p + _AFTER_ID + ulen}"
+    mid = data[SALT_SIZE + 1 : p]
+    if _ASCII_ID_RE.fullmatch(mid) is None:
+        try:
+            mid.decode("utf-8")
+        except UnicodeDecodeError:
+            return "meter id is not well-formed UTF-8"
+        if _CONTROL_RE.search(mid):
+            return "meter id contains a control character"
+    if ulen and _UNIT_BYTES_RE.fullmatch(data, p + 16, p + 16 + ulen) is None:
+        return f"unit must be 0..{MAX_UNIT_BYTES} of [A-Za-z0-9%/]"
+    ts, clock, quality = _TAIL_UNPACK(data, n - _READING_TIME.size)
+    if ts > MAX_TIMESTAMP_MS:
+        return f"timestamp {ts} is over 2**63-1"
+    if clock > 1:
+        return f"unknown clock source {clock}"
+    if quality & _UNKNOWN_QUALITY:
+        return f"quality has unknown bits: {quality:#x}"
+    return None
 
 
 def encode_payload(encoded_readings: Sequence[bytes]) -> bytes:
@@ -457,6 +507,30 @@ def open_payload(sealed: bytes, recipient_sk: bytes) -> bytes:
 
 # --- blocks ----------------------------------------------------------------------------
 
+MAX_HEIGHT = 2**63 - 1
+_ENCODINGS = frozenset(int(e) for e in PayloadEncoding)
+_MAGIC_VERSION = len(HEADER_MAGIC) + 1
+RECORD_OVERHEAD = HEADER_SIZE + SIGNATURE_SIZE + 4
+"""Bytes of a block record besides its payload: header, signature, payload length."""
+
+
+def _check_magic_version(data: bytes) -> None:
+    """The first check of a header or record: magic, then version (before any layout).
+
+    Raises:
+        MalformedError: fewer than 5 bytes or the wrong magic.
+        UnsupportedVersionError: a version other than ``FORMAT_VERSION``.
+    """
+    if len(data) < _MAGIC_VERSION:
+        raise MalformedError(f"{len(data)} bytes cannot hold magic and version")
+    if data[:4] != HEADER_MAGIC:
+        raise MalformedError(f"magic is {bytes(data[:4])!r}, want {HEADER_MAGIC!r}")
+    if data[4] != FORMAT_VERSION:
+        raise UnsupportedVersionError(
+            "unsupported block format version", expected=FORMAT_VERSION, actual=data[4]
+        )
+
+
 
 @dataclass(frozen=True, slots=True)
 class Header:
@@ -499,36 +573,54 @@ class Header:
             MalformedError: wrong size, magic or field values.
             UnsupportedVersionError: a version this code does not know.
         """
+        _check_magic_version(data)
         if len(data) != HEADER_SIZE:
             raise MalformedError(f"header is {len(data)} bytes, want {HEADER_SIZE}")
-        (magic, version, enc, key, height, prev, t0, t1, count, root, phash, rkey) = (
+        (_, version, enc, key, height, prev, t0, t1, count, root, phash, rkey) = (
             _HEADER.unpack(data)
         )
-        if magic != HEADER_MAGIC:
-            raise MalformedError(f"header magic is {magic!r}, want {HEADER_MAGIC!r}")
-        if version != FORMAT_VERSION:
+        header = cls(version, enc, key, height, prev, t0, t1, count, root, phash, rkey)
+        header.validate()
+        object.__setattr__(header, "payload_encoding", PayloadEncoding(enc))
+        return header
+
+    def validate(self) -> None:
+        """Check every field is in its documented range (the spec's header checks, in order).
+
+        ``Header.decode`` calls this; :func:`verify_block` calls it for headers built in code.
+
+        Raises:
+            UnsupportedVersionError: the version is not ``FORMAT_VERSION``.
+            MalformedError: a field is out of range or inconsistent with another.
+        """
+        height = self.height
+        if self.version != FORMAT_VERSION:
             raise UnsupportedVersionError(
-                "unsupported block format version", expected=FORMAT_VERSION, actual=version,
-                height=height,
+                "unsupported block format version", expected=FORMAT_VERSION, actual=self.version
             )
-        try:
-            encoding = PayloadEncoding(enc)
-        except ValueError:
-            raise MalformedError(f"unknown payload encoding {enc}", height=height) from None
-        if encoding is PayloadEncoding.PLAIN and rkey != ZERO_HASH:
-            raise MalformedError("plain block must have an all-zero recipient key", height=height)
-        if encoding is PayloadEncoding.SEALED and rkey == ZERO_HASH:
-            raise MalformedError("sealed block must name its recipient key", height=height)
-        if height >= 2**63:
-            raise MalformedError(f"height {height} is out of range", height=height)
-        if height == 0 and prev != ZERO_HASH:
-            raise MalformedError("genesis block must have an all-zero previous hash", height=0)
-        if t0 > MAX_TIMESTAMP_MS or t1 > MAX_TIMESTAMP_MS:
-            raise MalformedError("time span out of range", height=height)
-        if count > MAX_READINGS_PER_BLOCK:
-            raise MalformedError(f"reading count {count} over {MAX_READINGS_PER_BLOCK}",
+        if self.payload_encoding not in _ENCODINGS:
+            raise MalformedError(f"unknown payload encoding {self.payload_encoding}",
                                  height=height)
-        return cls(version, encoding, key, height, prev, t0, t1, count, root, phash, rkey)
+        for name in ("gateway_key", "prev_hash", "merkle_root", "payload_hash", "recipient_key"):
+            value = getattr(self, name)
+            if not isinstance(value, bytes) or len(value) != HASH_SIZE:
+                raise MalformedError(f"{name} must be {HASH_SIZE} bytes", height=height)
+        rkey = self.recipient_key
+        if self.payload_encoding == PayloadEncoding.PLAIN and rkey != ZERO_HASH:
+            raise MalformedError("plain block must have an all-zero recipient key", height=height)
+        if self.payload_encoding == PayloadEncoding.SEALED and rkey == ZERO_HASH:
+            raise MalformedError("sealed block must name its recipient key", height=height)
+        if not 0 <= height <= MAX_HEIGHT:
+            raise MalformedError(f"height {height} is out of range 0..2**63-1", height=height)
+        if height == 0 and self.prev_hash != ZERO_HASH:
+            raise MalformedError("genesis block must have an all-zero previous hash", height=0)
+        if not (0 <= self.time_start_ms <= MAX_TIMESTAMP_MS
+                and 0 <= self.time_end_ms <= MAX_TIMESTAMP_MS):
+            raise MalformedError("time span out of range 0..2**63-1", height=height)
+        if not 0 <= self.reading_count <= MAX_READINGS_PER_BLOCK:
+            raise MalformedError(
+                f"reading count {self.reading_count} over {MAX_READINGS_PER_BLOCK}", height=height
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -561,7 +653,8 @@ class Block:
         Raises:
             MalformedError: the record is truncated, too long or its header is malformed.
         """
-        fixed = HEADER_SIZE + SIGNATURE_SIZE + 4
+        _check_magic_version(data)
+        fixed = RECORD_OVERHEAD
         if len(data) < fixed:
             raise MalformedError(f"block record is {len(data)} bytes, shorter than {fixed}")
         header = Header.decode(bytes(data[:HEADER_SIZE]))
@@ -611,6 +704,8 @@ def seal_block(
             f"({prev.time_end_ms})"
         )
     sk = nacl.signing.SigningKey(signing_key)
+    if prev is not None and bytes(sk.verify_key) != prev.gateway_key:
+        raise ValueError("signing key is not the key of the chain being extended")
     encoded = [encode_reading(r, s) for r, s in zip(readings, salts, strict=True)]
     root = merkle_root([_sha256(LEAF_PREFIX + e).digest() for e in encoded])
     plain = encode_payload(encoded)
@@ -659,6 +754,10 @@ def verify_signature(header: Header, signature: bytes) -> bytes:
 def check_plain_payload(header: Header, payload: bytes) -> list[bytes]:
     """Check a plain payload against the header; return its encoded readings.
 
+    Checks in the order the spec gives: the payload splits into length-prefixed
+    readings, their number is the header's reading count, each is canonical, and
+    their leaf hashes give the header's Merkle root.
+
     Raises:
         MalformedError, CountMismatchError, MerkleMismatchError: it does not match.
     """
@@ -672,12 +771,14 @@ def check_plain_payload(header: Header, payload: bytes) -> list[bytes]:
             "payload reading count differs from header", expected=header.reading_count,
             actual=len(encoded), height=h,
         )
-    for e in encoded:
-        try:
-            decode_reading(e)
-        except MalformedError as exc:
-            raise MalformedError(exc.message, height=h) from None
-    root = merkle_root([_sha256(LEAF_PREFIX + e).digest() for e in encoded])
+    check = reading_encoding_error
+    leaves = []
+    for i, e in enumerate(encoded):
+        why = check(e)
+        if why is not None:
+            raise MalformedError(f"reading {i}: {why}", height=h)
+        leaves.append(_sha256(LEAF_PREFIX + e).digest())
+    root = merkle_root(leaves)
     if root != header.merkle_root:
         raise MerkleMismatchError(
             "readings do not hash to the header's Merkle root", expected=header.merkle_root,
@@ -696,6 +797,7 @@ def verify_block(block: Block) -> bytes:
         ChainError: the first check that fails, with the block's height.
     """
     header = block.header
+    header.validate()
     bhash = verify_signature(header, block.signature)
     got = payload_hash(block.payload)
     if got != header.payload_hash:
@@ -703,7 +805,7 @@ def verify_block(block: Block) -> bytes:
             "payload bytes do not hash to the header's payload hash",
             expected=header.payload_hash, actual=got, height=header.height,
         )
-    if header.payload_encoding is PayloadEncoding.PLAIN:
+    if header.payload_encoding == PayloadEncoding.PLAIN:
         check_plain_payload(header, block.payload)
     return bhash
 
@@ -766,7 +868,10 @@ class ChainVerifier:
 
     Start from genesis (``head=None``) or from a trusted head (e.g. a replica's stored
     head). ``gateway_key`` pins the expected key; otherwise the genesis block's key
-    is adopted. Feed blocks in order with :meth:`add`.
+    is adopted. Feed blocks in order with :meth:`add` (or raw records with
+    :meth:`add_record`). A failing block leaves the head unchanged, and the error's
+    ``height`` is the chain position that failed (``next_height``), whatever height
+    the bad block claims.
     """
 
     def __init__(self, head: ChainHead | None = None, gateway_key: bytes | None = None) -> None:
@@ -775,12 +880,35 @@ class ChainVerifier:
             head.header.gateway_key if head else None
         )
 
+    @property
+    def next_height(self) -> int:
+        """The height the next block must have."""
+        return 0 if self.head is None else self.head.header.height + 1
+
     def add(self, block: Block) -> ChainHead:
         """Verify ``block`` as the next one and advance the head.
 
         Raises:
             ChainError: the block is invalid or does not follow the head.
         """
+        try:
+            return self._add(block)
+        except ChainError as exc:
+            raise exc.at_height(self.next_height) from None
+
+    def add_record(self, record: bytes) -> ChainHead:
+        """Decode one block record and :meth:`add` it.
+
+        Raises:
+            ChainError: the record is malformed, or the block is invalid or does not follow.
+        """
+        try:
+            block = Block.decode(record)
+        except ChainError as exc:
+            raise exc.at_height(self.next_height) from None
+        return self.add(block)
+
+    def _add(self, block: Block) -> ChainHead:
         header = block.header
         if self.head is None:
             if header.height != 0:
@@ -793,7 +921,10 @@ class ChainVerifier:
                                  expected=self.gateway_key, actual=header.gateway_key,
                                  height=header.height)
         if header.time_start_ms > header.time_end_ms:
-            raise TimeError("time span is inverted", height=header.height)
+            raise TimeError(
+                f"time span is inverted ({header.time_start_ms} > {header.time_end_ms})",
+                height=header.height,
+            )
         bhash = verify_block(block)
         self.gateway_key = header.gateway_key
         self.head = ChainHead(header, bhash)
@@ -808,11 +939,28 @@ def verify_chain(
     Returns ``head`` unchanged (``None`` from genesis) when there are no blocks.
 
     Raises:
-        ChainError: naming the first failing height and why.
+        ChainError: naming the first failing height (chain position) and why.
     """
     v = ChainVerifier(head, gateway_key)
     for block in blocks:
         v.add(block)
+    return v.head
+
+
+def verify_records(
+    records: Iterable[bytes], *, head: ChainHead | None = None, gateway_key: bytes | None = None
+) -> ChainHead | None:
+    """Like :func:`verify_chain` over raw block records (decoding is part of verification).
+
+    A record that does not decode (truncated, trailing bytes, bad magic or version) is
+    reported at the height it should have had.
+
+    Raises:
+        ChainError: naming the first failing height and why.
+    """
+    v = ChainVerifier(head, gateway_key)
+    for record in records:
+        v.add_record(record)
     return v.head
 
 
@@ -835,7 +983,7 @@ def block_readings(block: Block, recipient_sk: bytes | None = None) -> list[tupl
         ChainError: the contents do not match the header.
     """
     header = block.header
-    if header.payload_encoding is PayloadEncoding.SEALED:
+    if header.payload_encoding == PayloadEncoding.SEALED:
         if recipient_sk is None:
             raise DecryptError("block payload is sealed; the utility's key is needed",
                                height=header.height)
@@ -952,4 +1100,5 @@ __all__ = [
     "verify_block",
     "verify_chain",
     "verify_fork",
+    "verify_records",
 ]
