@@ -65,7 +65,7 @@ USER_NAME=meterchain
 OPT="$ROOT/opt/meterchain"
 ETC="$ROOT/etc/meterchain"
 STATE="$ROOT/var/lib/meterchain"
-KEYS="$STATE/keys"
+KEYS="$STATE"  # gateway.key / gateway.pub, as key_path in agent.example.toml
 UNITDIR="$ROOT/etc/systemd/system"
 UNITS=(meterchain-agent.service)
 [ "$REPLICA" -eq 0 ] || UNITS+=(meterchain-replica.service)
@@ -135,8 +135,8 @@ install_config_and_state() {
   else
     say "kept existing /etc/meterchain/agent.toml"
   fi
-  install -d -m 0700 "$STATE" "$KEYS"
-  own "$USER_NAME" "$USER_NAME" "$STATE" "$KEYS"
+  install -d -m 0700 "$STATE"
+  own "$USER_NAME" "$USER_NAME" "$STATE"
   if [ ! -e "$KEYS/gateway.key" ]; then
     "$OPT/bin/meterchain" keygen --out "$KEYS" >/dev/null
     own "$USER_NAME" "$USER_NAME" "$KEYS/gateway.key" "$KEYS/gateway.pub"

@@ -108,8 +108,8 @@ def test_install_upgrade_uninstall_purge(tmp_path: Path, wheelhouse: Path) -> No
     # state and the key generated on the device
     state = root / "var/lib/meterchain"
     assert _owner(root, state) == ("meterchain", "meterchain") and _mode(state) == 0o700
-    key = state / "keys/gateway.key"
-    pub = state / "keys/gateway.pub"
+    key = state / "gateway.key"
+    pub = state / "gateway.pub"
     assert _owner(root, key) == ("meterchain", "meterchain") and _mode(key) == 0o600
     pubhex = pub.read_text().strip()
     assert len(pubhex) == 64 and pubhex in first.stdout
