@@ -1,0 +1,351 @@
+"""Comparing copies of gateway ledgers across replicas: the pure part of ``meterchain audit``.
+
+Nothing here opens a socket or a file. :mod:`replica.auditor` fetches heads, served
+hashes and block records from each replica and hands them to these functions, which
+decide what differs:
+
+- ``missing-gateway``: a replica does not know a gateway another replica holds;
+- ``lagging``: a replica's chain is a strict prefix of the reference copy;
+- ``missing-blocks``: a replica claims a head but does not serve every block up to it;
+- ``fork``: two replicas hold different, validly signed blocks at one height (or a
+  replica recorded fork evidence);
+- ``tampered``: a replica serves a block whose bytes do not verify, a head or block
+  hash that differs from its block's bytes, or fork evidence that does not verify.
+
+The first divergent height between two copies is found by binary search over block
+hashes (:func:`first_divergence`): the chain links every block to the one before, so two
+valid chains that agree at height ``h`` agree at every height below ``h``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.errors import ChainError, HeightError
+from agent.ledger import Block, ChainVerifier, Header, verify_fork
+from replica.client import Head
+
+KINDS = ("missing-gateway", "lagging", "missing-blocks", "fork", "tampered")
+"""Every kind of finding, in the order reports list them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One discrepancy. ``replica`` is the copy at fault (or one side of a fork),
+    ``other`` the copy it was compared with, ``height`` the first divergent height."""
+
+    kind: str
+    gateway: bytes
+    replica: str
+    height: int | None
+    detail: str
+    other: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "gateway": self.gateway.hex(),
+            "replica": self.replica,
+            "other": self.other,
+            "height": self.height,
+            "detail": self.detail,
+        }
+
+    def line(self) -> str:
+        at = f" at height {self.height}" if self.height is not None else ""
+        return f"{self.kind}: gateway {self.gateway.hex()[:16]}... on {self.replica}{at}: " \
+               f"{self.detail}"
+
+
+@dataclass(slots=True)
+class Report:
+    """Everything an audit found. ``ok`` when every copy agrees."""
+
+    replicas: list[str]
+    gateways: int = 0
+    blocks_checked: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def sorted_findings(self) -> list[Finding]:
+        return sorted(self.findings, key=lambda f: (f.gateway, KINDS.index(f.kind),
+                                                    f.replica, f.height or 0))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "replicas": self.replicas,
+            "gateways": self.gateways,
+            "blocks_checked": self.blocks_checked,
+            "findings": [f.to_json() for f in self.sorted_findings()],
+        }
+
+
+# --- binary search ---------------------------------------------------------------------
+
+
+def first_divergence(upto: int, equal_at: Callable[[int], bool]) -> int | None:
+    """The lowest height in ``0..upto`` where two copies differ, or None if none does.
+
+    ``equal_at(h)`` says whether both copies hold the same block hash at ``h``. For hash
+    chains it is monotone (equal at ``h`` implies equal below ``h``), so at most
+    ``ceil(log2(upto + 1)) + 1`` probes are made.
+    """
+    if upto < 0 or equal_at(upto):
+        return None
+    lo, hi = 0, upto  # invariant: the copies differ at hi; first difference is in lo..hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if equal_at(mid):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+# --- one copy's chain ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ChainCheck:
+    """Result of verifying the block records one replica served for one gateway.
+
+    ``hashes[h]`` is the hash of the header served at height ``h`` (None when the record
+    did not decode). ``error`` is the first verification failure (its ``height`` set),
+    ``gap_at`` the first height the replica did not serve in order.
+    """
+
+    hashes: list[bytes | None] = field(default_factory=list)
+    error: ChainError | None = None
+    gap_at: int | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.hashes)
+
+    @property
+    def bad_height(self) -> int | None:
+        return None if self.error is None else self.error.height
+
+
+class ChainChecker:
+    """Verifies one copy's block records from genesis, in order, with the ledger core.
+
+    Keeps going past the first invalid block (recording each later block's hash, so
+    copies can still be compared) but keeps only the first error.
+    """
+
+    def __init__(self, gateway_key: bytes) -> None:
+        self._verifier = ChainVerifier(gateway_key=gateway_key)
+        self.result = ChainCheck()
+
+    def feed(self, record: bytes) -> None:
+        """Check the next record (expected at height ``result.count``). Never raises."""
+        res = self.result
+        expected = res.count
+        if res.gap_at is not None:
+            return
+        try:
+            block = Block.decode(record)
+        except ChainError as exc:
+            res.hashes.append(None)
+            if res.error is None:
+                res.error = exc.at_height(expected)
+            return
+        if block.height != expected:
+            res.gap_at = expected
+            if res.error is None and block.height < expected:
+                res.error = HeightError("replica served a block out of order",
+                                        expected=expected, actual=block.height, height=expected)
+            return
+        res.hashes.append(block.hash)
+        if res.error is not None:
+            return
+        try:
+            self._verifier.add(block)
+        except ChainError as exc:
+            res.error = exc.at_height(expected)
+
+
+def check_records(gateway_key: bytes, records: Iterable[bytes]) -> ChainCheck:
+    """Verify a whole served chain at once (see :class:`ChainChecker`)."""
+    checker = ChainChecker(gateway_key)
+    for rec in records:
+        checker.feed(rec)
+    return checker.result
+
+
+# --- comparing copies ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    """What the cheap hash endpoint said: the first height where ``replica`` and the
+    reference serve different hashes, and the two hashes served there."""
+
+    height: int
+    replica_hash: bytes | None
+    reference_hash: bytes | None
+
+
+def pick_reference(heads: Mapping[str, Head | None],
+                   checks: Mapping[str, ChainCheck] | None = None) -> str | None:
+    """The copy others are compared with: the longest valid one, first listed on a tie."""
+    best: tuple[int, int] | None = None
+    ref = None
+    for r, head in heads.items():
+        if head is None:
+            continue
+        c = checks.get(r) if checks else None
+        valid = head.height
+        if c is not None:
+            bad = [h for h in (c.bad_height, c.gap_at) if h is not None]
+            valid = min([head.height + 1, c.count, *bad]) - 1
+        score = (valid, head.height)
+        if best is None or score > best:
+            best, ref = score, r
+    return ref
+
+
+def _first_hash_difference(a: Sequence[bytes | None], b: Sequence[bytes | None]) -> int | None:
+    upto = min(len(a), len(b)) - 1
+    return first_divergence(upto, lambda h: a[h] is not None and a[h] == b[h])
+
+
+def assess_copy(gateway: bytes, replica: str, head: Head, check: ChainCheck) -> list[Finding]:
+    """Findings about one copy on its own: invalid blocks, missing blocks, false head."""
+    out = []
+    if check.error is not None:
+        out.append(Finding("tampered", gateway, replica, check.bad_height,
+                           f"block does not verify: {check.error.reason}: {check.error.message}"))
+    want = head.height + 1
+    served = check.gap_at if check.gap_at is not None else check.count
+    if served < want:
+        out.append(Finding("missing-blocks", gateway, replica, served,
+                           f"head is at height {head.height} but blocks {served}.."
+                           f"{head.height} are not served"))
+    elif head.height >= 0 and check.error is None and check.hashes[head.height] != head.hash:
+        got = check.hashes[head.height]
+        out.append(Finding("tampered", gateway, replica, head.height,
+                           f"head hash {_hx(head.hash)} differs from its block's hash {_hx(got)}"))
+    return out
+
+
+def _hx(value: bytes | None) -> str:
+    return "none" if value is None else value.hex()[:16] + "..."
+
+
+def assess_gateway(
+    gateway: bytes,
+    heads: Mapping[str, Head | None],
+    checks: Mapping[str, ChainCheck],
+    divergences: Mapping[str, Divergence | None] | None = None,
+    reference: str | None = None,
+) -> list[Finding]:
+    """Every finding about one gateway across all copies.
+
+    ``heads`` maps each replica to its head (None: the replica does not know the
+    gateway). ``checks`` holds each holder's verified chain; ``divergences`` what the
+    hash endpoint said when binary-searched against ``reference`` (default:
+    :func:`pick_reference`).
+    """
+    out: list[Finding] = []
+    holders = [r for r, h in heads.items() if h is not None]
+    if not holders:
+        return out
+    ref = reference or pick_reference(heads, checks)
+    assert ref is not None
+    for r, head in heads.items():
+        if head is None:
+            out.append(Finding("missing-gateway", gateway, r, None,
+                               f"replica does not know this gateway; {ref} holds it "
+                               f"up to height {heads[ref].height}", other=ref))  # type: ignore[union-attr]
+            continue
+        out.extend(assess_copy(gateway, r, head, checks[r]))
+    ref_head, ref_check = heads[ref], checks[ref]
+    assert ref_head is not None
+    for r in holders:
+        if r == ref:
+            continue
+        head, check = heads[r], checks[r]
+        assert head is not None
+        d_bytes = _first_hash_difference(check.hashes, ref_check.hashes)
+        div = (divergences or {}).get(r)
+        if div is not None and (d_bytes is None or div.height < d_bytes):
+            out.extend(_served_hash_lies(gateway, r, ref, div, check, ref_check))
+            continue
+        if d_bytes is not None:
+            bad_here = [c for c in (check, ref_check)
+                        if c.bad_height is not None and c.bad_height <= d_bytes]
+            if not bad_here:
+                out.append(Finding("fork", gateway, r, d_bytes,
+                                   f"holds a different validly signed block than {ref} "
+                                   f"({_hx(check.hashes[d_bytes])} vs "
+                                   f"{_hx(ref_check.hashes[d_bytes])})", other=ref))
+            continue
+        if head.height < ref_head.height:
+            out.append(Finding("lagging", gateway, r, head.height + 1,
+                               f"at height {head.height}, {ref_head.height - head.height} "
+                               f"block(s) behind {ref} (height {ref_head.height})", other=ref))
+    return out
+
+
+def _served_hash_lies(gateway: bytes, r: str, ref: str, div: Divergence,
+                      check: ChainCheck, ref_check: ChainCheck) -> list[Finding]:
+    """The hash endpoint reported a divergence the block bytes do not show."""
+    out = []
+    h = div.height
+    for name, served, c in ((r, div.replica_hash, check), (ref, div.reference_hash, ref_check)):
+        actual = c.hashes[h] if h < c.count else None
+        if served != actual:
+            out.append(Finding("tampered", gateway, name, h,
+                               f"hash served for this height ({_hx(served)}) differs from "
+                               f"its block's hash ({_hx(actual)})",
+                               other=ref if name == r else r))
+    return out
+
+
+def assess_forks(replica: str, evidence: Iterable[tuple[bytes, int, bytes, bytes, bytes, bytes]]
+                 ) -> list[Finding]:
+    """Findings from the fork evidence a replica recorded.
+
+    Each item is ``(key, height, header_a, sig_a, header_b, sig_b)``. Evidence that
+    verifies offline is a ``fork``; evidence that does not is ``tampered``.
+    """
+    out = []
+    for key, height, ha, sa, hb, sb in evidence:
+        try:
+            got = verify_fork(Header.decode(ha), sa, Header.decode(hb), sb)
+        except ChainError as exc:
+            out.append(Finding("tampered", key, replica, height,
+                               f"recorded fork evidence does not verify: {exc}"))
+            continue
+        if got != height:
+            out.append(Finding("tampered", key, replica, height,
+                               f"fork evidence headers are at height {got}, listed at {height}"))
+        else:
+            out.append(Finding("fork", key, replica, height,
+                               "replica recorded fork evidence: two valid signed headers "
+                               "by this key at this height"))
+    return out
+
+
+__all__ = [
+    "KINDS",
+    "ChainCheck",
+    "ChainChecker",
+    "Divergence",
+    "Finding",
+    "Report",
+    "assess_copy",
+    "assess_forks",
+    "assess_gateway",
+    "check_records",
+    "first_divergence",
+    "pick_reference",
+]
