@@ -108,11 +108,17 @@ _BASE: tuple[Quantity, ...] = (
     _q("1-0:73.7.0", "power_factor_l3", "", "instant", "power factor L3"),
     # --- demand ---------------------------------------------------------------------------
     _q("1-0:1.6.0", "max_demand_import", "W", "instant", "maximum active power demand, import"),
+    _q("1-0:1.4.0", "avg_demand_import", "W", "instant",
+       "average active power import in the current demand period (BE e-MUCS)"),
 )
 
 _GAS: tuple[Quantity, ...] = tuple(
     _q(f"0-{ch}:24.2.1", f"gas_volume_ch{ch}", "m3", "counter",
        f"gas volume delivered, M-Bus channel {ch} (meter timestamp)")
+    for ch in range(1, 5)
+) + tuple(
+    _q(f"0-{ch}:24.2.3", f"gas_volume_corrected_ch{ch}", "m3", "counter",
+       f"gas volume, temperature-corrected, M-Bus channel {ch} (BE e-MUCS, meter timestamp)")
     for ch in range(1, 5)
 )
 
