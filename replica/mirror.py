@@ -18,13 +18,21 @@ directly through its storage (the replica's service, when mirroring with ``--con
 
 from __future__ import annotations
 
+import base64
+import json
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
 
 from agent.errors import ChainError, ForwardingError, ReplicaRefused
 from agent.ledger import Block, ChainHead, ChainVerifier
-from replica.client import Head, ReplicaClient
+from replica.client import EMPTY_HEAD, Head, ReplicaClient
+from replica.errors import Refusal
+
+if TYPE_CHECKING:
+    from replica.config import Limits
+    from replica.storage.base import Storage
 
 
 class Sink(Protocol):
@@ -50,11 +58,18 @@ class Sink(Protocol):
 
 
 class HttpSink:
-    """A local replica reached over protocol v1."""
+    """A local replica reached over protocol v1.
 
-    def __init__(self, client: ReplicaClient) -> None:
+    A 429 ``rate-limited`` answer is waited out (its ``retry_after``, at most
+    ``max_wait_s`` in all per push) and the push retried.
+    """
+
+    def __init__(self, client: ReplicaClient, *, max_wait_s: float = 60.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.client = client
         self.name = client.url
+        self.max_wait_s = max_wait_s
+        self._sleep = sleep
 
     def head(self, key: bytes) -> Head | None:
         try:
@@ -69,7 +84,61 @@ class HttpSink:
         return got[0] if got else None
 
     def push(self, key: bytes, records: Sequence[bytes]) -> Head:
-        return self.client.push(key, records).head
+        waited = 0.0
+        while True:
+            try:
+                return self.client.push(key, records).head
+            except ReplicaRefused as exc:
+                wait = _retry_after(exc)
+                if wait is None or waited + wait > self.max_wait_s:
+                    raise
+                self._sleep(wait)
+                waited += wait
+
+
+def _retry_after(exc: ReplicaRefused) -> float | None:
+    if exc.status != 429:
+        return None
+    detail = exc.detail if isinstance(exc.detail, dict) else {}
+    value = detail.get("retry_after", 1.0)
+    return float(value) if isinstance(value, int | float) and value >= 0 else 1.0
+
+
+class ServiceSink:
+    """The local replica reached through its own service and storage (``--config``).
+
+    Pushes go through :class:`replica.service.ReplicaService`, so every check the HTTP
+    server makes applies; only the per-gateway rate limit is lifted (this is the
+    operator's own command, not a gateway).
+    """
+
+    def __init__(self, storage: Storage, limits: Limits, name: str = "local replica") -> None:
+        from replica.service import ReplicaService
+
+        self.storage = storage
+        self.name = name
+        self.service = ReplicaService(storage, replace(limits, rate_per_gateway=0.0))
+
+    def head(self, key: bytes) -> Head | None:
+        rec = self.storage.gateway(key)
+        if rec is None:
+            return None
+        return Head(rec.height, rec.head_hash) if rec.height >= 0 else EMPTY_HEAD
+
+    def block(self, key: bytes, height: int) -> bytes | None:
+        got = self.storage.blocks(key, height, 1)
+        return got[0] if got else None
+
+    def push(self, key: bytes, records: Sequence[bytes]) -> Head:
+        body = json.dumps({"blocks": [base64.b64encode(r).decode("ascii") for r in records]})
+        try:
+            result = self.service.push(key.hex(), body.encode("ascii"))
+        except Refusal as exc:
+            raise ReplicaRefused(f"{exc.code}: {exc.detail}", status=exc.status,
+                                 detail={"error": exc.code, "detail": exc.detail, **exc.extra},
+                                 replica=self.name) from None
+        head = result.head
+        return EMPTY_HEAD if head is None else Head(head["height"], bytes.fromhex(head["hash"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,5 +278,6 @@ def mirror(source: ReplicaClient, sink: Sink, config: MirrorConfig | None = None
     return report
 
 
-__all__ = ["STATUSES", "GatewayResult", "HttpSink", "MirrorConfig", "MirrorReport", "Sink",
+__all__ = ["STATUSES", "GatewayResult", "HttpSink", "MirrorConfig", "MirrorReport",
+           "ServiceSink", "Sink",
            "mirror", "mirror_gateway"]

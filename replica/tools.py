@@ -1,0 +1,178 @@
+"""Command-line tools over many replicas: ``meterchain audit`` and ``meterchain replica mirror``.
+
+``register(sub, replica_sub)`` adds ``audit`` to the top-level sub-commands and ``mirror``
+to the ``replica`` group (``replica/cli.py`` calls it). Exit codes follow
+:mod:`agent.cli`: 0 all copies agree / mirror complete, 1 a discrepancy was found or
+the source served invalid blocks, 2 usage errors or an unreachable replica.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, TextIO
+
+from agent.errors import ForwardingError
+from replica.auditor import AuditConfig, run_audit
+from replica.client import ClientConfig, ReplicaClient
+from replica.mirror import HttpSink, MirrorConfig, ServiceSink, Sink, mirror
+
+EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+
+
+class ProgressBar:
+    """A one-line progress bar on a stream (stderr), redrawn in place."""
+
+    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30) -> None:
+        self.label, self.stream, self.width = label, stream or sys.stderr, width
+        self._drawn = False
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        filled = self.width if total == 0 else self.width * done // total
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {done}/{total} {what:<16}")
+        self._drawn = True
+        if done >= total:
+            self.stream.write("\n")
+            self._drawn = False
+        self.stream.flush()
+
+
+def _client_config(args: argparse.Namespace) -> ClientConfig:
+    return ClientConfig(timeout_s=args.timeout, page_size=args.page_size)
+
+
+def _add_client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timeout", type=float, default=ClientConfig().timeout_s, metavar="S",
+                   help="seconds per HTTP request (default %(default)s)")
+    p.add_argument("--page-size", type=int, default=ClientConfig().page_size, metavar="N",
+                   help="blocks fetched per request (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
+
+
+def _usage(cmd: str, message: str) -> int:
+    print(f"meterchain {cmd}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _check_url(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Compare every gateway's copies across the replicas given."""
+    urls: list[str] = args.urls
+    if len(urls) < 2:
+        return _usage("audit", "give at least two replica URLs to compare")
+    bad = [u for u in urls if not _check_url(u)]
+    if bad:
+        return _usage("audit", f"not an http(s) URL: {bad[0]!r}")
+    if args.page_size < 1:
+        return _usage("audit", "--page-size must be at least 1")
+    clients = [ReplicaClient(u, _client_config(args)) for u in urls]
+    try:
+        progress = None if args.quiet else ProgressBar("audit")
+        report = run_audit(clients, AuditConfig(), progress)
+    except ForwardingError as exc:
+        return _usage("audit", f"cannot audit: {exc}")
+    finally:
+        for c in clients:
+            c.close()
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        for f in report.sorted_findings():
+            print(f.line())
+        verdict = "all copies agree" if report.ok else f"{len(report.findings)} discrepancy(ies)"
+        print(f"{len(urls)} replicas, {report.gateways} gateway(s), "
+              f"{report.blocks_checked} block(s) verified: {verdict}")
+    return EXIT_OK if report.ok else EXIT_FOUND
+
+
+def _local_sink(args: argparse.Namespace) -> tuple[Sink, Any]:
+    """The sink for ``--to URL`` or ``--config FILE`` and the thing to close afterwards."""
+    if args.to:
+        client = ReplicaClient(args.to, _client_config(args))
+        return HttpSink(client), client
+    from replica.config import load_config
+    from replica.storage.base import open_storage
+
+    cfg = load_config(args.config)
+    storage = open_storage(cfg.storage_url)
+    return ServiceSink(storage, cfg.limits, name=str(args.config)), storage
+
+
+def cmd_mirror(args: argparse.Namespace) -> int:
+    """Pull, verify and store every enrolled gateway's new blocks from another replica."""
+    if not _check_url(args.source):
+        return _usage("replica mirror", f"--from is not an http(s) URL: {args.source!r}")
+    if args.to and not _check_url(args.to):
+        return _usage("replica mirror", f"--to is not an http(s) URL: {args.to!r}")
+    if args.page_size < 1 or args.push_batch < 1:
+        return _usage("replica mirror", "--page-size and --push-batch must be at least 1")
+    sink, closer = _local_sink(args)
+    source = ReplicaClient(args.source, _client_config(args))
+    try:
+        progress = None if args.quiet else ProgressBar("mirror")
+        report = mirror(source, sink, MirrorConfig(push_batch=args.push_batch), progress)
+    except ForwardingError as exc:
+        return _usage("replica mirror", f"cannot mirror: {exc}")
+    finally:
+        source.close()
+        closer.close()
+    if args.json:
+        print(json.dumps({
+            "ok": report.ok, "source": report.source, "stored": report.stored,
+            "gateways": [{"key": r.key.hex(), "status": r.status, "stored": r.stored,
+                          "height": r.height, "detail": r.detail} for r in report.results],
+        }))
+    else:
+        for r in report.results:
+            print(r.line())
+        print(f"{len(report.results)} gateway(s) from {report.source}: "
+              f"{report.stored} block(s) stored")
+    return EXIT_OK if report.ok else EXIT_FOUND
+
+
+def _replica_subparsers(sub: Any) -> Any:
+    """The ``replica`` group's sub-command action, found from the top-level one."""
+    parser = sub.choices.get("replica") if hasattr(sub, "choices") else None
+    if parser is None:
+        parser = sub.add_parser("replica", help="the replica service and its tools")
+        return parser.add_subparsers(dest="replica_command", metavar="COMMAND")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return parser.add_subparsers(dest="replica_command", metavar="COMMAND")
+
+
+def register(sub: Any, replica_sub: Any = None) -> None:
+    """Add ``audit`` to the top-level sub-commands ``sub`` and ``mirror`` to the
+    ``replica`` group (``replica_sub``; found in ``sub`` when not given)."""
+    p = sub.add_parser("audit", help="compare every gateway's chain across replicas",
+                       description="Compare every gateway's head and chain across replicas: "
+                       "lagging copies, missing blocks, forks and tampered blocks with the "
+                       "first divergent height. Exit 1 when a discrepancy is found.")
+    p.add_argument("urls", nargs="+", metavar="URL", help="replica base URLs (two or more)")
+    _add_client_options(p)
+    p.set_defaults(func=cmd_audit)
+
+    group = replica_sub if replica_sub is not None else _replica_subparsers(sub)
+    m = group.add_parser("mirror", help="pull and verify another replica's ledgers",
+                         description="Copy every enrolled gateway's new blocks from another "
+                         "replica, verified from the local head; invalid blocks are "
+                         "reported and never stored.")
+    m.add_argument("--from", dest="source", required=True, metavar="URL",
+                   help="the replica to pull from")
+    where = m.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", metavar="FILE", help="the local replica's replica.toml")
+    where.add_argument("--to", metavar="URL", help="push to a local replica over HTTP instead")
+    m.add_argument("--push-batch", type=int, default=MirrorConfig().push_batch, metavar="N",
+                   help="blocks per push (default %(default)s)")
+    _add_client_options(m)
+    m.set_defaults(func=cmd_mirror)
+
+
+__all__ = ["ProgressBar", "cmd_audit", "cmd_mirror", "register"]
