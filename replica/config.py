@@ -1,0 +1,207 @@
+"""The replica's configuration file (``replica.toml``).
+
+Example::
+
+    [listen]
+    host = "127.0.0.1"
+    port = 8470
+    workers = 1
+
+    [storage]
+    url = "sqlite:///var/lib/meterchain/replica.db"     # or "postgresql://user@host/db"
+
+    [limits]
+    max_body_bytes = 8388608
+    max_blocks_per_batch = 256
+    max_blocks_per_read = 1000
+    rate_per_gateway = 20.0        # pushes per second, sustained
+    rate_burst = 40                # pushes allowed at once
+    max_future_skew_ms = 300000    # blocks may end at most this far after the replica's clock
+
+    [keys]
+    utility_secret_key = "/etc/meterchain/utility.key"   # optional: opens sealed payloads
+
+Every field is optional and has the documented default below. A bad value raises
+:class:`~agent.errors.ConfigError` naming the key (``limits.max_body_bytes``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError, ConfigErrors
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits applied to every request (see ``docs/replica-api.md``)."""
+
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Largest request body accepted (413 ``too-large`` above)."""
+    max_blocks_per_batch: int = 256
+    """Most blocks in one push (413 ``too-large`` above)."""
+    max_blocks_per_read: int = 1000
+    """Cap on ``limit`` when reading a range of blocks."""
+    rate_per_gateway: float = 20.0
+    """Sustained pushes per second per gateway (429 ``rate-limited`` above); 0 = no limit."""
+    rate_burst: int = 40
+    """Pushes a gateway may make at once before the sustained rate applies."""
+    max_future_skew_ms: int = 5 * 60 * 1000
+    """How far after the replica's clock a block's time span may end (422 ``bad-time``)."""
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    """Everything ``meterchain replica serve`` needs."""
+
+    host: str = "127.0.0.1"
+    port: int = 8470
+    workers: int = 1
+    """uvicorn worker processes; more than one only when the storage allows it."""
+    storage_url: str = "sqlite:///replica.db"
+    """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or a ``postgresql://`` DSN."""
+    limits: Limits = field(default_factory=Limits)
+    utility_secret_key: Path | None = None
+    """File with the utility's X25519 secret key (32 raw bytes or 64 hex characters)."""
+    source: str | None = None
+    """The file this was loaded from (for messages)."""
+
+
+_SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
+    "listen": {"host": ("host", str), "port": ("port", int), "workers": ("workers", int)},
+    "storage": {"url": ("storage_url", str)},
+    "keys": {"utility_secret_key": ("utility_secret_key", str)},
+}
+
+
+def load_config(path: str | Path) -> ReplicaConfig:
+    """Read and check ``replica.toml``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ConfigError: the file is not TOML or a value is wrong (every problem is listed).
+    """
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"not valid TOML: {exc}", source=str(p)) from None
+    return parse_config(data, source=str(p), base=p.parent)
+
+
+def parse_config(data: dict[str, Any], *, source: str | None = None,
+                 base: Path | None = None) -> ReplicaConfig:
+    """Build a :class:`ReplicaConfig` from parsed TOML (relative paths resolve from ``base``).
+
+    Raises:
+        ConfigError: unknown keys or wrong values, all listed at once.
+    """
+    errors: list[ConfigError] = []
+    top: dict[str, Any] = {}
+    limit_values: dict[str, Any] = {}
+    limit_types = {f.name: type(getattr(Limits(), f.name)) for f in fields(Limits)}
+    for section, body in data.items():
+        if section not in (*_SECTIONS, "limits"):
+            errors.append(ConfigError(section, "unknown section (want listen, storage, "
+                                      "limits, keys)", source=source))
+            continue
+        if not isinstance(body, dict):
+            errors.append(ConfigError(section, "must be a table", source=source))
+            continue
+        for key, value in body.items():
+            where = f"{section}.{key}"
+            if section == "limits":
+                want = limit_types.get(key)
+                if want is None:
+                    errors.append(ConfigError(where, f"unknown key (want one of "
+                                              f"{', '.join(limit_types)})", source=source))
+                    continue
+                ok = _typed(value, want)
+                if ok is None or ok < 0:
+                    errors.append(ConfigError(where, f"must be a non-negative {want.__name__}, "
+                                              f"got {value!r}", source=source))
+                    continue
+                limit_values[key] = ok
+                continue
+            spec = _SECTIONS[section].get(key)
+            if spec is None:
+                errors.append(ConfigError(where, f"unknown key (want one of "
+                                          f"{', '.join(_SECTIONS[section])})", source=source))
+                continue
+            name, want = spec
+            if _typed(value, want) is None:
+                errors.append(ConfigError(where, f"must be a {want.__name__}, got {value!r}",
+                                          source=source))
+                continue
+            top[name] = value
+    errors.extend(_check_values(top, limit_values, source))
+    if errors:
+        raise errors[0] if len(errors) == 1 else ConfigErrors(errors, source=source)
+    key_path = top.pop("utility_secret_key", None)
+    if key_path is not None:
+        kp = Path(key_path)
+        top["utility_secret_key"] = kp if kp.is_absolute() or base is None else base / kp
+    url = top.get("storage_url")
+    if url and url.startswith("sqlite:///") and base is not None:
+        rel = url[len("sqlite:///"):]
+        if not rel.startswith("/") and rel != ":memory:":
+            top["storage_url"] = "sqlite:///" + str((base / rel).resolve())
+    return ReplicaConfig(limits=Limits(**limit_values), source=source, **top)
+
+
+def _typed(value: Any, want: type) -> Any:
+    if want is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if want is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if want is str and isinstance(value, str):
+        return value
+    return None
+
+
+def _check_values(top: dict[str, Any], limits: dict[str, Any], source: str | None
+                  ) -> list[ConfigError]:
+    errors = []
+    port = top.get("port")
+    if port is not None and not 0 <= port <= 65535:
+        errors.append(ConfigError("listen.port", f"must be 0..65535, got {port}", source=source))
+    workers = top.get("workers")
+    if workers is not None and not 1 <= workers <= 64:
+        errors.append(ConfigError("listen.workers", f"must be 1..64, got {workers}",
+                                  source=source))
+    url = top.get("storage_url")
+    if url is not None and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        errors.append(ConfigError("storage.url", "must start with sqlite:/// or postgresql://, "
+                                  f"got {url!r}", source=source))
+    for name in ("max_body_bytes", "max_blocks_per_batch", "max_blocks_per_read", "rate_burst"):
+        if name in limits and limits[name] < 1:
+            errors.append(ConfigError(f"limits.{name}", "must be at least 1", source=source))
+    return errors
+
+
+def load_secret_key(path: Path) -> bytes:
+    """Read the utility's X25519 secret key: 32 raw bytes or 64 hex characters.
+
+    Raises:
+        KeyFileError: the file is missing, unreadable or not a key.
+    """
+    from agent.errors import KeyFileError
+
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read the utility secret key: {exc.strerror}"
+                           ) from None
+    if len(data) == 32:
+        return data
+    text = data.strip()
+    if len(text) == 64:
+        try:
+            return bytes.fromhex(text.decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            pass
+    raise KeyFileError(f"{path}: not an X25519 secret key (want 32 raw bytes or 64 hex "
+                       f"characters, file has {len(data)} bytes)")

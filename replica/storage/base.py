@@ -1,0 +1,156 @@
+"""The replica's storage interface: enrolled gateways, their verified blocks, fork evidence.
+
+Storage does no verification: :mod:`replica.service` verifies every block with the
+ledger core before calling :meth:`Storage.append`. Everything is keyed by the gateway's
+32-byte public key, so a backend can partition or distribute by it. Backends:
+:mod:`replica.storage.sqlite` (embedded default) and :mod:`replica.storage.postgres`.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRecord:
+    """An enrolled gateway and where its stored chain stands."""
+
+    key: bytes
+    name: str
+    site: str | None
+    enrolled_ms: int
+    revoked_at_ms: int | None
+    height: int
+    """Height of the stored head, -1 when no block is stored."""
+    head_hash: bytes | None
+    head_header: bytes | None
+    """The head block's canonical 194-byte header (to verify the next block against)."""
+    last_seen_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlock:
+    """A verified block as stored: its record and the header fields queries need."""
+
+    height: int
+    hash: bytes
+    time_start_ms: int
+    time_end_ms: int
+    reading_count: int
+    sealed: bool
+    record: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ForkRecord:
+    """Two different signed headers by one key at one height (``a`` was stored first)."""
+
+    key: bytes
+    height: int
+    header_a: bytes
+    sig_a: bytes
+    header_b: bytes
+    sig_b: bytes
+    seen_ms: int
+
+
+class Storage(abc.ABC):
+    """What the replica service needs from a database. Methods are thread-safe.
+
+    Every method may raise :class:`~replica.errors.ReplicaStoreError` when the
+    database cannot be reached or written.
+    """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
+    # --- enrollment --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def enroll(self, key: bytes, name: str, site: str | None, now_ms: int) -> GatewayRecord:
+        """Enroll a gateway key.
+
+        Raises:
+            EnrollmentError: the key is already enrolled.
+        """
+
+    @abc.abstractmethod
+    def revoke(self, key: bytes, at_ms: int) -> GatewayRecord:
+        """Revoke a key from ``at_ms`` on (blocks ending before it stay valid).
+
+        Raises:
+            EnrollmentError: the key is not enrolled.
+        """
+
+    @abc.abstractmethod
+    def gateway(self, key: bytes) -> GatewayRecord | None:
+        """The enrolled gateway with this key, or ``None``."""
+
+    @abc.abstractmethod
+    def gateways(self) -> list[GatewayRecord]:
+        """Every enrolled gateway, ordered by key."""
+
+    # --- blocks --------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def append(self, key: bytes, blocks: list[StoredBlock], expected_height: int,
+               seen_ms: int) -> None:
+        """Store consecutive verified blocks after head ``expected_height``, all or none.
+
+        Raises:
+            StaleHeadError: the stored head is no longer ``expected_height`` (nothing stored).
+        """
+
+    @abc.abstractmethod
+    def touch(self, key: bytes, seen_ms: int) -> None:
+        """Record that the gateway was seen (a push that stored nothing new)."""
+
+    @abc.abstractmethod
+    def block_hashes(self, key: bytes, lo: int, hi: int) -> dict[int, bytes]:
+        """Hashes of the stored blocks with ``lo <= height <= hi``."""
+
+    @abc.abstractmethod
+    def blocks(self, key: bytes, from_height: int, limit: int) -> list[bytes]:
+        """Up to ``limit`` consecutive block records from ``from_height``."""
+
+    @abc.abstractmethod
+    def blocks_in_time(self, key: bytes, from_ms: int, to_ms: int, after_height: int,
+                       limit: int) -> list[tuple[int, bytes]]:
+        """``(height, record)`` of blocks above ``after_height`` whose span meets
+        ``[from_ms, to_ms)``, ordered by height, at most ``limit``."""
+
+    @abc.abstractmethod
+    def sealed_in_time(self, key: bytes, from_ms: int, to_ms: int) -> bool:
+        """Whether any block whose span meets ``[from_ms, to_ms)`` has a sealed payload."""
+
+    # --- forks ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def add_fork(self, fork: ForkRecord) -> None:
+        """Keep fork evidence (a second report of the same pair is ignored)."""
+
+    @abc.abstractmethod
+    def forks(self) -> list[ForkRecord]:
+        """All fork evidence, ordered by key and height."""
+
+
+def open_storage(url: str, *, pool_size: int = 8) -> Storage:
+    """Open the storage named by a ``sqlite:///path`` or ``postgresql://`` URL.
+
+    Raises:
+        ConfigError: the URL names no known backend.
+        ReplicaStoreError: the database cannot be opened or its schema created.
+    """
+    from agent.errors import ConfigError
+
+    if url.startswith("sqlite:///"):
+        from replica.storage.sqlite import SqliteStorage
+
+        return SqliteStorage(url[len("sqlite:///"):])
+    if url.startswith(("postgresql://", "postgres://")) or "host=" in url:
+        from replica.storage.postgres import PostgresStorage
+
+        return PostgresStorage(url, pool_size=pool_size)
+    raise ConfigError("storage.url", f"want sqlite:///path or postgresql://..., got {url!r}")

@@ -1,0 +1,195 @@
+"""SQL shared by the SQLite and PostgreSQL backends (written with ``?`` placeholders).
+
+A backend supplies connections (:meth:`SqlStorage._read`, :meth:`SqlStorage._write`),
+its schema, and how it spells placeholders and unique-key violations; the queries here
+are plain SQL both databases run unchanged.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from replica.errors import EnrollmentError, StaleHeadError
+from replica.storage.base import ForkRecord, GatewayRecord, Storage, StoredBlock
+
+HEADER_SIZE = 194
+
+_GATEWAY_COLUMNS = ("key, name, site, enrolled_ms, revoked_at_ms, height, head_hash, "
+                    "head_header, last_seen_ms")
+
+
+class Cursor(Protocol):
+    """The DB-API cursor subset both drivers provide."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, sql: Any, params: Sequence[Any] = ...) -> Any: ...
+    def executemany(self, sql: Any, params: Any) -> Any: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class SqlStorage(Storage):
+    """Storage over a DB-API database; subclasses provide connections and dialect."""
+
+    @abc.abstractmethod
+    def _read(self) -> AbstractContextManager[Cursor]:
+        """A cursor for reads."""
+
+    @abc.abstractmethod
+    def _write(self) -> AbstractContextManager[Cursor]:
+        """A cursor in a write transaction: committed on success, rolled back on error."""
+
+    @abc.abstractmethod
+    def _is_unique_violation(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the driver's unique-key violation."""
+
+    def _q(self, sql: str) -> str:
+        """Translate ``?`` placeholders to the driver's style."""
+        return sql
+
+    # --- enrollment ----------------------------------------------------------------------
+
+    def enroll(self, key: bytes, name: str, site: str | None, now_ms: int) -> GatewayRecord:
+        try:
+            with self._write() as cur:
+                cur.execute(self._q("INSERT INTO gateways (key, name, site, enrolled_ms, height)"
+                                    " VALUES (?, ?, ?, ?, -1)"), (key, name, site, now_ms))
+        except Exception as exc:
+            if self._is_unique_violation(exc):
+                raise EnrollmentError("PUBKEY", f"gateway {key.hex()} is already enrolled"
+                                      ) from None
+            raise
+        rec = self.gateway(key)
+        assert rec is not None
+        return rec
+
+    def revoke(self, key: bytes, at_ms: int) -> GatewayRecord:
+        with self._write() as cur:
+            cur.execute(self._q("UPDATE gateways SET revoked_at_ms = ? WHERE key = ?"),
+                        (at_ms, key))
+            if cur.rowcount != 1:
+                raise EnrollmentError("PUBKEY", f"gateway {key.hex()} is not enrolled")
+        rec = self.gateway(key)
+        assert rec is not None
+        return rec
+
+    def gateway(self, key: bytes) -> GatewayRecord | None:
+        with self._read() as cur:
+            cur.execute(self._q(f"SELECT {_GATEWAY_COLUMNS} FROM gateways WHERE key = ?"), (key,))
+            row = cur.fetchone()
+        return _gateway(row) if row else None
+
+    def gateways(self) -> list[GatewayRecord]:
+        with self._read() as cur:
+            cur.execute(f"SELECT {_GATEWAY_COLUMNS} FROM gateways ORDER BY key")
+            return [_gateway(r) for r in cur.fetchall()]
+
+    # --- blocks --------------------------------------------------------------------------
+
+    def append(self, key: bytes, blocks: list[StoredBlock], expected_height: int,
+               seen_ms: int) -> None:
+        if not blocks:
+            return
+        last = blocks[-1]
+        try:
+            with self._write() as cur:
+                cur.execute(
+                    self._q("UPDATE gateways SET height = ?, head_hash = ?, head_header = ?, "
+                            "last_seen_ms = ? WHERE key = ? AND height = ?"),
+                    (last.height, last.hash, last.record[:HEADER_SIZE], seen_ms, key,
+                     expected_height),
+                )
+                if cur.rowcount != 1:
+                    raise StaleHeadError(key, expected_height)
+                cur.executemany(
+                    self._q("INSERT INTO blocks (gateway_key, height, hash, time_start_ms, "
+                            "time_end_ms, reading_count, sealed, record, received_ms) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                    [(key, b.height, b.hash, b.time_start_ms, b.time_end_ms, b.reading_count,
+                      int(b.sealed), b.record, seen_ms) for b in blocks],
+                )
+        except StaleHeadError:
+            raise
+        except Exception as exc:
+            if self._is_unique_violation(exc):
+                raise StaleHeadError(key, expected_height) from None
+            raise
+
+    def touch(self, key: bytes, seen_ms: int) -> None:
+        with self._write() as cur:
+            cur.execute(self._q("UPDATE gateways SET last_seen_ms = ? WHERE key = ?"),
+                        (seen_ms, key))
+
+    def block_hashes(self, key: bytes, lo: int, hi: int) -> dict[int, bytes]:
+        with self._read() as cur:
+            cur.execute(self._q("SELECT height, hash FROM blocks WHERE gateway_key = ? AND "
+                                "height >= ? AND height <= ?"), (key, lo, hi))
+            return {int(h): bytes(x) for h, x in cur.fetchall()}
+
+    def blocks(self, key: bytes, from_height: int, limit: int) -> list[bytes]:
+        with self._read() as cur:
+            cur.execute(self._q("SELECT record FROM blocks WHERE gateway_key = ? AND "
+                                "height >= ? AND height < ? ORDER BY height"),
+                        (key, from_height, from_height + limit))
+            return [bytes(r[0]) for r in cur.fetchall()]
+
+    def blocks_in_time(self, key: bytes, from_ms: int, to_ms: int, after_height: int,
+                       limit: int) -> list[tuple[int, bytes]]:
+        with self._read() as cur:
+            cur.execute(self._q("SELECT height, record FROM blocks WHERE gateway_key = ? AND "
+                                "height > ? AND time_end_ms >= ? AND time_start_ms < ? "
+                                "ORDER BY height LIMIT ?"),
+                        (key, after_height, from_ms, to_ms, limit))
+            return [(int(h), bytes(r)) for h, r in cur.fetchall()]
+
+    def sealed_in_time(self, key: bytes, from_ms: int, to_ms: int) -> bool:
+        with self._read() as cur:
+            cur.execute(self._q("SELECT 1 FROM blocks WHERE gateway_key = ? AND sealed = 1 AND "
+                                "time_end_ms >= ? AND time_start_ms < ? LIMIT 1"),
+                        (key, from_ms, to_ms))
+            return cur.fetchone() is not None
+
+    # --- forks ---------------------------------------------------------------------------
+
+    def add_fork(self, fork: ForkRecord) -> None:
+        try:
+            with self._write() as cur:
+                cur.execute(
+                    self._q("INSERT INTO forks (gateway_key, height, header_a, sig_a, header_b, "
+                            "sig_b, seen_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+                    (fork.key, fork.height, fork.header_a, fork.sig_a, fork.header_b,
+                     fork.sig_b, fork.seen_ms),
+                )
+        except Exception as exc:
+            if not self._is_unique_violation(exc):
+                raise
+
+    def forks(self) -> list[ForkRecord]:
+        with self._read() as cur:
+            cur.execute("SELECT gateway_key, height, header_a, sig_a, header_b, sig_b, seen_ms "
+                        "FROM forks ORDER BY gateway_key, height, seen_ms")
+            return [ForkRecord(bytes(k), int(h), bytes(ha), bytes(sa), bytes(hb), bytes(sb),
+                               int(t)) for k, h, ha, sa, hb, sb, t in cur.fetchall()]
+
+
+def _gateway(row: Sequence[Any]) -> GatewayRecord:
+    key, name, site, enrolled, revoked, height, hhash, hheader, seen = row
+    return GatewayRecord(
+        key=bytes(key), name=name, site=site, enrolled_ms=int(enrolled),
+        revoked_at_ms=None if revoked is None else int(revoked), height=int(height),
+        head_hash=None if hhash is None else bytes(hhash),
+        head_header=None if hheader is None else bytes(hheader),
+        last_seen_ms=None if seen is None else int(seen),
+    )
+
+
+def iter_statements(script: str) -> Iterator[str]:
+    """Split a schema script on ``;`` (no statement here contains one)."""
+    for stmt in script.split(";"):
+        if stmt.strip():
+            yield stmt.strip()
