@@ -1,0 +1,159 @@
+"""The agent's status file (``status.json``) and ``meterchain status`` for the technician.
+
+The daemon writes one JSON snapshot atomically (temp file, fsync, rename) next to its
+state file every ``[metrics] interval_s`` and when it stops. The same snapshot feeds the
+Prometheus metrics. Snapshot keys: ``version``, ``written_ms``, ``pid``, ``started_ms``,
+``running``, ``interval_s``, ``gateway`` (``name``, ``key``), ``health`` (``state`` ok /
+degraded / critical, ``problems``), ``meters`` (see ``agent.poller.MeterStats``),
+``chain`` (``height``, ``head_hash``, ``head_time_ms``, ``first_height``), ``sealer``,
+``replicas`` (the forwarder's status dicts), ``disk`` (``used_bytes``, ``budget_bytes``,
+``free_bytes``, ``pruned_bytes``, ``over_budget``), ``clock`` (``steps``,
+``last_step_s``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.errors import StoreError
+
+STATUS_VERSION = 1
+STALE_FACTOR = 3.0
+"""A status older than this many write intervals means the daemon is not running."""
+
+
+def write_status(path: str | os.PathLike[str], snap: dict[str, Any]) -> None:
+    """Write the snapshot atomically (a reader never sees a half-written file).
+
+    Raises:
+        OSError: the directory is not writable.
+    """
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    data = json.dumps(snap, indent=1, sort_keys=True).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, p)
+
+
+def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a status file.
+
+    Raises:
+        StoreError: missing (the daemon never ran with this config) or not a status file.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            snap = json.load(fh)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: no status file -- has `meterchain run` started with this "
+                         "config? (systemctl status meterchain)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path}: unreadable status file: {exc}") from None
+    if not isinstance(snap, dict) or snap.get("version") != STATUS_VERSION:
+        raise StoreError(f"{path}: not a meterchain status file (version "
+                         f"{snap.get('version') if isinstance(snap, dict) else None!r})")
+    return snap
+
+
+def staleness_s(snap: dict[str, Any], now_s: float | None = None) -> float:
+    """Seconds since the snapshot was written."""
+    now = time.time() if now_s is None else now_s
+    return max(0.0, now - snap.get("written_ms", 0) / 1000.0)
+
+
+def is_stale(snap: dict[str, Any], now_s: float | None = None) -> bool:
+    """True if a running daemon should have rewritten the file by now."""
+    return bool(snap.get("running")) and staleness_s(snap, now_s) > STALE_FACTOR * float(
+        snap.get("interval_s", 15.0))
+
+
+def _ago(ms: int | None, now_s: float) -> str:
+    if ms is None:
+        return "never"
+    secs = now_s - ms / 1000.0
+    if secs < 120:
+        return f"{secs:.0f} s ago"
+    if secs < 7200:
+        return f"{secs / 60:.0f} min ago"
+    return f"{secs / 3600:.1f} h ago"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def render_status(snap: dict[str, Any], now_s: float | None = None) -> str:
+    """The snapshot as text for a technician at the gateway's console."""
+    now = time.time() if now_s is None else now_s
+    out: list[str] = []
+    gw = snap.get("gateway", {})
+    health = snap.get("health", {})
+    state = health.get("state", "?")
+    if not snap.get("running"):
+        run = f"stopped (status written {_ago(snap.get('written_ms'), now)})"
+    elif is_stale(snap, now):
+        run = (f"NOT RESPONDING: status last written {_ago(snap.get('written_ms'), now)} "
+               f"(pid {snap.get('pid')})")
+        state = "critical"
+    else:
+        run = f"running (pid {snap.get('pid')}, since {_ago(snap.get('started_ms'), now)})"
+    out.append(f"gateway  {gw.get('name') or '-'}  key {gw.get('key', '?')[:16]}...")
+    out.append(f"agent    {run}")
+    out.append(f"health   {state.upper()}")
+    for problem in health.get("problems", []):
+        out.append(f"  ! {problem}")
+    chain = snap.get("chain", {})
+    sealer = snap.get("sealer", {})
+    head = chain.get("head_hash") or "-"
+    out.append(f"chain    height {chain.get('height', -1)}  head {head[:16]}  first stored "
+               f"{chain.get('first_height', 0)}  pending readings "
+               f"{sealer.get('pending_readings', 0)}  dropped {sealer.get('dropped_readings', 0)}")
+    disk = snap.get("disk", {})
+    out.append(f"disk     {_size(disk.get('used_bytes'))} used of {_size(disk.get('budget_bytes'))}"
+               f" budget, {_size(disk.get('free_bytes'))} free on the filesystem"
+               + ("  OVER BUDGET" if disk.get("over_budget") else ""))
+    out.append("meters")
+    for m in snap.get("meters", []):
+        err = f"  last error {_ago(m.get('last_error_ms'), now)}: {m['last_error']}" if m.get(
+            "last_error") else ""
+        out.append(f"  {m['meter_id']:<16} {m['driver']:<12} reads {m['reads']:<7} errors "
+                   f"{m['errors']:<5} last ok {_ago(m.get('last_success_ms'), now)}{err}")
+        values = ", ".join(f"{k} = {v}" for k, v in sorted(m.get("last_values", {}).items()))
+        if values:
+            out.append(f"    {values}")
+    out.append("replicas")
+    if not snap.get("replicas"):
+        out.append("  (none configured)")
+    for r in snap.get("replicas", []):
+        req = "required" if r.get("required") else "optional"
+        out.append(f"  {r['name']:<16} {req:<8} {r.get('state', '?'):<11} acked "
+                   f"{r.get('acked_height', -1)}  backlog {r.get('backlog_blocks', '?')} blocks"
+                   f"  last ok {_ago(r.get('last_success_ms'), now)}")
+        if r.get("discrepancy"):
+            out.append(f"    DISCREPANCY: {r['discrepancy']}")
+        if r.get("last_error"):
+            out.append(f"    last error {_ago(r.get('last_error_ms'), now)}: {r['last_error']}")
+    return "\n".join(out) + "\n"
+
+
+def exit_code(snap: dict[str, Any], now_s: float | None = None) -> int:
+    """0 healthy or degraded, 1 critical or not responding."""
+    if is_stale(snap, now_s) or snap.get("health", {}).get("state") == "critical":
+        return 1
+    return 0
