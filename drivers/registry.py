@@ -4,3 +4,4 @@ Adding a protocol is one module and one line here.
 """
 
 # Each import registers its driver names with drivers.base.register on import.
+import drivers.modbus  # noqa: E402,F401  modbus-rtu, modbus-tcp, modbus-rtu-over-tcp
