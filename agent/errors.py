@@ -237,6 +237,10 @@ class StoreFullError(StoreError):
     """The disk (or the configured budget) has no room for the next block."""
 
 
+class StoreCorruptError(StoreError):
+    """Stored bytes are damaged beyond a torn tail (a bad record inside committed data)."""
+
+
 class KeyFileError(MeterchainError):
     """A key file is missing, unreadable, malformed or has unsafe permissions."""
 

@@ -1,0 +1,708 @@
+"""Append-only, crash-safe block store: framed records in segment files, one fsync per append.
+
+On-disk layout (normative description: ``docs/export-format.md``, "Ledger directory")::
+
+    LEDGER/
+      FORMAT                          "meterchain-ledger-v1\\n"; the writer holds a flock on it
+      segments/
+        00000000000000000000.seg      segment: 16-byte header, then framed block records
+        00000000000000000000.idx      its index: one u64 file offset per block, in height order
+        00000000000000012345.seg      the next segment; the name is the height of its first block
+
+Segment header: ``b"MCSEG001"`` then the first height (u64, big-endian). A frame is
+``u32 length | u32 CRC32 | record`` where the CRC32 (zlib, IEEE polynomial) covers the four
+length bytes and the record, and the record is ``agent.ledger.Block.encode()``. A length of 0
+starts padding: zero bytes up to the next multiple of ``StoreOptions.align`` in the file. Each
+append writes its frames plus padding to the next boundary in one ``write`` and one
+``fdatasync``, so a committed page is never rewritten. A new segment is written to a temporary
+file with its first batch, fsynced and renamed into place (then the directory is fsynced).
+
+Opening reads the ``FORMAT`` file, lists the segment names, trusts the sealed segments (their
+index is loaded and cheaply checked only when first needed) and scans only the last segment
+from its last indexed record: a torn tail is cut off (logged); a bad record followed by good
+ones is corruption, which is refused (``StoreCorruptError``), never silently truncated.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import struct
+import zlib
+from array import array
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from agent import ledger
+from agent.errors import HeightError, StoreCorruptError, StoreError, StoreFullError
+from agent.ledger import Block, ChainHead, Header
+
+log = logging.getLogger(__name__)
+
+FORMAT_FILE = "FORMAT"
+FORMAT_TEXT = b"meterchain-ledger-v1\n"
+SEGMENT_DIR = "segments"
+SEG_MAGIC = b"MCSEG001"
+_SEG_HEADER = struct.Struct(">8sQ")
+SEG_HEADER_SIZE = _SEG_HEADER.size  # 16
+_FRAME = struct.Struct(">II")
+FRAME_SIZE = _FRAME.size  # 8
+_HEIGHT_AT = 4 + 1 + 1 + 32  # offset of the height inside a block record (header layout)
+_U64 = struct.Struct(">Q")
+MAX_RECORD = ledger.HEADER_SIZE + ledger.SIGNATURE_SIZE + 4 + ledger.MAX_PAYLOAD_SIZE
+MIN_RECORD = ledger.HEADER_SIZE + ledger.SIGNATURE_SIZE + 4
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """Limits and durability settings of a :class:`BlockStore`."""
+
+    segment_bytes: int = 64 * 1024 * 1024
+    """Start a new segment when an append would make the current one larger than this."""
+    fsync: bool = True
+    """fdatasync every append (turn off only for throw-away benchmarks and tests)."""
+    align: int = 4096
+    """Pad each append to a multiple of this many bytes (1 = no padding)."""
+    max_bytes: int | None = None
+    """Budget for the store's disk use; an append beyond it raises ``StoreFullError``."""
+    read_only: bool = False
+    """Open without the writer lock and without repairing the tail (for verify/show)."""
+    create: bool = True
+    """Create the ledger layout when the directory is missing or empty."""
+    max_open_segments: int = 8
+    """Read handles kept open for random access to old segments."""
+
+
+def _seg_name(first: int) -> str:
+    return f"{first:020d}"
+
+
+def frame(record: bytes) -> bytes:
+    """Frame one record: ``u32 length | u32 CRC32(length bytes + record) | record``."""
+    n = len(record).to_bytes(4, "big")
+    return n + zlib.crc32(record, zlib.crc32(n)).to_bytes(4, "big") + record
+
+
+def record_height(record: bytes) -> int:
+    """The height field of an encoded block record (without decoding the rest)."""
+    return int(_U64.unpack_from(record, _HEIGHT_AT)[0])
+
+
+@dataclass
+class _Segment:
+    first: int
+    path: Path
+    index: array | None  # offsets of records; None until loaded (sealed segments)
+    size: int  # bytes of valid data (a multiple of align after a complete append)
+
+    @property
+    def idx_path(self) -> Path:
+        return self.path.with_suffix(".idx")
+
+
+class BlockStore:
+    """The gateway's block log. Use :meth:`open`; not safe for use from several threads."""
+
+    def __init__(self, directory: Path, options: StoreOptions) -> None:
+        self.directory = directory
+        self.options = options
+        self.head: ChainHead | None = None
+        self._segments: list[_Segment] = []
+        self._lock_fd: int | None = None
+        self._fd: int | None = None  # append fd of the last segment
+        self._idx_fd: int | None = None
+        self._readers: dict[Path, int] = {}
+        self._closed = False
+
+    # --- opening ---------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, directory: str | os.PathLike[str], *, options: StoreOptions | None = None
+    ) -> BlockStore:
+        """Open (or create) the ledger in ``directory`` and recover its tail.
+
+        Raises:
+            StoreError: not a ledger, in use by another writer, or unreadable.
+            StoreCorruptError: damage that is not a torn tail (names segment and offset).
+        """
+        store = cls(Path(directory), options or StoreOptions())
+        try:
+            store._open()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def _open(self) -> None:
+        d, opts = self.directory, self.options
+        marker = d / FORMAT_FILE
+        if not d.exists():
+            if not opts.create or opts.read_only:
+                raise StoreError(f"{d}: no such ledger directory")
+            d.mkdir(parents=True)
+        if not d.is_dir():
+            raise StoreError(f"{d}: not a ledger (not a directory)")
+        if not marker.exists():
+            if any(d.iterdir()) or not opts.create or opts.read_only:
+                raise StoreError(f"{d}: not a ledger (no {FORMAT_FILE} file)")
+            (d / SEGMENT_DIR).mkdir()
+            _write_durably(marker, FORMAT_TEXT)
+        try:
+            text = marker.read_bytes()
+        except OSError as exc:
+            raise StoreError(f"{marker}: cannot read: {exc.strerror}") from None
+        if text != FORMAT_TEXT:
+            raise StoreError(f"{d}: not a ledger this version understands ({text[:40]!r})")
+        if not opts.read_only:
+            self._lock_fd = os.open(marker, os.O_RDONLY)
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreError(f"{d}: ledger is in use by another process") from None
+        segdir = d / SEGMENT_DIR
+        if not segdir.is_dir():
+            raise StoreError(f"{d}: not a ledger (no {SEGMENT_DIR}/ directory)")
+        names = sorted(p for p in segdir.iterdir() if p.suffix == ".seg")
+        for p in segdir.glob("*.tmp"):
+            if not opts.read_only:
+                log.warning("removing unfinished segment %s", p)
+                p.unlink()
+        for p in names:
+            try:
+                first = int(p.stem)
+            except ValueError:
+                raise StoreCorruptError(f"{p}: unexpected file in segments/") from None
+            self._segments.append(_Segment(first, p, None, p.stat().st_size))
+        if not opts.read_only:
+            for p in segdir.glob("*.idx"):
+                if not p.with_suffix(".seg").exists():
+                    log.warning("removing index without segment %s", p)
+                    p.unlink()
+        if self._segments:
+            self._recover_last()
+
+    def _recover_last(self) -> None:
+        """Scan the last segment from its last indexed record; cut a torn tail."""
+        seg = self._segments[-1]
+        with open(seg.path, "rb") as f:
+            self._check_seg_header(seg, f.read(SEG_HEADER_SIZE))
+            index = _read_index(seg.idx_path)
+            # drop entries a crash left pointing past, or into, unwritten data
+            while index and not _frame_ok(
+                _pread_frame(f.fileno(), index[-1]), 0, seg.first + len(index) - 1
+            ):
+                index.pop()
+            base = index.pop() if index else SEG_HEADER_SIZE
+            f.seek(base)
+            data = f.read()  # the tail: the last indexed record and what follows it
+        pos = 0
+        prev: ChainHead | None = None
+        while True:
+            got = _next_frame(data, pos, self.options.align, base)
+            if got is None or got[0] == len(data):
+                if got is not None:
+                    pos = got[0]
+                break
+            start, end = got
+            rec = data[start + FRAME_SIZE : end]
+            height = seg.first + len(index)
+            if record_height(rec) != height:
+                raise StoreCorruptError(f"{seg.path}: record at offset {base + start} has "
+                                        f"height {record_height(rec)}, want {height}")
+            header = _decode_header(rec, seg.path, base + start)
+            if prev is not None:
+                ledger.check_link(prev.header, prev.hash, header)
+            prev = ChainHead(header, ledger.header_hash(rec[: ledger.HEADER_SIZE]))
+            index.append(base + start)
+            pos = end
+        if pos < len(data):
+            if _later_frame_exists(data, pos):
+                raise StoreCorruptError(
+                    f"{seg.path}: bad record at offset {base + pos} is followed by valid "
+                    "records; refusing to truncate (restore from a replica or an export)"
+                )
+            verb = "ignoring" if self.options.read_only else "dropping"
+            log.warning("%s: %s torn tail of %d byte(s) at offset %d after height %d",
+                        seg.path, verb, len(data) - pos, base + pos, seg.first + len(index) - 1)
+            if not self.options.read_only:
+                with open(seg.path, "r+b") as f:
+                    f.truncate(base + pos)
+                    os.fsync(f.fileno())
+        seg.size = base + pos
+        seg.index = index
+        if prev is None:
+            if len(self._segments) > 1:
+                # cannot happen with atomic segment creation; repair by forgetting it
+                log.warning("removing empty last segment %s", seg.path)
+                if not self.options.read_only:
+                    seg.path.unlink()
+                    seg.idx_path.unlink(missing_ok=True)
+                self._segments.pop()
+                self._recover_last()
+                return
+            if seg.first != 0:
+                raise StoreCorruptError(f"{seg.path}: the only segment holds no block")
+        self.head = prev
+        if not self.options.read_only:
+            _write_index(seg.idx_path, index)
+            self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
+            self._idx_fd = os.open(seg.idx_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def _check_seg_header(self, seg: _Segment, data: bytes) -> None:
+        if len(data) < SEG_HEADER_SIZE:
+            raise StoreCorruptError(f"{seg.path}: segment shorter than its header")
+        magic, first = _SEG_HEADER.unpack_from(data, 0)
+        if magic != SEG_MAGIC or first != seg.first:
+            raise StoreCorruptError(f"{seg.path}: bad segment header")
+
+    # --- state -----------------------------------------------------------------------
+
+    @property
+    def height(self) -> int:
+        """Height of the last committed block, -1 when the store is empty."""
+        return -1 if self.head is None else self.head.height
+
+    @property
+    def first_height(self) -> int:
+        """Lowest height still stored (0 unless old segments were pruned)."""
+        return self._segments[0].first if self._segments else 0
+
+    @property
+    def segment_count(self) -> int:
+        return len(self._segments)
+
+    def disk_usage(self) -> int:
+        """Bytes the store's files take (segments, indexes, FORMAT)."""
+        total = 0
+        for seg in self._segments:
+            total += seg.size
+            idx = seg.idx_path
+            total += idx.stat().st_size if idx.exists() else 0
+        return total + len(FORMAT_TEXT)
+
+    # --- appending -------------------------------------------------------------------
+
+    def append(self, block: Block) -> None:
+        """Append one block durably (one fsync). See :meth:`append_many`."""
+        self.append_many((block,))
+
+    def append_many(self, blocks: Sequence[Block]) -> None:
+        """Append blocks that follow the head, with one write and one fsync for all.
+
+        Returns when the blocks are durable. Nothing is changed when it raises.
+
+        Raises:
+            ChainError: a block does not link onto the one before it (or is no genesis).
+            StoreFullError: no space left on the disk or within ``max_bytes``.
+            StoreError: the store is read-only or closed, or the disk failed.
+        """
+        if not blocks:
+            return
+        if self.options.read_only or self._closed:
+            state = "closed" if self._closed else "read-only"
+            raise StoreError(f"{self.directory}: store is {state}")
+        head = self.head
+        records: list[bytes] = []
+        for block in blocks:
+            header = block.header
+            enc = header.encode()
+            if head is None:
+                if header.height != 0:
+                    raise HeightError("first block of an empty store must be genesis",
+                                      expected=0, actual=header.height, height=header.height)
+                if header.prev_hash != ledger.ZERO_HASH:
+                    raise ledger.MalformedError("genesis block must have an all-zero previous hash",
+                                                height=0)
+            else:
+                ledger.check_link(head.header, head.hash, header)
+            head = ChainHead(header, ledger.header_hash(enc))
+            records.append(block.encode())
+        frames = [frame(r) for r in records]
+        seg = self._segments[-1] if self._segments else None
+        batch_len = sum(len(f) for f in frames)
+        if seg is None or (seg.index and seg.size + batch_len > self.options.segment_bytes):
+            self._append_new_segment(blocks[0].height, frames)
+        else:
+            self._append_to(seg, frames)
+        self.head = head
+
+    def _pad(self, end: int) -> bytes:
+        return bytes((-end) % self.options.align)
+
+    def _check_budget(self, extra: int) -> None:
+        budget = self.options.max_bytes
+        if budget is not None and self.disk_usage() + extra > budget:
+            raise StoreFullError(
+                f"{self.directory}: store budget of {self.options.max_bytes} bytes reached"
+            )
+
+    def _append_to(self, seg: _Segment, frames: list[bytes]) -> None:
+        assert self._fd is not None and self._idx_fd is not None and seg.index is not None
+        lead = self._pad(seg.size)  # only after recovery left an unpadded end
+        offsets = []
+        pos = seg.size + len(lead)
+        for f in frames:
+            offsets.append(pos)
+            pos += len(f)
+        buf = b"".join((lead, *frames, self._pad(pos)))
+        self._check_budget(len(buf) + 8 * len(frames))
+        try:
+            _write_all(self._fd, buf)
+            if self.options.fsync:
+                os.fdatasync(self._fd)
+        except OSError as exc:
+            self._undo(seg, exc)
+        os.write(self._idx_fd, b"".join(_U64.pack(o) for o in offsets))
+        seg.index.extend(offsets)
+        seg.size += len(buf)
+
+    def _undo(self, seg: _Segment, exc: OSError) -> None:
+        """Cut a failed write back to the last committed byte, then raise."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, seg.size)
+            os.fsync(self._fd)
+        except OSError as exc2:
+            self._closed = True
+            raise StoreError(f"{seg.path}: write failed ({exc.strerror}) and could not be "
+                             f"undone ({exc2.strerror}); reopen the store") from None
+        if exc.errno in _NO_SPACE:
+            raise StoreFullError(f"{seg.path}: no space left on device") from None
+        raise StoreError(f"{seg.path}: write failed: {exc.strerror}") from None
+
+    def _append_new_segment(self, first: int, frames: list[bytes]) -> None:
+        segdir = self.directory / SEGMENT_DIR
+        path = segdir / f"{_seg_name(first)}.seg"
+        tmp = path.with_suffix(".seg.tmp")
+        offsets = []
+        pos = SEG_HEADER_SIZE
+        for f in frames:
+            offsets.append(pos)
+            pos += len(f)
+        buf = b"".join((_SEG_HEADER.pack(SEG_MAGIC, first), *frames, self._pad(pos)))
+        self._check_budget(len(buf) + 8 * len(frames))
+        if self._segments:  # seal the current segment: its index becomes durable
+            assert self._idx_fd is not None
+            os.fsync(self._idx_fd)
+        try:
+            _write_durably(tmp, buf, fsync=self.options.fsync, rename_to=path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in _NO_SPACE:
+                raise StoreFullError(f"{path}: no space left on device") from None
+            raise StoreError(f"{path}: cannot create segment: {exc.strerror}") from None
+        for fd in (self._fd, self._idx_fd):
+            if fd is not None:
+                os.close(fd)
+        idx = array("Q", offsets)
+        _write_index(path.with_suffix(".idx"), idx)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        self._idx_fd = os.open(path.with_suffix(".idx"), os.O_WRONLY | os.O_APPEND)
+        self._segments.append(_Segment(first, path, idx, len(buf)))
+
+    # --- reading ---------------------------------------------------------------------
+
+    def _find(self, height: int) -> tuple[_Segment, int]:
+        if not self.first_height <= height <= self.height:
+            what = "pruned" if 0 <= height < self.first_height else "not in the store"
+            raise StoreError(f"height {height} is {what} (store holds "
+                             f"{self.first_height}..{self.height})")
+        lo, hi = 0, len(self._segments) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._segments[mid].first <= height:
+                lo = mid
+            else:
+                hi = mid - 1
+        seg = self._segments[lo]
+        return seg, height - seg.first
+
+    def _load_index(self, seg: _Segment, *, rebuild: bool = False) -> array:
+        """The segment's index, loaded (and cheaply checked) on first use."""
+        if seg.index is None or rebuild:
+            idx = array("Q") if rebuild else _read_index(seg.idx_path)
+            fd = self._reader(seg)
+            ok = bool(idx) and idx[0] == SEG_HEADER_SIZE and _frame_ok(
+                _pread_frame(fd, idx[-1]), 0, seg.first + len(idx) - 1
+            )
+            nxt = self._segments.index(seg) + 1
+            if ok and nxt < len(self._segments):
+                ok = self._segments[nxt].first == seg.first + len(idx)
+            if not ok:
+                log.warning("%s: index missing or damaged; rebuilding it", seg.idx_path)
+                idx = _scan_sealed(seg, self.options.align)
+                if not self.options.read_only and seg is not self._segments[-1]:
+                    _write_index(seg.idx_path, idx, durable=True)
+            seg.index = idx
+        return seg.index
+
+    def _reader(self, seg: _Segment) -> int:
+        fd = self._readers.get(seg.path)
+        if fd is None:
+            if len(self._readers) >= self.options.max_open_segments:
+                old_path, old_fd = next(iter(self._readers.items()))
+                os.close(old_fd)
+                del self._readers[old_path]
+            try:
+                fd = os.open(seg.path, os.O_RDONLY)
+            except OSError as exc:
+                raise StoreError(f"{seg.path}: cannot open: {exc.strerror}") from None
+            self._readers[seg.path] = fd
+        return fd
+
+    def _read_at(self, seg: _Segment, i: int) -> bytes:
+        for attempt in (0, 1):
+            index = self._load_index(seg, rebuild=attempt == 1)
+            offset = index[i]
+            buf = _pread_frame(self._reader(seg), offset)
+            if _frame_ok(buf, 0, seg.first + i):
+                return buf[FRAME_SIZE:]
+            if attempt == 0 and seg is self._segments[-1]:
+                break  # the last segment's index was rebuilt on open: the data is bad
+        raise StoreCorruptError(f"{seg.path}: record of height {seg.first + i} at offset "
+                                f"{offset} is damaged (checksum or height)")
+
+    def get_record(self, height: int) -> bytes:
+        """The encoded block record at ``height`` (checksum checked).
+
+        Raises:
+            StoreError: the height is not stored (never written or pruned).
+            StoreCorruptError: the record fails its checksum.
+        """
+        seg, i = self._find(height)
+        return self._read_at(seg, i)
+
+    def get(self, height: int) -> Block:
+        """The block at ``height``. Raises as :meth:`get_record`, or ``ChainError``."""
+        return Block.decode(self.get_record(height))
+
+    def iter_records(self, start: int, stop: int | None = None) -> Iterator[bytes]:
+        """Records of heights ``start`` up to (excluding) ``stop`` (default: to the head).
+
+        Reads each segment sequentially. Raises as :meth:`get_record`.
+        """
+        stop = self.height + 1 if stop is None else min(stop, self.height + 1)
+        h = start
+        while h < stop:
+            seg, i = self._find(h)
+            index = self._load_index(seg)
+            n = min(len(index) - i, stop - h)
+            lo = index[i]
+            with open(seg.path, "rb", buffering=1 << 20) as f:
+                f.seek(lo)
+                pos = lo
+                for k in range(n):
+                    want = index[i + k]
+                    if want != pos:
+                        f.seek(want)
+                        pos = want
+                    head = f.read(FRAME_SIZE)
+                    if len(head) < FRAME_SIZE:
+                        raise StoreCorruptError(f"{seg.path}: record at offset {pos} is cut off")
+                    length = int.from_bytes(head[:4], "big")
+                    if not MIN_RECORD <= length <= MAX_RECORD:
+                        raise StoreCorruptError(f"{seg.path}: bad record length at offset {pos}")
+                    buf = head + f.read(length)
+                    if not _frame_ok(buf, 0, h):
+                        raise StoreCorruptError(f"{seg.path}: record of height {h} at offset "
+                                                f"{pos} is damaged (checksum or height)")
+                    rec = buf[FRAME_SIZE:]
+                    pos += FRAME_SIZE + length
+                    h += 1
+                    yield rec
+
+    # --- pruning and closing ---------------------------------------------------------
+
+    def prune_before(self, height: int) -> int:
+        """Delete whole segments whose blocks are all below ``height``; return bytes freed.
+
+        The last segment is never deleted. Oldest segments go first, so a crash midway
+        leaves a contiguous store.
+
+        Raises:
+            StoreError: the store is read-only.
+        """
+        if self.options.read_only:
+            raise StoreError(f"{self.directory}: store is read-only")
+        freed = 0
+        while len(self._segments) > 1 and self._segments[1].first <= height:
+            seg = self._segments.pop(0)
+            fd = self._readers.pop(seg.path, None)
+            if fd is not None:
+                os.close(fd)
+            freed += seg.path.stat().st_size
+            seg.path.unlink()
+            if seg.idx_path.exists():
+                freed += seg.idx_path.stat().st_size
+                seg.idx_path.unlink()
+            log.info("pruned segment %s (heights %d..%d)", seg.path.name, seg.first,
+                     self._segments[0].first - 1)
+        if freed:
+            _fsync_dir(self.directory / SEGMENT_DIR)
+        return freed
+
+    def close(self) -> None:
+        """Release files and the writer lock. Idempotent."""
+        for fd in (self._fd, self._idx_fd, self._lock_fd, *self._readers.values()):
+            if fd is not None:
+                os.close(fd)
+        self._fd = self._idx_fd = self._lock_fd = None
+        self._readers.clear()
+        self._closed = True
+
+    def __enter__(self) -> BlockStore:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"BlockStore({str(self.directory)!r}, height={self.height})"
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def _write_all(fd: int, buf: bytes) -> None:
+    view = memoryview(buf)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(path: Path, data: bytes, *, fsync: bool = True,
+                   rename_to: Path | None = None) -> None:
+    """Write ``data`` to ``path`` (fsync), optionally rename it, then fsync the directory."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, data)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    if rename_to is not None:
+        os.replace(path, rename_to)
+    if fsync:
+        _fsync_dir(path.parent)
+
+
+def _read_index(path: Path) -> array:
+    idx = array("Q")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return idx
+    idx.frombytes(raw[: len(raw) - len(raw) % 8])
+    if struct.pack("=H", 1) != struct.pack(">H", 1):
+        idx.byteswap()  # stored big-endian
+    return idx
+
+
+def _write_index(path: Path, idx: array, *, durable: bool = False) -> None:
+    out = array("Q", idx)
+    if struct.pack("=H", 1) != struct.pack(">H", 1):
+        out.byteswap()
+    tmp = path.with_suffix(".idx.tmp")
+    _write_durably(tmp, out.tobytes(), fsync=durable, rename_to=path)
+
+
+def _pread_frame(fd: int, offset: int) -> bytes:
+    head = os.pread(fd, FRAME_SIZE, offset)
+    if len(head) < FRAME_SIZE:
+        return head
+    length = int.from_bytes(head[:4], "big")
+    if not MIN_RECORD <= length <= MAX_RECORD:
+        return head
+    return head + os.pread(fd, length, offset + FRAME_SIZE)
+
+
+def _frame_at(data: bytes, pos: int) -> int | None:
+    """End of the whole, checksummed frame at ``pos``, or None."""
+    if pos < 0 or pos + FRAME_SIZE > len(data):
+        return None
+    length, crc = _FRAME.unpack_from(data, pos)
+    end = pos + FRAME_SIZE + length
+    if not MIN_RECORD <= length <= MAX_RECORD or end > len(data):
+        return None
+    if zlib.crc32(data[pos + FRAME_SIZE : end], zlib.crc32(data[pos : pos + 4])) != crc:
+        return None
+    return end
+
+
+def _frame_ok(data: bytes, pos: int, height: int) -> bool:
+    """Whether a whole, checksummed frame of the block at ``height`` starts at ``pos``."""
+    return _frame_at(data, pos) is not None and (
+        record_height(data[pos + FRAME_SIZE :]) == height
+    )
+
+
+def _next_frame(data: bytes, pos: int, align: int, base: int = 0) -> tuple[int, int] | None:
+    """Find the whole frame at ``pos`` of ``data`` (file offset ``base``), skipping padding.
+
+    Returns ``(start, end)``; ``(len(data), len(data))`` at a clean end; ``None`` when the
+    bytes are not a whole, checksummed frame (a torn tail or damage).
+    """
+    n = len(data)
+    while align > 1 and pos + 4 <= n and data[pos : pos + 4] == b"\0\0\0\0":
+        off = base + pos
+        boundary = min(pos + (-off % align or align), n)
+        if data.count(0, pos, boundary) != boundary - pos:
+            return None
+        pos = boundary
+    if pos == n:
+        return (n, n)
+    end = _frame_at(data, pos)
+    return None if end is None else (pos, end)
+
+
+def _later_frame_exists(data: bytes, pos: int) -> bool:
+    """Whether a valid frame starts anywhere after ``pos`` (then it is not a torn tail)."""
+    at = data.find(ledger.HEADER_MAGIC, pos + 1)
+    while at != -1:
+        if at - FRAME_SIZE > pos and _frame_at(data, at - FRAME_SIZE) is not None:
+            return True
+        at = data.find(ledger.HEADER_MAGIC, at + 1)
+    return False
+
+
+def _scan_sealed(seg: _Segment, align: int) -> array:
+    """Rebuild a sealed segment's index by reading it whole; any bad record is corruption."""
+    data = seg.path.read_bytes()
+    idx = array("Q")
+    pos = SEG_HEADER_SIZE
+    while True:
+        got = _next_frame(data, pos, align)
+        if got is None:
+            raise StoreCorruptError(f"{seg.path}: bad record at offset {pos} in a sealed segment")
+        start, end = got
+        if start >= len(data):
+            return idx
+        rec = data[start + FRAME_SIZE : end]
+        if record_height(rec) != seg.first + len(idx):
+            raise StoreCorruptError(f"{seg.path}: record at offset {start} has height "
+                                    f"{record_height(rec)}, want {seg.first + len(idx)}")
+        idx.append(start)
+        pos = end
+
+
+def _decode_header(rec: bytes, path: Path, offset: int) -> Header:
+    try:
+        return Header.decode(rec[: ledger.HEADER_SIZE])
+    except ledger.ChainError as exc:
+        raise StoreCorruptError(f"{path}: record at offset {offset}: {exc}") from None
