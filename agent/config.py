@@ -161,6 +161,9 @@ class RetentionConfig:
         "Blocks younger than this are never pruned.", min=0.0))
     check_interval_s: float = field(default=60.0, metadata=_doc(
         "How often disk use is checked.", min=0.1, max=86_400.0))
+    segment_bytes: int = field(default=16 * 1024 * 1024, metadata=_doc(
+        "Size of the store's segment files; pruning frees whole segments, so keep it well "
+        "below the budget.", min=64 * 1024, max=1024**3))
 
 
 @dataclass(frozen=True)
@@ -477,6 +480,11 @@ def _check_all(cfg: AgentConfig, c: _Checker) -> None:
         elif not _is_loopback(host.strip("[]")):
             c.fail("metrics.listen", f"must be a loopback address (127.0.0.1:PORT), got "
                                      f"{mc.listen!r}")
+    ret = cfg.retention
+    if c.ok("retention.segment_bytes", "retention.disk_budget_bytes") and (
+            ret.segment_bytes * 4 > ret.disk_budget_bytes):
+        c.fail("retention.segment_bytes", "must be at most a quarter of retention."
+               f"disk_budget_bytes ({ret.disk_budget_bytes}), got {ret.segment_bytes}")
     if c.ok("metrics.listen", "metrics.textfile") and (
             mc.listen is not None and mc.textfile is not None):
         c.fail("metrics", "set listen or textfile, not both")
