@@ -99,7 +99,8 @@ class ForwarderOptions:
     """Socket timeout of each connect/read."""
     batch_max_bytes: int = 1_000_000
     """Upper bound of one push body (JSON with base64 blocks); at least one block is sent."""
-    batch_max_blocks: int = 1000
+    batch_max_blocks: int = 256
+    """Most blocks in one push (the replica's default ``max_blocks_per_batch``)."""
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 300.0
     backoff_jitter: float = 0.5
@@ -108,6 +109,17 @@ class ForwarderOptions:
     """How often to look for new blocks when nobody calls :meth:`Forwarder.notify`."""
     cursor_flush_s: float = 1.0
     """Least time between two writes of the cursor to the state DB."""
+
+    @classmethod
+    def from_config(cls, rc: Any, **overrides: Any) -> ForwarderOptions:
+        """Options from an :class:`agent.config.ReplicaConfig` (``[[replicas]]`` entry)."""
+        values: dict[str, Any] = {
+            "ca_file": rc.ca_cert, "pin_sha256": rc.pinned_key_sha256,
+            "required": rc.required, "timeout_s": rc.timeout_s,
+            "batch_max_bytes": rc.batch_bytes, "backoff_max_s": rc.backoff_max_s,
+        }
+        values.update(overrides)
+        return cls(**values)
 
     def check(self, path: str = "replicas") -> None:
         """Raises ConfigError naming the first bad field."""
@@ -351,7 +363,8 @@ class Forwarder:
                 raise ReplicaRefused(f"block {first} alone is too large for the replica "
                                      f"({body.get('detail')})", status=413, detail=body,
                                      replica=self.name)
-            self._batch_bytes = max(1024, self._batch_bytes // 2)
+            sent = PUSH_BODY_OVERHEAD + sum(push_body_size(len(r)) for r in records)
+            self._batch_bytes = max(1024, min(self._batch_bytes, sent) // 2)
             log.info("replica %s: batch too large, lowering bound to %d bytes",
                      self.name, self._batch_bytes)
             return first
