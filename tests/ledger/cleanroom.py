@@ -1,0 +1,329 @@
+"""A second, independent verifier written only from docs/ledger-format.md.
+
+It deliberately does not import ``agent``: it uses hashlib and libsodium (via
+PyNaCl) and re-derives every rule from the spec's section numbers, so that its
+agreement with the reference implementation on every test vector is evidence
+that the spec alone suffices. Results are ``(reason, height)`` tuples, or ``None``
+for success, instead of exceptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import nacl.bindings
+import nacl.exceptions
+import nacl.public
+
+Failure = tuple[str, int | None]
+
+ZERO32 = b"\x00" * 32
+MAX_T = 2**63 - 1
+
+
+def sha(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def u(data: bytes, start: int, size: int) -> int:
+    return int.from_bytes(data[start : start + size], "big")
+
+
+class Reject(Exception):
+    """Internal: one rule failed; carries the spec's reason code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# --- section 3.2 ---------------------------------------------------------------------
+
+
+def reading_ok(r: bytes) -> bool:
+    n = len(r)
+    if n < 45:
+        return False
+    m = r[16]
+    if not 1 <= m <= 64 or n < 44 + m:
+        return False
+    ulen = r[32 + m]
+    if n != 44 + m + ulen or ulen > 16:
+        return False
+    meter = r[17 : 17 + m]
+    try:
+        meter.decode("utf-8", errors="strict")
+    except UnicodeDecodeError:
+        return False
+    if any(b < 0x20 or b == 0x7F for b in meter):
+        return False
+    allowed = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789%/"
+    if any(b not in allowed for b in r[33 + m : 33 + m + ulen]):
+        return False
+    t = 33 + m + ulen
+    return u(r, t, 8) <= MAX_T and r[t + 8] in (0, 1) and u(r, t + 9, 2) & 0xFFE0 == 0
+
+
+# --- section 4 -------------------------------------------------------------------------
+
+
+def mth(leaves: Sequence[bytes]) -> bytes:
+    """RFC 6962 recursive definition over leaf *data*."""
+    n = len(leaves)
+    if n == 0:
+        return sha(b"")
+    if n == 1:
+        return sha(b"\x00" + leaves[0])
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return sha(b"\x01" + mth(leaves[:k]) + mth(leaves[k:]))
+
+
+# --- section 5.1 -------------------------------------------------------------------------
+
+
+def split(payload: bytes) -> list[bytes]:
+    out, pos = [], 0
+    while pos < len(payload):
+        if len(payload) - pos < 2:
+            raise Reject("malformed")
+        size = u(payload, pos, 2)
+        pos += 2
+        if len(payload) - pos < size:
+            raise Reject("malformed")
+        out.append(payload[pos : pos + size])
+        pos += size
+    return out
+
+
+# --- section 8 ---------------------------------------------------------------------------
+
+
+@dataclass
+class Rec:
+    header: bytes
+    signature: bytes
+    payload: bytes
+
+    @property
+    def encoding(self) -> int:
+        return self.header[5]
+
+    @property
+    def key(self) -> bytes:
+        return self.header[6:38]
+
+    @property
+    def height(self) -> int:
+        return u(self.header, 38, 8)
+
+    @property
+    def prev(self) -> bytes:
+        return self.header[46:78]
+
+    @property
+    def t0(self) -> int:
+        return u(self.header, 78, 8)
+
+    @property
+    def t1(self) -> int:
+        return u(self.header, 86, 8)
+
+    @property
+    def count(self) -> int:
+        return u(self.header, 94, 4)
+
+    @property
+    def root(self) -> bytes:
+        return self.header[98:130]
+
+    @property
+    def payload_hash(self) -> bytes:
+        return self.header[130:162]
+
+    @property
+    def block_hash(self) -> bytes:
+        return sha(b"\x02" + self.header)
+
+
+def check_header(h: bytes) -> None:
+    if len(h) < 5 or h[:4] != b"MCHB":
+        raise Reject("malformed")
+    if h[4] != 1:
+        raise Reject("unsupported-version")
+    if len(h) != 194:
+        raise Reject("malformed")
+    enc, rkey, height = h[5], h[162:194], u(h, 38, 8)
+    bad = (
+        enc not in (0, 1)
+        or (enc == 0 and rkey != ZERO32)
+        or (enc == 1 and rkey == ZERO32)
+        or height > MAX_T
+        or (height == 0 and h[46:78] != ZERO32)
+        or u(h, 78, 8) > MAX_T
+        or u(h, 86, 8) > MAX_T
+        or u(h, 94, 4) > 65535
+    )
+    if bad:
+        raise Reject("malformed")
+
+
+def parse(record: bytes) -> Rec:
+    if len(record) < 5 or record[:4] != b"MCHB":
+        raise Reject("malformed")
+    if record[4] != 1:
+        raise Reject("unsupported-version")
+    if len(record) < 262:
+        raise Reject("malformed")
+    check_header(record[:194])
+    plen = u(record, 258, 4)
+    if plen > 16 * 1024 * 1024 or len(record) != 262 + plen:
+        raise Reject("malformed")
+    return Rec(record[:194], record[194:258], record[262:])
+
+
+# --- sections 6.2, 9 ----------------------------------------------------------------------
+
+
+def sig_ok(key: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        nacl.bindings.crypto_sign_open(signature + message, key)
+    except (nacl.exceptions.BadSignatureError, ValueError):
+        return False
+    return True
+
+
+def check_plain(payload: bytes, count: int, root: bytes) -> list[bytes]:
+    readings = split(payload)
+    if len(readings) != count:
+        raise Reject("count-mismatch")
+    if not all(reading_ok(r) for r in readings):
+        raise Reject("malformed")
+    if mth(readings) != root:
+        raise Reject("merkle-mismatch")
+    return readings
+
+
+def verify_chain(records: Sequence[bytes], pinned: bytes | None = None) -> Failure | None:
+    """Section 9 from genesis. Returns ``None`` or ``(reason, chain position)``."""
+    head: Rec | None = None
+    key = pinned
+    for position, record in enumerate(records):
+        try:
+            b = parse(record)
+            if head is None:
+                if b.height != 0:
+                    raise Reject("height-mismatch")
+            else:
+                if b.height != head.height + 1:
+                    raise Reject("height-mismatch")
+                if b.key != head.key:
+                    raise Reject("key-change")
+                if b.prev != head.block_hash:
+                    raise Reject("broken-link")
+                if b.t0 < head.t1:
+                    raise Reject("bad-time")
+            if key is not None and b.key != key:
+                raise Reject("key-change")
+            if b.t0 > b.t1:
+                raise Reject("bad-time")
+            if not sig_ok(b.key, b.block_hash, b.signature):
+                raise Reject("bad-signature")
+            if sha(b"\x03" + b.payload) != b.payload_hash:
+                raise Reject("payload-hash-mismatch")
+            if b.encoding == 0:
+                check_plain(b.payload, b.count, b.root)
+        except Reject as exc:
+            return exc.reason, position
+        head, key = b, b.key
+    return None
+
+
+def open_sealed(record: bytes, utility_sk: bytes) -> list[bytes] | Failure:
+    """Section 5.2 + steps 11-14 for the key holder: the block's canonical readings."""
+    try:
+        b = parse(record)
+        plain = nacl.public.SealedBox(nacl.public.PrivateKey(utility_sk)).decrypt(b.payload)
+    except Reject as exc:
+        return exc.reason, None
+    except nacl.exceptions.CryptoError:
+        return "decrypt-failed", None
+    try:
+        return check_plain(plain, b.count, b.root)
+    except Reject as exc:
+        return exc.reason, b.height
+
+
+# --- section 11 ---------------------------------------------------------------------------
+
+
+def root_from_path(reading: bytes, index: int, size: int, path: Sequence[bytes]) -> bytes:
+    if not 0 <= index < size:
+        raise Reject("bad-proof")
+    fn, sn, r = index, size - 1, sha(b"\x00" + reading)
+    for p in path:
+        if len(p) != 32 or sn == 0:
+            raise Reject("bad-proof")
+        if fn % 2 == 1 or fn == sn:
+            r = sha(b"\x01" + p + r)
+            if fn % 2 == 0:
+                while fn != 0 and fn % 2 == 0:
+                    fn //= 2
+                    sn //= 2
+        else:
+            r = sha(b"\x01" + r + p)
+        fn //= 2
+        sn //= 2
+    if sn != 0:
+        raise Reject("bad-proof")
+    return r
+
+
+def verify_path(reading: bytes, index: int, size: int, path: Sequence[bytes],
+                root: bytes) -> str | None:
+    try:
+        if root_from_path(reading, index, size, path) != root:
+            return "bad-proof"
+    except Reject as exc:
+        return exc.reason
+    return None
+
+
+def verify_proof(header: bytes, signature: bytes, index: int, reading: bytes,
+                 path: Sequence[bytes], pinned: bytes | None) -> Failure | None:
+    try:
+        check_header(header)
+    except Reject as exc:
+        return exc.reason, None
+    h = Rec(header, signature, b"")
+    if pinned is not None and h.key != pinned:
+        return "key-change", h.height
+    if not sig_ok(h.key, h.block_hash, signature):
+        return "bad-signature", h.height
+    why = verify_path(reading, index, h.count, path, h.root)
+    if why:
+        return why, h.height
+    if not reading_ok(reading):
+        return "malformed", h.height
+    return None
+
+
+# --- section 12 ---------------------------------------------------------------------------
+
+
+def verify_fork(a: bytes, sa: bytes, b: bytes, sb: bytes) -> int | str:
+    """The fork height, or the reason the evidence fails."""
+    for h in (a, b):
+        try:
+            check_header(h)
+        except Reject as exc:
+            return exc.reason
+    ra, rb = Rec(a, sa, b""), Rec(b, sb, b"")
+    if ra.key != rb.key or ra.height != rb.height or a == b:
+        return "bad-fork-evidence"
+    if not sig_ok(ra.key, ra.block_hash, sa) or not sig_ok(rb.key, rb.block_hash, sb):
+        return "bad-signature"
+    return ra.height
