@@ -183,16 +183,6 @@ def check_records(gateway_key: bytes, records: Iterable[bytes]) -> ChainCheck:
 # --- comparing copies ------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Divergence:
-    """What the cheap hash endpoint said: the first height where ``replica`` and the
-    reference serve different hashes, and the two hashes served there."""
-
-    height: int
-    replica_hash: bytes | None
-    reference_hash: bytes | None
-
-
 def pick_reference(heads: Mapping[str, Head | None],
                    checks: Mapping[str, ChainCheck] | None = None) -> str | None:
     """The copy others are compared with: the longest valid one, first listed on a tie."""
@@ -217,17 +207,30 @@ def _first_hash_difference(a: Sequence[bytes | None], b: Sequence[bytes | None])
     return first_divergence(upto, lambda h: a[h] is not None and a[h] == b[h])
 
 
-def assess_copy(gateway: bytes, replica: str, head: Head, check: ChainCheck) -> list[Finding]:
-    """Findings about one copy on its own: invalid blocks, missing blocks, false head."""
+def assess_copy(gateway: bytes, replica: str, head: Head, check: ChainCheck,
+                served: Mapping[int, bytes | None] | None = None) -> list[Finding]:
+    """Findings about one copy on its own: invalid blocks, missing blocks, a head or
+    served block hash (``served``: height to the hash the replica's hash endpoint gave)
+    that differs from the hash of the block bytes it serves."""
     out = []
+    for h in sorted(served or {}):
+        said = (served or {})[h]
+        actual = check.hashes[h] if h < check.count else None
+        if check.bad_height is not None and check.bad_height <= h:
+            break  # the invalid block itself is reported below
+        if said is not None and actual is not None and said != actual:
+            out.append(Finding("tampered", gateway, replica, h,
+                               f"hash served for this height ({_hx(said)}) differs from "
+                               f"its block's hash ({_hx(actual)})"))
+            break
     if check.error is not None:
         out.append(Finding("tampered", gateway, replica, check.bad_height,
                            f"block does not verify: {check.error.reason}: {check.error.message}"))
     want = head.height + 1
-    served = check.gap_at if check.gap_at is not None else check.count
-    if served < want:
-        out.append(Finding("missing-blocks", gateway, replica, served,
-                           f"head is at height {head.height} but blocks {served}.."
+    have = check.gap_at if check.gap_at is not None else check.count
+    if have < want:
+        out.append(Finding("missing-blocks", gateway, replica, have,
+                           f"head is at height {head.height} but blocks {have}.."
                            f"{head.height} are not served"))
     elif head.height >= 0 and check.error is None and check.hashes[head.height] != head.hash:
         got = check.hashes[head.height]
@@ -244,15 +247,16 @@ def assess_gateway(
     gateway: bytes,
     heads: Mapping[str, Head | None],
     checks: Mapping[str, ChainCheck],
-    divergences: Mapping[str, Divergence | None] | None = None,
+    served: Mapping[str, Mapping[int, bytes | None]] | None = None,
     reference: str | None = None,
 ) -> list[Finding]:
     """Every finding about one gateway across all copies.
 
     ``heads`` maps each replica to its head (None: the replica does not know the
-    gateway). ``checks`` holds each holder's verified chain; ``divergences`` what the
-    hash endpoint said when binary-searched against ``reference`` (default:
-    :func:`pick_reference`).
+    gateway). ``checks`` holds each holder's verified chain; ``served`` the hashes each
+    replica's hash endpoint gave while binary-searching it against ``reference``
+    (default: :func:`pick_reference`). Copies are compared by the hashes of the bytes
+    they serve; the first divergent height is found by binary search over them.
     """
     out: list[Finding] = []
     holders = [r for r, h in heads.items() if h is not None]
@@ -266,7 +270,7 @@ def assess_gateway(
                                f"replica does not know this gateway; {ref} holds it "
                                f"up to height {heads[ref].height}", other=ref))  # type: ignore[union-attr]
             continue
-        out.extend(assess_copy(gateway, r, head, checks[r]))
+        out.extend(assess_copy(gateway, r, head, checks[r], (served or {}).get(r)))
     ref_head, ref_check = heads[ref], checks[ref]
     assert ref_head is not None
     for r in holders:
@@ -275,10 +279,6 @@ def assess_gateway(
         head, check = heads[r], checks[r]
         assert head is not None
         d_bytes = _first_hash_difference(check.hashes, ref_check.hashes)
-        div = (divergences or {}).get(r)
-        if div is not None and (d_bytes is None or div.height < d_bytes):
-            out.extend(_served_hash_lies(gateway, r, ref, div, check, ref_check))
-            continue
         if d_bytes is not None:
             bad_here = [c for c in (check, ref_check)
                         if c.bad_height is not None and c.bad_height <= d_bytes]
@@ -292,21 +292,6 @@ def assess_gateway(
             out.append(Finding("lagging", gateway, r, head.height + 1,
                                f"at height {head.height}, {ref_head.height - head.height} "
                                f"block(s) behind {ref} (height {ref_head.height})", other=ref))
-    return out
-
-
-def _served_hash_lies(gateway: bytes, r: str, ref: str, div: Divergence,
-                      check: ChainCheck, ref_check: ChainCheck) -> list[Finding]:
-    """The hash endpoint reported a divergence the block bytes do not show."""
-    out = []
-    h = div.height
-    for name, served, c in ((r, div.replica_hash, check), (ref, div.reference_hash, ref_check)):
-        actual = c.hashes[h] if h < c.count else None
-        if served != actual:
-            out.append(Finding("tampered", gateway, name, h,
-                               f"hash served for this height ({_hx(served)}) differs from "
-                               f"its block's hash ({_hx(actual)})",
-                               other=ref if name == r else r))
     return out
 
 
@@ -339,7 +324,6 @@ __all__ = [
     "KINDS",
     "ChainCheck",
     "ChainChecker",
-    "Divergence",
     "Finding",
     "Report",
     "assess_copy",

@@ -8,8 +8,10 @@ For each gateway any replica lists:
    ledger core (:class:`replica.audit.ChainChecker`), so a block whose bytes were
    altered in a replica's database is found even when its header hash is unchanged;
 3. each copy's served block hashes (``.../blocks/{h}/hash``) are binary-searched
-   against the reference copy for the first divergent height, and the verified bytes
-   confirm what that divergence is (fork, tampered block, lying hash index);
+   against the reference copy for the first divergent height; the verified bytes
+   confirm what that divergence is (a fork, a tampered block, or a served hash that
+   differs from its block's bytes). A hash index altered alone, away from the heights
+   the search probes, does not change any block the replica serves and goes unseen;
 4. the fork evidence each replica recorded is verified offline.
 """
 
@@ -22,7 +24,6 @@ from agent.errors import ForwardingError, ReplicaRefused
 from replica.audit import (
     ChainCheck,
     ChainChecker,
-    Divergence,
     Finding,
     Report,
     assess_forks,
@@ -106,11 +107,11 @@ def audit_gateway(key: bytes, clients: Sequence[ReplicaClient],
     ref = pick_reference(heads, checks)
     assert ref is not None
     ref_probe = _HashProbe(by_url[ref], key, config.max_hash_probes)
-    divergences: dict[str, Divergence | None] = {}
+    probes = {ref: ref_probe}
     for url, head in heads.items():
         if head is None or url == ref:
             continue
-        probe = _HashProbe(by_url[url], key, config.max_hash_probes)
+        probe = probes[url] = _HashProbe(by_url[url], key, config.max_hash_probes)
         ref_head = heads[ref]
         assert ref_head is not None
         upto = min(head.height, ref_head.height)
@@ -118,9 +119,9 @@ def audit_gateway(key: bytes, clients: Sequence[ReplicaClient],
         def same(h: int, p: _HashProbe = probe) -> bool:
             return p.at(h) is not None and p.at(h) == ref_probe.at(h)
 
-        d = first_divergence(upto, same)
-        divergences[url] = None if d is None else Divergence(d, probe.at(d), ref_probe.at(d))
-    return assess_gateway(key, heads, checks, divergences, ref), fetched
+        first_divergence(upto, same)  # the probes keep what each replica served
+    served = {url: p.cache for url, p in probes.items()}
+    return assess_gateway(key, heads, checks, served, ref), fetched
 
 
 def run_audit(clients: Sequence[ReplicaClient], config: AuditConfig | None = None,

@@ -1,7 +1,7 @@
 """Command-line tools over many replicas: ``meterchain audit`` and ``meterchain replica mirror``.
 
-``register(sub, replica_sub)`` adds ``audit`` to the top-level sub-commands and ``mirror``
-to the ``replica`` group (``replica/cli.py`` calls it). Exit codes follow
+``register(replica_sub, top_sub)`` adds ``mirror`` to the ``replica`` group and ``audit``
+to the top-level sub-commands (``replica/cli.py`` calls it). Exit codes follow
 :mod:`agent.cli`: 0 all copies agree / mirror complete, 1 a discrepancy was found or
 the source served invalid blocks, 2 usage errors or an unreachable replica.
 """
@@ -136,22 +136,10 @@ def cmd_mirror(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FOUND
 
 
-def _replica_subparsers(sub: Any) -> Any:
-    """The ``replica`` group's sub-command action, found from the top-level one."""
-    parser = sub.choices.get("replica") if hasattr(sub, "choices") else None
-    if parser is None:
-        parser = sub.add_parser("replica", help="the replica service and its tools")
-        return parser.add_subparsers(dest="replica_command", metavar="COMMAND")
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return parser.add_subparsers(dest="replica_command", metavar="COMMAND")
-
-
-def register(sub: Any, replica_sub: Any = None) -> None:
-    """Add ``audit`` to the top-level sub-commands ``sub`` and ``mirror`` to the
-    ``replica`` group (``replica_sub``; found in ``sub`` when not given)."""
-    p = sub.add_parser("audit", help="compare every gateway's chain across replicas",
+def register(replica_sub: Any, top_sub: Any) -> None:
+    """Add ``mirror`` to the ``replica`` group's sub-commands and ``audit`` to the
+    top-level ones (``replica/cli.py`` calls this with both)."""
+    p = top_sub.add_parser("audit", help="compare every gateway's chain across replicas",
                        description="Compare every gateway's head and chain across replicas: "
                        "lagging copies, missing blocks, forks and tampered blocks with the "
                        "first divergent height. Exit 1 when a discrepancy is found.")
@@ -159,8 +147,7 @@ def register(sub: Any, replica_sub: Any = None) -> None:
     _add_client_options(p)
     p.set_defaults(func=cmd_audit)
 
-    group = replica_sub if replica_sub is not None else _replica_subparsers(sub)
-    m = group.add_parser("mirror", help="pull and verify another replica's ledgers",
+    m = replica_sub.add_parser("mirror", help="pull and verify another replica's ledgers",
                          description="Copy every enrolled gateway's new blocks from another "
                          "replica, verified from the local head; invalid blocks are "
                          "reported and never stored.")

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from agent.ledger import Block
 from replica.audit import (
     ChainCheck,
-    Divergence,
     assess_forks,
     assess_gateway,
     check_records,
@@ -164,8 +163,8 @@ def test_head_hash_that_differs_from_the_block_is_tampering() -> None:
 
 def test_served_hash_that_differs_from_the_bytes_is_tampering() -> None:
     heads = {"a": head_of(CHAIN), "b": head_of(CHAIN)}
-    div = {"b": Divergence(2, bytes(32), CHAIN[2].hash)}
-    findings = assess_gateway(KEY, heads, {"a": check(CHAIN), "b": check(CHAIN)}, div, "a")
+    served = {"a": {2: CHAIN[2].hash, 7: CHAIN[7].hash}, "b": {2: bytes(32), 7: CHAIN[7].hash}}
+    findings = assess_gateway(KEY, heads, {"a": check(CHAIN), "b": check(CHAIN)}, served, "a")
     assert [(f.kind, f.replica, f.height) for f in findings] == [("tampered", "b", 2)]
 
 
