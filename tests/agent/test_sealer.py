@@ -1,0 +1,213 @@
+"""Sealer: policy (N seconds or M readings), clamped spans, sealed payloads, disk full."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import nacl.public
+
+from agent.config import SealingConfig
+from agent.errors import StoreFullError
+from agent.ledger import (
+    Block,
+    PayloadEncoding,
+    Reading,
+    block_readings,
+    decode_blocks,
+    open_block,
+    verify_chain,
+)
+from agent.sealer import Sealer
+from agent.store import BlockStore, StoreOptions
+
+SEED = bytes(range(32))
+
+
+def readings(meter: str, n: int, t_ms: int, start: int = 0) -> list[Reading]:
+    return [Reading.make(meter, "1-0:1.8.0", start + i, 0, "Wh", t_ms) for i in range(n)]
+
+
+def open_store(path: Path, **kw: object) -> BlockStore:
+    return BlockStore.open(path, options=StoreOptions(fsync=False, **kw))  # type: ignore[arg-type]
+
+
+def chain(store: BlockStore) -> list[Block]:
+    blocks = list(decode_blocks(store.iter_records(store.first_height)))
+    verify_chain(blocks)
+    return blocks
+
+
+def test_seals_when_max_readings_are_pending(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "l")
+    committed: list[Block] = []
+    s = Sealer(SealingConfig(interval_s=3600, max_readings=10), store, SEED,
+               on_commit=committed.append)
+    s.add(readings("a", 9, 1_000), 1_000)
+    assert not s.due()
+    s.add(readings("a", 6, 2_000, 9), 2_000)
+    assert s.due()
+    assert s.seal_some()
+    assert not s.due() and s.pending == 5
+    (b,) = chain(store)
+    assert b.header.reading_count == 10 and committed == [b]
+    assert [r.value for r, _ in block_readings(b)] == list(range(10))
+    salts = [salt for _, salt in block_readings(b)]
+    assert len(set(salts)) == 10 and bytes(16) not in salts  # fresh random salts
+
+
+def test_seals_after_interval_with_few_readings(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "l")
+    mono = [100.0]
+    s = Sealer(SealingConfig(interval_s=5, max_readings=1000), store, SEED,
+               mono=lambda: mono[0])
+    s.add(readings("a", 2, 1_000), 1_000)
+    mono[0] += 4.9
+    assert not s.due()
+    mono[0] += 0.2
+    assert s.due()
+    assert s.seal_some()
+    assert store.height == 0
+
+
+def test_run_loop_applies_policy_and_flush_seals_the_rest(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "l")
+    s = Sealer(SealingConfig(interval_s=0.3, max_readings=100), store, SEED)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(s.run(stop))
+        s.add(readings("a", 3, 1_000), 1_000)
+        await asyncio.sleep(0.6)
+        assert store.height == 0  # sealed by time
+        s.add(readings("a", 250, 2_000), 2_000)
+        await asyncio.sleep(0.05)
+        assert store.height == 2 and s.pending == 50  # two full blocks right away
+        s.add(readings("a", 1, 3_000), 3_000)
+        stop.set()
+        await task
+        assert s.flush() == 0
+
+    asyncio.run(scenario())
+    blocks = chain(store)
+    assert [b.header.reading_count for b in blocks] == [3, 100, 100, 51]
+
+
+def test_time_never_goes_backwards_after_a_clock_step(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "l")
+    s = Sealer(SealingConfig(interval_s=1, max_readings=2), store, SEED)
+    s.add(readings("a", 2, 5_000_000), 5_000_000)
+    s.seal_some()
+    s.add(readings("a", 2, 1_000), 1_000)  # the clock stepped back by more than an hour
+    s.seal_some()
+    s.add(readings("b", 1, 4_999_000), 4_999_000)  # catching up, still before b0's end
+    s.add(readings("a", 1, 5_000_500), 5_000_500)
+    s.seal_some()
+    b0, b1, b2 = chain(store)
+    assert (b1.header.time_start_ms, b1.header.time_end_ms) == (5_000_000, 5_000_000)
+    assert (b2.header.time_start_ms, b2.header.time_end_ms) == (5_000_000, 5_000_500)
+    assert [r.timestamp_ms for r, _ in block_readings(b1)] == [1_000, 1_000]  # kept as taken
+
+
+def test_sealed_to_utility_key_with_fresh_ephemeral_keys(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "l")
+    utility = nacl.public.PrivateKey.generate()
+    s = Sealer(SealingConfig(max_readings=3), store, SEED,
+               recipient_key=bytes(utility.public_key))
+    for i in range(2):
+        s.add(readings("a", 3, 1_000 + i, 10 * i), 1_000 + i)
+        s.seal_some()
+    b0, b1 = chain(store)
+    assert b0.header.payload_encoding is PayloadEncoding.SEALED
+    assert b0.payload[:32] != b1.payload[:32]  # a fresh ephemeral key per block
+    assert [r.value for r in open_block(b1, bytes(utility))] == [10, 11, 12]
+
+
+class FullOnce:
+    """The real store, refusing appends while ``full`` is set (as on a full disk)."""
+
+    def __init__(self, store: BlockStore) -> None:
+        self.store = store
+        self.full = True
+
+    @property
+    def head(self):  # type: ignore[no-untyped-def]
+        return self.store.head
+
+    def append(self, block: Block) -> None:
+        if self.full:
+            raise StoreFullError("no space left on device")
+        self.store.append(block)
+
+
+def test_store_full_keeps_readings_bounded_and_resumes(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "l")
+    sink = FullOnce(store)
+    mono = [0.0]
+    s = Sealer(SealingConfig(max_readings=100, max_pending_readings=250,
+                             retry_interval_s=2), sink, SEED, mono=lambda: mono[0])
+    s.add(readings("a", 100, 1_000), 1_000)
+    assert not s.seal_some()
+    assert s.store_full and s.pending == 100 and not s.due()  # waits for the retry
+    s.add(readings("a", 200, 2_000, 100), 2_000)
+    assert s.pending == 250 and s.dropped_readings == 50  # oldest pending dropped
+    mono[0] += 2.1
+    assert s.due()
+    sink.full = False
+    while s.pending:
+        assert s.seal_some()
+    assert not s.store_full
+    values = [r.value for b in chain(store) for r, _ in block_readings(b)]
+    assert values == list(range(50, 300))  # the 50 oldest were dropped, nothing else
+
+
+def test_store_error_other_than_full_stops_with_readings_kept(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "l")
+
+    class Broken(FullOnce):
+        def append(self, block: Block) -> None:
+            raise OSError(5, "Input/output error")
+
+    s = Sealer(SealingConfig(max_readings=10), Broken(store), SEED)
+    s.add(readings("a", 10, 1), 1)
+    try:
+        s.seal_some()
+    except Exception as exc:  # noqa: BLE001 - asserting on the type below
+        assert type(exc).__name__ == "StoreError"
+        assert "Input/output error" in str(exc)
+    else:
+        raise AssertionError("StoreError expected")
+    assert s.pending == 10
+
+
+def test_real_enospc_on_a_small_tmpfs(small_fs: Path) -> None:
+    """A real filesystem fills up: the store refuses, the sealer holds, then resumes."""
+    store = BlockStore.open(small_fs / "ledger", options=StoreOptions(segment_bytes=1 << 20))
+    s = Sealer(SealingConfig(max_readings=20, max_pending_readings=100_000,
+                             retry_interval_s=0.1), store, SEED)
+    filler = small_fs / "filler"
+    with open(filler, "wb") as fh:  # leave ~40 KiB free
+        free = os.statvfs(small_fs).f_bavail * os.statvfs(small_fs).f_frsize
+        fh.write(bytes(max(0, free - 40 * 1024)))
+    n = 0
+    committed_before_full = -1
+    for i in range(2000):
+        s.add(readings("a", 20, 1_000 + i, n), 1_000 + i)
+        n += 20
+        s._retry_at = None  # no waiting in this test
+        if not s.seal_some():
+            committed_before_full = store.height
+            break
+    assert s.store_full and committed_before_full >= 0
+    for i in range(10):  # keep polling while full
+        s.add(readings("a", 20, 5_000 + i, n), 5_000 + i)
+        n += 20
+    filler.unlink()
+    s._retry_at = None
+    assert s.flush() == 0
+    store.close()
+    reopened = BlockStore.open(small_fs / "ledger")
+    values = [r.value for b in chain(reopened) for r, _ in block_readings(b)]
+    reopened.close()
+    assert values == list(range(n))  # every reading, once, in order
