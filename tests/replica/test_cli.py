@@ -1,0 +1,154 @@
+"""``meterchain replica ...`` as an operator runs it: real processes, real config files."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from agent.errors import ConfigError, KeyFileError
+from replica.config import load_config, load_secret_key
+from tests.replica.conftest import StorageFactory
+from tests.support.chains import encode_b64, gateway_key, make_chain
+from tests.support.pgserver import free_port
+
+
+def mc(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def write_config(tmp_path: Path, url: str, port: int = 0, extra: str = "") -> Path:
+    p = tmp_path / "replica.toml"
+    p.write_text(f'[listen]\nhost = "127.0.0.1"\nport = {port}\n\n[storage]\nurl = "{url}"\n'
+                 f"{extra}")
+    return p
+
+
+def test_enroll_revoke_list(storage_factory: StorageFactory, tmp_path: Path) -> None:
+    cfg = str(write_config(tmp_path, storage_factory.url))
+    key = gateway_key(b"cli-gw").hex()
+    r = mc("replica", "enroll", key, "--name", "north", "--site", "plant 2", "--config", cfg)
+    assert r.returncode == 0, r.stderr
+    assert key in r.stdout
+    r = mc("replica", "enroll", key, "--name", "again", "--config", cfg)
+    assert r.returncode == 2 and "already enrolled" in r.stderr
+    r = mc("replica", "enroll", "abc", "--name", "x", "--config", cfg)
+    assert r.returncode == 2 and "64 hex characters" in r.stderr
+    r = mc("replica", "revoke", key, "--at", "2026-01-31T12:00:00Z", "--config", cfg)
+    assert r.returncode == 0, r.stderr
+    r = mc("replica", "revoke", gateway_key(b"nobody").hex(), "--config", cfg)
+    assert r.returncode == 2 and "not enrolled" in r.stderr
+    r = mc("replica", "revoke", key, "--at", "yesterday", "--config", cfg)
+    assert r.returncode == 2 and "--at" in r.stderr
+    r = mc("replica", "list", "--json", "--config", cfg)
+    assert r.returncode == 0, r.stderr
+    [g] = json.loads(r.stdout)
+    assert (g["key"], g["name"], g["site"], g["height"]) == (key, "north", "plant 2", -1)
+    assert g["revoked_at_ms"] == 1_769_860_800_000
+    r = mc("replica", "list", "--config", cfg)
+    assert "north (plant 2)" in r.stdout and "1 gateway(s)" in r.stdout
+
+
+def test_missing_config_is_one_clear_line(tmp_path: Path) -> None:
+    r = mc("replica", "list", "--config", str(tmp_path / "nope.toml"))
+    assert r.returncode == 2
+    assert "nope.toml" in r.stderr and "Traceback" not in r.stderr
+
+
+def _serve(cfg: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "agent.cli", "replica", "serve", "--config",
+                             str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def _wait_up(proc: subprocess.Popen[str], url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"replica exited with {proc.returncode}: {out}")
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("replica did not come up")
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_serve_process_restart_keeps_chain(storage_factory: StorageFactory,
+                                           tmp_path: Path) -> None:
+    port = free_port()
+    cfg = write_config(tmp_path, storage_factory.url, port)
+    url = f"http://127.0.0.1:{port}"
+    key = gateway_key(b"served").hex()
+    chain = make_chain(b"served", 5, 4)
+    proc = _serve(cfg)
+    try:
+        _wait_up(proc, url)
+        # enrolling while the server runs takes effect on the next push
+        r = httpx.post(f"{url}/v1/gateways/{key}/blocks", json={"blocks": encode_b64(chain[:3])})
+        assert r.status_code == 403
+        assert mc("replica", "enroll", key, "--name", "gw", "--config", str(cfg)).returncode == 0
+        r = httpx.post(f"{url}/v1/gateways/{key}/blocks", json={"blocks": encode_b64(chain[:3])})
+        assert r.status_code == 200, r.text
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0
+    proc = _serve(cfg)
+    try:
+        _wait_up(proc, url)
+        assert httpx.get(f"{url}/v1/gateways/{key}/head").json()["height"] == 2
+        r = httpx.post(f"{url}/v1/gateways/{key}/blocks", json={"blocks": encode_b64(chain[3:])})
+        assert r.json()["head"] == {"height": 4, "hash": chain[4].hash.hex()}
+    finally:
+        _stop(proc)
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    p = tmp_path / "r.toml"
+    p.write_text('[limits]\nmax_body_bytes = "big"\nrate_per_gateway = -1\nnope = 1\n'
+                 '[listen]\nport = 70000\n[storage]\nurl = "mysql://x"\n[extra]\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    text = str(info.value)
+    for key in ("limits.max_body_bytes", "limits.rate_per_gateway", "limits.nope",
+                "listen.port", "storage.url", "extra"):
+        assert key in text, key
+    p.write_text("not = [toml")
+    with pytest.raises(ConfigError, match="TOML"):
+        load_config(p)
+
+
+def test_config_defaults_and_relative_paths(tmp_path: Path) -> None:
+    p = tmp_path / "r.toml"
+    p.write_text('[storage]\nurl = "sqlite:///data/r.db"\n[keys]\nutility_secret_key = "u.key"\n'
+                 "[limits]\nrate_per_gateway = 5\nmax_blocks_per_batch = 10\n")
+    cfg = load_config(p)
+    assert cfg.storage_url == f"sqlite:///{tmp_path.resolve() / 'data' / 'r.db'}"
+    assert cfg.utility_secret_key == tmp_path / "u.key"
+    assert (cfg.limits.rate_per_gateway, cfg.limits.max_blocks_per_batch) == (5.0, 10)
+    assert cfg.limits.max_body_bytes == 8 * 1024 * 1024
+    with pytest.raises(KeyFileError, match="u.key"):
+        load_secret_key(cfg.utility_secret_key)
+    (tmp_path / "u.key").write_bytes(b"short")
+    with pytest.raises(KeyFileError, match="5 bytes"):
+        load_secret_key(tmp_path / "u.key")
+    (tmp_path / "u.key").write_bytes(bytes(range(32)))
+    assert load_secret_key(tmp_path / "u.key") == bytes(range(32))
