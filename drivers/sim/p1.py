@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from drivers.dsmr import VARIANTS, with_crc
 from drivers.obisvalue import CEST, CET, is_eu_summer_time
-from drivers.sim.pty import PtyPair, open_pty, write_all
+from drivers.sim.serialpty import PtyPair, open_pty, write_all
 
 FAULTS = frozenset({"bad-crc", "garbage", "truncated", "silence"})
 

@@ -1,0 +1,237 @@
+"""DSMR P1 meters (driver ``dsmr-p1``): a pyserial port that receives pushed telegrams.
+
+The meter pushes a telegram every second (DSMR 5) or ten seconds (DSMR 2.2-4). One
+:meth:`P1Meter.read` flushes what is buffered (stale telegrams), then waits for the
+next telegram that passes its checks and returns its readings. A telegram with a
+bad CRC or malformed content is counted in :attr:`P1Meter.stats` and skipped; reading
+goes on with the next one until the telegram timeout. Port I/O runs in a worker
+thread so the event loop is never blocked.
+
+Options (``MeterSpec.options``):
+
+- ``variant``: ``v2.2``, ``v3``, ``v4``, ``v5``, ``be`` (e-MUCS/Fluvius), ``lu``
+  (Smarty, decrypted) or ``auto`` (default). Sets the serial defaults (115200 8N1 for
+  DSMR 4/5, 9600 7E1 for 2.2/3) and whether a CRC is required.
+- ``telegram_timeout_s``: how long one read waits for a good telegram (default: two
+  telegram intervals plus one second, at least ``MeterSpec.timeout_s``).
+- ``max_telegram_bytes``: longest telegram accepted (default 16384).
+
+``MeterSpec.baudrate``/``bytesize``/``parity``/``stopbits`` override the variant's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+
+import serial
+
+from agent.errors import ConfigError, DeviceError, DeviceTimeout, FrameError
+from agent.ledger import Reading
+from drivers.base import Meter, MeterSpec, register
+from drivers.dsmr import (
+    VARIANTS,
+    CrcError,
+    Telegram,
+    TelegramFramer,
+    Variant,
+    parse_telegram,
+    telegram_readings,
+)
+from drivers.serialport import open_port, port_error
+
+
+@dataclass(frozen=True, slots=True)
+class P1Config:
+    """Validated settings of one P1 meter."""
+
+    port: str
+    variant: Variant
+    baudrate: int
+    bytesize: int
+    parity: str
+    stopbits: int
+    telegram_timeout_s: float
+    """Longest wait for one good telegram in one read."""
+    max_telegram_bytes: int = 16_384
+    """Longest telegram accepted; a longer one is dropped as truncated."""
+    poll_s: float = 0.05
+    """Port read timeout of one chunk (how soon a close or the deadline is noticed)."""
+
+    @classmethod
+    def from_spec(cls, spec: MeterSpec) -> P1Config:
+        """Build from a :class:`MeterSpec`.
+
+        Raises:
+            ConfigError: no port, unknown variant, or a bad option (named).
+        """
+        if not spec.port:
+            raise ConfigError("port", "dsmr-p1 needs the serial port of the P1 cable")
+        name = str(spec.options.get("variant", "auto"))
+        if name not in VARIANTS:
+            raise ConfigError("options.variant",
+                              f"unknown DSMR variant {name!r} (known: {', '.join(VARIANTS)})")
+        v = VARIANTS[name]
+        default_timeout = max(spec.timeout_s, 2 * v.interval_s + 1.0)
+        timeout = _number(spec.options, "telegram_timeout_s", default_timeout)
+        max_bytes = int(_number(spec.options, "max_telegram_bytes", 16_384))
+        parity = (spec.parity or v.parity).upper()
+        if parity not in ("N", "E", "O"):
+            raise ConfigError("parity", f"must be N, E or O, not {spec.parity!r}")
+        return cls(spec.port, v, spec.baudrate or v.baudrate, spec.bytesize or v.bytesize,
+                   parity, spec.stopbits or 1, timeout, max_bytes)
+
+
+def _number(options: dict[str, object], key: str, default: float) -> float:
+    raw = options.get(key, default)
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
+        raise ConfigError(f"options.{key}", f"must be a positive number, not {raw!r}")
+    return float(raw)
+
+
+class P1Meter(Meter):
+    """A DSMR P1 port. ``stats`` counts telegrams and what was dropped:
+    ``telegrams`` (good), ``crc_errors``, ``frame_errors``, ``truncated``,
+    ``garbage_bytes``, ``timeouts``, ``bytes``.
+    """
+
+    def __init__(self, spec: MeterSpec) -> None:
+        self.spec = spec
+        self.config = P1Config.from_spec(spec)
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("telegrams", "crc_errors", "frame_errors", "truncated", "garbage_bytes",
+             "timeouts", "bytes"), 0)
+        self.last_telegram: Telegram | None = None
+        """The last good telegram (``raw`` holds its bytes, for ``--raw`` display)."""
+        self.last_error: FrameError | None = None
+        """The last dropped telegram's error."""
+        self._port: serial.Serial | None = None
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+
+    @classmethod
+    def from_spec(cls, spec: MeterSpec) -> P1Meter:
+        """Driver factory. Raises :class:`ConfigError` naming the bad field."""
+        return cls(spec)
+
+    def _describe(self) -> str:
+        c = self.config
+        return f"{c.baudrate} {c.bytesize}{c.parity}{c.stopbits}, variant {c.variant.name}"
+
+    async def probe(self) -> bool:
+        """True if a good telegram arrives; False if data arrives but none is good.
+
+        Raises:
+            DeviceError: port missing/denied; DeviceTimeout: silence.
+        """
+        try:
+            await asyncio.to_thread(self._next_telegram)
+        except FrameError:
+            return False
+        return True
+
+    async def read(self, now_ms: int) -> list[Reading]:
+        """Readings of the next good telegram (see the module docstring).
+
+        Raises:
+            DeviceTimeout: no bytes at all within the telegram timeout.
+            FrameError: bytes arrived but no telegram passed its checks.
+            DeviceError: the port cannot be opened or failed.
+        """
+        telegram = await asyncio.to_thread(self._next_telegram)
+        return telegram_readings(telegram, self.spec.meter_id, now_ms)
+
+    async def close(self) -> None:
+        """Close the port (waits for a read in progress to notice)."""
+        self._closing.set()
+        await asyncio.to_thread(self._close_blocking)
+
+    def _close_blocking(self) -> None:
+        with self._lock:
+            if self._port is not None:
+                try:
+                    self._port.close()
+                finally:
+                    self._port = None
+            self._closing.clear()
+
+    # --- blocking part, runs in a worker thread ---------------------------------------
+
+    def _open(self) -> serial.Serial:
+        if self._port is None:
+            c = self.config
+            self._port = open_port(c.port, baudrate=c.baudrate, bytesize=c.bytesize,
+                                   parity=c.parity, stopbits=c.stopbits, timeout_s=c.poll_s,
+                                   what="P1 port")
+        return self._port
+
+    def _next_telegram(self) -> Telegram:
+        with self._lock:
+            port = self._open()
+            try:
+                return self._receive(port)
+            except serial.SerialException as exc:
+                self._port = None
+                port.close()
+                raise port_error(self.config.port, exc, "P1 port") from None
+
+    def _receive(self, port: serial.Serial) -> Telegram:
+        c = self.config
+        framer = TelegramFramer(max_telegram_bytes=c.max_telegram_bytes)
+        port.reset_input_buffer()
+        deadline = time.monotonic() + c.telegram_timeout_s
+        received = 0
+        dropped_before = self.stats["crc_errors"] + self.stats["frame_errors"]
+        try:
+            while time.monotonic() < deadline and not self._closing.is_set():
+                chunk = port.read(max(1, min(port.in_waiting, 4096)))
+                if not chunk:
+                    continue
+                received += len(chunk)
+                for raw in framer.feed(chunk):
+                    telegram = self._check(raw)
+                    if telegram is not None:
+                        return telegram
+        finally:
+            self.stats["bytes"] += received
+            self.stats["garbage_bytes"] += framer.stats.garbage_bytes
+            self.stats["truncated"] += framer.stats.truncated
+        if self._closing.is_set():
+            raise DeviceError("P1 port closed during a read", bus=c.port)
+        if received == 0:
+            self.stats["timeouts"] += 1
+            raise DeviceTimeout(
+                f"no data on P1 port {c.port} in {c.telegram_timeout_s:g} s ({self._describe()})",
+                bus=c.port,
+                hint="check the P1 cable (RJ12, data request line powered), that the "
+                     "supplier enabled the P1 port, and the settings: 115200 8N1 for "
+                     "DSMR 4/5, 9600 7E1 for DSMR 2.2/3",
+            )
+        dropped = self.stats["crc_errors"] + self.stats["frame_errors"] - dropped_before
+        last = f"; last error: {self.last_error}" if self.last_error and dropped else ""
+        raise FrameError(
+            f"{received} bytes on P1 port {c.port} in {c.telegram_timeout_s:g} s but no good "
+            f"telegram ({dropped} dropped{last})",
+            bus=c.port,
+            hint="garbled data usually means wrong serial settings "
+                 f"({self._describe()}): try variant v2.2/v3 (9600 7E1) or v5 (115200 8N1); "
+                 "CRC errors mean noise on the cable",
+        )
+
+    def _check(self, raw: bytes) -> Telegram | None:
+        try:
+            telegram = parse_telegram(raw, crc=self.config.variant.crc)
+        except FrameError as exc:
+            key = "crc_errors" if isinstance(exc, CrcError) else "frame_errors"
+            self.stats[key] += 1
+            self.last_error = exc
+            return None
+        self.stats["telegrams"] += 1
+        self.last_telegram = telegram
+        return telegram
+
+
+register("dsmr-p1", P1Meter.from_spec,
+         "DSMR P1 smart meter port (NL v2.2-v5, BE e-MUCS, LU Smarty): pushed telegrams")
