@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
+from pymodbus.framer.rtu import FramerRTU
 
 from agent.errors import (
     ConfigError,
@@ -105,6 +106,7 @@ class Bus:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _last_frame: float = 0.0
     _rx_in_request: int = 0
+    _rx_buffer: bytearray = field(default_factory=bytearray)
 
     @property
     def name(self) -> str:
@@ -116,6 +118,8 @@ class Bus:
         else:
             self.stats.rx_bytes += len(data)
             self._rx_in_request += len(data)
+            if len(self._rx_buffer) < 512:
+                self._rx_buffer += data
         for t in self.tracers:
             t(sending, data)
         return data
@@ -170,6 +174,7 @@ class Bus:
             if wait > 0:
                 await asyncio.sleep(wait)
             self._rx_in_request = 0
+            self._rx_buffer.clear()
             self.stats.requests += 1
             call = client.read_holding_registers if function == 3 else client.read_input_registers
             try:
@@ -206,9 +211,10 @@ class Bus:
     def _io_error(self, exc: ModbusIOException, unit: int, address: int,
                   timeout: float) -> DeviceError:
         text = str(exc)
-        if "device id" in text:
+        other = _valid_rtu_frame_from(bytes(self._rx_buffer))
+        if "device id" in text or (other is not None and other != unit):
             self.stats.errors += 1
-            return FrameError("an answer came from a different unit id", bus=self.name,
+            return FrameError(f"an answer came from a different unit id ({other})", bus=self.name,
                               unit=unit, register=address,
                               hint="two devices share a unit id, or the gateway maps ids: "
                               "check unit ids on the bus")
@@ -261,6 +267,15 @@ def acquire(key: BusKey, serial: SerialSettings | None = None,
                           f"settings (got {serial.describe()})")
     bus.users += 1
     return bus
+
+
+def _valid_rtu_frame_from(data: bytes) -> int | None:
+    """The unit id of ``data`` if it is one RTU frame with a valid CRC, else None."""
+    if len(data) < 4:
+        return None
+    if not FramerRTU.check_CRC(data[:-2], int.from_bytes(data[-2:], "big")):
+        return None
+    return data[0]
 
 
 def rtu_gap_s(baudrate: int) -> float:

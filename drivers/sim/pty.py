@@ -1,59 +1,44 @@
-"""Pseudo-terminal endpoints for serial simulators.
+"""A linked pair of pseudo-terminals (a null-modem cable in software), made by socat.
 
-:func:`open_pty` gives a simulator the master end of a fresh pty and the path of the
-slave end, which a driver opens with pyserial exactly like ``/dev/ttyUSB0``. The
-slave is put in raw mode (no CR/LF translation, no echo) and kept open by the
-simulator so the master never sees a hang-up while the driver reopens the port.
-Pseudo-terminals ignore the baud rate and parity: timing on a pty is not wire timing.
+``with PtyPair(tmpdir) as (a, b):`` gives two device paths; bytes written to one
+come out of the other. Pseudo-terminals ignore baud rate and show no RTU gaps, so
+they test framing and logic, never wire timing.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-import pty
-import tty
-from dataclasses import dataclass
+import shutil
+import subprocess
+import time
+from pathlib import Path
 
 
-@dataclass
 class PtyPair:
-    """A master fd (simulator side) and the slave path (driver side)."""
+    """Start ``socat pty,raw,echo=0 pty,raw,echo=0`` with stable link names."""
 
-    master: int
-    slave: int
-    path: str
+    def __init__(self, directory: str | os.PathLike[str], name: str = "tty") -> None:
+        self.a = str(Path(directory) / f"{name}-a")
+        self.b = str(Path(directory) / f"{name}-b")
+        self._proc: subprocess.Popen[bytes] | None = None
 
-    def close(self) -> None:
-        """Close both ends (idempotent)."""
-        for fd in (self.master, self.slave):
-            if fd >= 0:
-                with contextlib.suppress(OSError):  # closing twice is harmless here
-                    os.close(fd)
-        self.master = self.slave = -1
+    def __enter__(self) -> tuple[str, str]:
+        socat = shutil.which("socat")
+        if socat is None:
+            raise RuntimeError("socat is not installed (tests/run.sh installs it)")
+        self._proc = subprocess.Popen(
+            [socat, f"pty,raw,echo=0,link={self.a}", f"pty,raw,echo=0,link={self.b}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while not (os.path.exists(self.a) and os.path.exists(self.b)):
+            if time.monotonic() > deadline or self._proc.poll() is not None:
+                self.__exit__()
+                raise RuntimeError("socat did not create the pty pair")
+            time.sleep(0.01)
+        return self.a, self.b
 
-
-def open_pty() -> PtyPair:
-    """Open a raw pseudo-terminal pair with a non-blocking master.
-
-    Raises:
-        OSError: no pseudo-terminal available.
-    """
-    master, slave = pty.openpty()
-    tty.setraw(slave)
-    flags = fcntl.fcntl(master, fcntl.F_GETFL)
-    fcntl.fcntl(master, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-    return PtyPair(master, slave, os.ttyname(slave))
-
-
-def write_all(fd: int, data: bytes) -> int:
-    """Write what the pty takes without blocking; return bytes written (a meter's
-    push output is lost when nobody reads, as on a real P1 port)."""
-    done = 0
-    while done < len(data):
-        try:
-            done += os.write(fd, data[done:])
-        except BlockingIOError:
-            break
-    return done
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=5)
+            self._proc = None
