@@ -7,3 +7,4 @@ Adding a protocol is one module and one line here.
 import drivers.d0  # noqa: E402,F401  iec62056-21
 import drivers.modbus  # noqa: E402,F401  modbus-rtu, modbus-tcp, modbus-rtu-over-tcp
 import drivers.p1  # noqa: E402,F401  dsmr-p1
+import drivers.sunspec  # noqa: E402,F401  sunspec-tcp, sunspec-rtu

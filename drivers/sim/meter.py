@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from pymodbus.constants import ExcCodes
@@ -43,6 +43,8 @@ class SimUnit:
     model: MeterModel | None = None
     image: RegisterImage | None = None
     """Fixed registers (a capture); overrides ``model`` where present."""
+    image_fn: Callable[[], RegisterImage] | None = None
+    """Registers computed on every read (e.g. a SunSpec map with rising counters)."""
     fail_with: int | None = None
     """Answer every read with this Modbus exception code."""
     reads: int = field(default=0)
@@ -71,6 +73,8 @@ def live_image(unit: SimUnit) -> RegisterImage:
             words = decode.encode_raw(p.type, p.equals[0], p.word_order, p.byte_order)
             for i, w in enumerate(words):
                 image[(p.function, p.address + i)] = w
+    if unit.image_fn is not None:
+        image.update(unit.image_fn())
     if unit.image:
         image.update(unit.image)
     return image
@@ -83,8 +87,8 @@ def _ranges(unit: SimUnit, function: int) -> list[tuple[int, int]]:
     p = unit.profile.probe
     if p is not None and p.function == function:
         spans.append((p.address, p.address + decode.TYPES[p.type].registers))
-    if unit.image:
-        spans += [(a, a + 1) for (f, a) in unit.image if f == function]
+    if unit.image or unit.image_fn:
+        spans += [(a, a + 1) for (f, a) in live_image(unit) if f == function]
     if not spans:
         return []
     if unit.profile.max_gap > 0:

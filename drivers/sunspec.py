@@ -1,0 +1,214 @@
+"""SunSpec over Modbus TCP or RTU: find the base, walk the model chain, read with scale factors.
+
+Registers drivers ``sunspec-tcp`` and ``sunspec-rtu``. The device's SunSpec map
+starts with the marker ``'SunS'`` (0x5375 0x6E53) at holding register 40000, 0 or
+50000 (tried in that order); after it come models, each ``ID, L`` then ``L``
+registers, until ID 0xFFFF. We read the common model (1), inverter models
+101/102/103 and meter models 201-204. Each point's value is ``raw * 10**SF`` with
+its scale-factor point read from the same model; the profile's ``[[point]]`` tables
+say which points become which OBIS quantities at which exponent, and the float-free
+rule of :mod:`drivers.decode` turns them into integers. Points holding SunSpec's
+"not implemented" value (0x8000 int16, 0xFFFF uint16, 0 acc32) are left out.
+
+``MeterSpec``: as for Modbus (``host``/``tcp_port`` or ``port`` + serial settings,
+``unit``, ``timeout_s``); ``profile`` defaults to ``sunspec-inverter``;
+``options["base"]`` pins the base address instead of searching.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from agent.errors import ConfigError, DeviceError, DeviceExceptionResponse
+from agent.ledger import Reading
+from drivers import decode
+from drivers.base import Meter, MeterSpec, register
+from drivers.modbus import bus_for, check_timeout, check_unit
+from drivers.profile import Profile
+from drivers.profile import load as load_profile
+
+log = logging.getLogger(__name__)
+
+MARKER = (0x5375, 0x6E53)  # "SunS"
+BASE_ADDRESSES = (40000, 0, 50000)
+END_ID = 0xFFFF
+MAX_MODELS = 64
+"""Longest model chain walked before giving up (a device looping its chain)."""
+
+# point -> (offset after the ID/L header, type, scale-factor point)
+_INVERTER: dict[str, tuple[int, str, str | None]] = {
+    "A": (0, "u16", "A_SF"), "AphA": (1, "u16", "A_SF"), "AphB": (2, "u16", "A_SF"),
+    "AphC": (3, "u16", "A_SF"), "A_SF": (4, "i16", None), "PhVphA": (8, "u16", "V_SF"),
+    "PhVphB": (9, "u16", "V_SF"), "PhVphC": (10, "u16", "V_SF"), "V_SF": (11, "i16", None),
+    "W": (12, "i16", "W_SF"), "W_SF": (13, "i16", None), "Hz": (14, "u16", "Hz_SF"),
+    "Hz_SF": (15, "i16", None), "VA": (16, "i16", "VA_SF"), "VA_SF": (17, "i16", None),
+    "VAr": (18, "i16", "VAr_SF"), "VAr_SF": (19, "i16", None), "PF": (20, "i16", "PF_SF"),
+    "PF_SF": (21, "i16", None), "WH": (22, "acc32", "WH_SF"), "WH_SF": (24, "i16", None),
+    "DCW": (29, "i16", "DCW_SF"), "DCW_SF": (30, "i16", None),
+}
+_METER: dict[str, tuple[int, str, str | None]] = {
+    "A": (0, "i16", "A_SF"), "AphA": (1, "i16", "A_SF"), "AphB": (2, "i16", "A_SF"),
+    "AphC": (3, "i16", "A_SF"), "A_SF": (4, "i16", None), "PhV": (5, "i16", "V_SF"),
+    "PhVphA": (6, "i16", "V_SF"), "PhVphB": (7, "i16", "V_SF"), "PhVphC": (8, "i16", "V_SF"),
+    "V_SF": (13, "i16", None), "Hz": (14, "i16", "Hz_SF"), "Hz_SF": (15, "i16", None),
+    "W": (16, "i16", "W_SF"), "WphA": (17, "i16", "W_SF"), "WphB": (18, "i16", "W_SF"),
+    "WphC": (19, "i16", "W_SF"), "W_SF": (20, "i16", None), "VA": (21, "i16", "VA_SF"),
+    "VA_SF": (25, "i16", None), "VAR": (26, "i16", "VAR_SF"), "VAR_SF": (30, "i16", None),
+    "PF": (31, "i16", "PF_SF"), "PF_SF": (35, "i16", None),
+    "TotWhExp": (36, "acc32", "TotWh_SF"), "TotWhImp": (44, "acc32", "TotWh_SF"),
+    "TotWh_SF": (52, "i16", None),
+}
+MODEL_POINTS: dict[int, dict[str, tuple[int, str, str | None]]] = {
+    **{m: _INVERTER for m in (101, 102, 103)}, **{m: _METER for m in (201, 202, 203, 204)}}
+NOT_IMPLEMENTED = {"i16": 0x8000, "u16": 0xFFFF, "acc32": 0}
+
+
+def point_raw(words: list[int], offset: int, type_name: str) -> int | None:
+    """A point's raw integer from a model's registers, or None if not implemented."""
+    if type_name == "acc32":
+        raw = words[offset] << 16 | words[offset + 1]
+        return None if raw == 0 else raw
+    w = words[offset]
+    if w == NOT_IMPLEMENTED[type_name]:
+        return None
+    return int(decode.decode_raw(type_name, [w]))
+
+
+@dataclass
+class ModelRef:
+    """Where one model sits: its id, first data register and length."""
+
+    model: int
+    address: int
+    length: int
+
+
+@dataclass
+class SunSpecChain:
+    """A discovered SunSpec map."""
+
+    base: int
+    models: list[ModelRef] = field(default_factory=list)
+
+    def find(self, ids: tuple[int, ...]) -> ModelRef | None:
+        return next((m for m in self.models if m.model in ids), None)
+
+
+class SunSpecMeter(Meter):
+    """An inverter or meter speaking SunSpec; what is read comes from the profile's points."""
+
+    def __init__(self, spec: MeterSpec, profile: Profile) -> None:
+        self.spec = spec
+        self.profile = profile
+        self.unit = check_unit(spec)
+        self.timeout = check_timeout(spec)
+        self.bus = bus_for(spec, "serial" if spec.protocol == "sunspec-rtu" else "tcp")
+        self.chain: SunSpecChain | None = None
+        base = spec.options.get("base")
+        if base is not None and (type(base) is not int or not 0 <= base <= 65533):
+            raise ConfigError("options.base", f"{base!r} is not a register address")
+        self._bases: tuple[int, ...] = (base,) if isinstance(base, int) else BASE_ADDRESSES
+        self._closed = False
+
+    async def _read(self, address: int, count: int) -> list[int]:
+        return await self.bus.read_registers(3, address, count, self.unit, self.timeout)
+
+    async def discover(self) -> SunSpecChain:
+        """Find the base address and walk the model chain.
+
+        Raises:
+            DeviceError: no 'SunS' marker at any base address, or the chain is broken.
+        """
+        for base in self._bases:
+            try:
+                if tuple(await self._read(base, 2)) != MARKER:
+                    continue
+            except DeviceExceptionResponse:
+                continue
+            chain = SunSpecChain(base)
+            addr = base + 2
+            for _ in range(MAX_MODELS):
+                model_id, length = await self._read(addr, 2)
+                if model_id == END_ID:
+                    self.chain = chain
+                    return chain
+                chain.models.append(ModelRef(model_id, addr + 2, length))
+                addr += 2 + length
+            raise DeviceError(f"SunSpec model chain longer than {MAX_MODELS} models",
+                              bus=self.bus.name, unit=self.unit, register=base,
+                              hint="the device's SunSpec map is broken")
+        raise DeviceError("no SunSpec marker 'SunS' at base "
+                          + ", ".join(str(b) for b in self._bases), bus=self.bus.name,
+                          unit=self.unit, register=self._bases[0],
+                          hint="the device does not speak SunSpec on this unit id: check the "
+                          "unit id (often 1 or 126) and that SunSpec/Modbus is enabled")
+
+    async def probe(self) -> bool:
+        """True if the device has a SunSpec map with a model the profile reads.
+
+        Raises:
+            DeviceError: no answer.
+        """
+        try:
+            chain = await self.discover()
+        except DeviceError as exc:
+            if "no SunSpec marker" in str(exc):
+                return False
+            raise
+        return any(chain.find(p.models) for p in self.profile.points)
+
+    async def read(self, now_ms: int) -> list[Reading]:
+        """Read each needed model in one request and apply its scale factors.
+
+        Raises:
+            DeviceError: discovery or a read failed, or no model the profile needs exists.
+        """
+        chain = self.chain or await self.discover()
+        blocks: dict[int, tuple[ModelRef, list[int]]] = {}
+        out: list[Reading] = []
+        for p in self.profile.points:
+            ref = chain.find(p.models)
+            if ref is None:
+                continue
+            if ref.model not in blocks:
+                length = min(ref.length, 125)
+                blocks[ref.model] = (ref, await self._read(ref.address, length))
+            ref, words = blocks[ref.model]
+            layout = MODEL_POINTS.get(ref.model, {})
+            if p.point not in layout:
+                raise ConfigError(f"point {p.point}", f"model {ref.model} has no point "
+                                  f"{p.point!r}", source=self.profile.source)
+            offset, type_name, sf_name = layout[p.point]
+            raw = point_raw(words, offset, type_name)
+            sf = 0 if sf_name is None else point_raw(words, layout[sf_name][0], "i16")
+            if raw is None or sf is None or not -10 <= sf <= 10:
+                continue
+            value, quality = decode.to_integer(raw, Decimal(10) ** sf, p.exponent)
+            out.append(Reading.make(self.spec.meter_id, p.quantity, value, p.exponent, p.unit,
+                                    now_ms, quality=quality))
+        if not blocks:
+            raise DeviceError(f"none of the models profile {self.profile.name} reads is "
+                              f"present (device has {[m.model for m in chain.models]})",
+                              bus=self.bus.name, unit=self.unit, register=chain.base,
+                              hint="pick the profile that matches: sunspec-inverter or "
+                              "sunspec-meter")
+        return out
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self.bus.release()
+
+
+def _make(spec: MeterSpec) -> Meter:
+    profile = load_profile(spec.profile or "sunspec-inverter")
+    if profile.protocol != "sunspec":
+        raise ConfigError("profile", f"{profile.name} is not a SunSpec profile")
+    return SunSpecMeter(spec, profile)
+
+
+_MODELS = "(models 1, 101-103, 201-204)"
+register("sunspec-tcp", _make, f"SunSpec inverter/meter over Modbus TCP {_MODELS}")
+register("sunspec-rtu", _make, f"SunSpec inverter/meter over Modbus RTU {_MODELS}")
