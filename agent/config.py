@@ -475,7 +475,7 @@ def _check_all(cfg: AgentConfig, c: _Checker) -> None:
     mc = cfg.metrics
     if c.ok("metrics.listen") and mc.listen is not None:
         host, sep, port = mc.listen.rpartition(":")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
             c.fail("metrics.listen", f"must be HOST:PORT, got {mc.listen!r}")
         elif not _is_loopback(host.strip("[]")):
             c.fail("metrics.listen", f"must be a loopback address (127.0.0.1:PORT), got "

@@ -151,7 +151,7 @@ class Agent:
         head = self.store.head
         meters = [st.to_json() for st in self.poller.stats.values()]
         replicas = [fw.status for fw in self.forwarders]
-        ret = self.retention.state
+        ret = self.retention.measure()
         problems: list[str] = []
         critical = False
         if self.sealer.store_full:
@@ -186,6 +186,8 @@ class Agent:
             "started_ms": self.started_ms,
             "running": running,
             "interval_s": self.cfg.metrics.interval_s,
+            "metrics_url": (f"http://{(self.cfg.metrics.listen or '').rpartition(':')[0]}:"
+                            f"{self.metrics_port}/metrics" if self.metrics_port else None),
             "gateway": {"name": self.cfg.gateway.name, "key": self.public_key.hex()},
             "health": {"state": state, "problems": problems},
             "meters": meters,

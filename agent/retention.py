@@ -86,12 +86,8 @@ class Retention:
                 lo = mid + 1
         return lo
 
-    def check(self) -> RetentionState:
-        """Measure, prune what the policy allows when over budget, update ``state``.
-
-        Raises:
-            StoreError: the store cannot be read or pruned.
-        """
+    def measure(self) -> RetentionState:
+        """Refresh disk use and free space (cheap: a few stat calls)."""
         st = self.state
         st.used_bytes = self.store.disk_usage()
         try:
@@ -99,6 +95,15 @@ class Retention:
         except OSError as exc:
             log.warning("cannot measure free space of %s: %s", self.store.directory, exc)
             st.free_bytes = None
+        return st
+
+    def check(self) -> RetentionState:
+        """Measure, prune what the policy allows when over budget, update ``state``.
+
+        Raises:
+            StoreError: the store cannot be read or pruned.
+        """
+        st = self.measure()
         budget = self.cfg.disk_budget_bytes
         if st.used_bytes > budget and self.store.height >= 0:
             acked = min(self.acknowledged(), self.store.height)
