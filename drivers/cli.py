@@ -1,0 +1,269 @@
+"""Technician commands: ``drivers``, ``profile list|show``, ``scan`` and ``read``.
+
+Every failure is printed by the dispatcher as one line naming what to check; a
+device that sends garbage, stays silent or refuses a register never crashes a command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TextIO
+
+from agent.errors import ConfigError, DeviceExceptionResponse, DeviceTimeout, FrameError
+from agent.ledger import Quality, Reading
+from drivers import base, decode, profile, quantities
+from drivers.modbus_bus import BusKey, SerialSettings, acquire, check_serial_port
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("drivers", help="list meter protocols and profiles")
+    p.set_defaults(func=cmd_drivers)
+
+    p = sub.add_parser("profile", help="list meter profiles or show one")
+    psub = p.add_subparsers(dest="profile_command", metavar="ACTION", required=True)
+    q = psub.add_parser("list", help="list profiles on the search path")
+    q.set_defaults(func=cmd_profile_list)
+    q = psub.add_parser("show", help="print a profile's quantities")
+    q.add_argument("name", help="profile name or .toml path")
+    q.set_defaults(func=cmd_profile_show)
+
+    p = sub.add_parser("scan", help="find Modbus devices on a bus and suggest profiles")
+    _where(p)
+    p.add_argument("--baud", default="9600", help="comma list of baud rates (serial)")
+    p.add_argument("--parity", default="N", help="comma list of parities N,E,O (serial)")
+    p.add_argument("--ids", default="1-247", help="unit ids, e.g. 1-247 or 1,2,10-20")
+    p.add_argument("--timeout", type=float, default=0.2, help="seconds per probe")
+    p.set_defaults(func=cmd_scan)
+
+    p = sub.add_parser("read", help="read one meter once and print its values")
+    _where(p)
+    p.add_argument("--p1", metavar="DEV", help="DSMR P1 port")
+    p.add_argument("--d0", metavar="DEV", help="IEC 62056-21 optical head port")
+    p.add_argument("--profile", help="profile name or .toml path (Modbus, SunSpec)")
+    p.add_argument("--unit", type=int, default=1, help="Modbus unit id")
+    p.add_argument("--baud", type=int, default=None, help="baud rate (serial)")
+    p.add_argument("--parity", default=None, help="N, E or O (serial)")
+    p.add_argument("--timeout", type=float, default=1.0, help="seconds per request")
+    p.add_argument("--raw", action="store_true", help="print every frame in hex on stderr")
+    p.set_defaults(func=cmd_read)
+
+
+NO_DEVICE_CODES = frozenset({4, 10, 11})
+"""Exception codes a TCP gateway (or a pymodbus server) sends for an absent unit id."""
+
+
+def _where(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", metavar="DEV", help="serial port (RS-485 adapter)")
+    p.add_argument("--host", help="Modbus TCP device or serial gateway")
+    p.add_argument("--tcp-port", type=int, default=502)
+    p.add_argument("--rtu-over-tcp", action="store_true",
+                   help="the host is a transparent serial gateway (RTU frames over TCP)")
+
+
+def table(rows: list[list[str]], header: list[str], out: TextIO | None = None) -> None:
+    """Print an aligned text table (to stdout unless ``out`` is given)."""
+    out = out or sys.stdout
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(),
+              file=out)
+
+
+def cmd_drivers(args: argparse.Namespace) -> int:
+    table([[n, d] for n, d in sorted(base.drivers().items())], ["protocol", "description"])
+    print()
+    return cmd_profile_list(args)
+
+
+def cmd_profile_list(args: argparse.Namespace) -> int:
+    rows = []
+    for name, path in sorted(profile.available().items()):
+        try:
+            p = profile.load_file(path)
+            rows.append([name, p.manufacturer, p.model, p.protocol])
+        except ConfigError as exc:
+            rows.append([name, "INVALID", str(exc), ""])
+    table(rows, ["profile", "manufacturer", "model", "protocol"])
+    return 0
+
+
+def cmd_profile_show(args: argparse.Namespace) -> int:
+    p = profile.load(args.name)
+    print(f"{p.name}: {p.manufacturer} {p.model} ({p.protocol})\n  datasheet: {p.datasheet}"
+          f"\n  file: {p.source}")
+    if p.probe:
+        print(f"  probe: function {p.probe.function} register {p.probe.address} {p.probe.type}")
+    rows = []
+    for r in p.registers:
+        q = quantities.lookup(r.quantity)
+        rows.append([q.name, r.quantity, q.unit, str(r.function), str(r.address), r.type,
+                     str(r.scale), str(r.exponent)])
+    for pt in p.points:
+        q = quantities.lookup(pt.quantity)
+        rows.append([q.name, pt.quantity, q.unit, "3", "/".join(map(str, pt.models)), pt.point,
+                     "SF", str(pt.exponent)])
+    table(rows, ["quantity", "obis", "unit", "fn", "register", "type", "scale", "exp"])
+    return 0
+
+
+def parse_ids(text: str) -> list[int]:
+    """``1-5,9`` -> [1, 2, 3, 4, 5, 9]. Raises ConfigError on a bad range."""
+    ids: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            ids += range(int(lo), int(hi or lo) + 1)
+    except ValueError:
+        raise ConfigError("--ids", f"{text!r} is not like 1-247 or 1,2,10-20") from None
+    if not ids or not all(0 <= i <= 247 for i in ids):
+        raise ConfigError("--ids", f"{text!r}: unit ids are 1..247")
+    return ids
+
+
+def _settings(args: argparse.Namespace) -> list[SerialSettings | None]:
+    if not args.port:
+        return [None]
+    out: list[SerialSettings | None] = []
+    for b in args.baud.split(","):
+        for par in args.parity.upper().split(","):
+            if par not in ("N", "E", "O") or not b.strip().isdigit():
+                raise ConfigError("--baud/--parity", f"bad setting {b}/{par}")
+            out.append(SerialSettings(int(b), par))
+    return out
+
+
+def _key(args: argparse.Namespace) -> BusKey:
+    if args.port:
+        return BusKey("serial", args.port)
+    if not args.host:
+        raise ConfigError("--port/--host", "give --port DEV (serial) or --host HOST (TCP)")
+    return BusKey("rtu-tcp" if args.rtu_over_tcp else "tcp", f"{args.host}:{args.tcp_port}")
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    found = asyncio.run(scan(args))
+    if not found:
+        print("no devices answered; check wiring, termination, baud rate and parity")
+        return 1
+    table([[s, str(u), ", ".join(names) or "(none match; device answers)"]
+           for s, u, names in found], ["settings", "unit", "suggested profiles"])
+    return 0
+
+
+async def scan(args: argparse.Namespace,
+               progress: Callable[[str], None] | None = None) -> list[tuple[str, int, list[str]]]:
+    """Walk settings x ids; for each answering unit, the profiles whose probe matches.
+
+    Raises:
+        ConfigError: bad arguments. DeviceError: the port cannot be opened.
+    """
+    ids = parse_ids(args.ids)
+    key = _key(args)
+    if key.kind == "serial":
+        check_serial_port(key.where)
+    probes: dict[tuple[int, int, str, str, str], list[profile.Profile]] = {}
+    for name in sorted(profile.available()):
+        p = profile.load(name)
+        if p.probe is not None:
+            k = (p.probe.function, p.probe.address, p.probe.type, p.probe.word_order,
+                 p.probe.byte_order)
+            probes.setdefault(k, []).append(p)
+    settings = _settings(args)
+    total, done, t0 = len(settings) * len(ids), 0, time.monotonic()
+    show = progress or _bar
+    found: list[tuple[str, int, list[str]]] = []
+    for s in settings:
+        bus = acquire(key, s)
+        try:
+            for unit in ids:
+                done += 1
+                show(f"{done}/{total} {s.describe() if s else key.where} unit {unit} "
+                     f"({time.monotonic() - t0:.0f} s)|{done / total}")
+                names: list[str] = []
+                alive = False
+                for (fn, addr, typ, wo, bo), profs in probes.items():
+                    try:
+                        words = await bus.read_registers(fn, addr, decode.TYPES[typ].registers,
+                                                         unit, args.timeout)
+                    except DeviceTimeout:
+                        if not alive:
+                            break  # nobody home at this id: skip the other probes
+                        continue
+                    except DeviceExceptionResponse as exc:
+                        if exc.code in NO_DEVICE_CODES:
+                            break  # a gateway/server saying nobody is at this id
+                        alive = True  # a device answered, just not to this probe
+                        continue
+                    except FrameError:
+                        alive = True
+                        continue
+                    alive = True
+                    raw = decode.decode_raw(typ, words, wo, bo)  # type: ignore[arg-type]
+                    names += [p.name for p in profs if p.probe and p.probe.matches(raw)]
+                if alive:
+                    found.append((s.describe() if s else key.where, unit, names))
+        finally:
+            await bus.release()
+    show("done|1")
+    return found
+
+
+def _bar(text: str) -> None:
+    label, _, frac = text.rpartition("|")
+    n = int(float(frac) * 30)
+    sys.stderr.write(f"\r[{'#' * n}{'.' * (30 - n)}] {label:<50}")
+    if float(frac) >= 1:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def spec_from_args(args: argparse.Namespace) -> base.MeterSpec:
+    """The MeterSpec ``read`` opens. Raises ConfigError if no meter is named."""
+    if args.p1:
+        return base.MeterSpec("cli", "dsmr-p1", port=args.p1, timeout_s=args.timeout)
+    if args.d0:
+        return base.MeterSpec("cli", "iec62056-21", port=args.d0, timeout_s=args.timeout)
+    if not args.profile:
+        raise ConfigError("--profile", "give --profile NAME (see `meterchain profile list`)")
+    sunspec = profile.load(args.profile).protocol == "sunspec"
+    if args.port:
+        proto = "sunspec-rtu" if sunspec else "modbus-rtu"
+        return base.MeterSpec("cli", proto, port=args.port, unit=args.unit,
+                              profile=args.profile, baudrate=args.baud,
+                              parity=args.parity, timeout_s=args.timeout)
+    if not args.host:
+        raise ConfigError("--port/--host", "give --port DEV, --host HOST, --p1 DEV or --d0 DEV")
+    proto = ("sunspec-tcp" if sunspec else
+             "modbus-rtu-over-tcp" if args.rtu_over_tcp else "modbus-tcp")
+    return base.MeterSpec("cli", proto, host=args.host, tcp_port=args.tcp_port, unit=args.unit,
+                          profile=args.profile, timeout_s=args.timeout)
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    readings = asyncio.run(read_once(spec_from_args(args), args.raw))
+    rows = []
+    for r in readings:
+        q = quantities.QUANTITIES.get(r.obis)
+        value = Decimal(r.value).scaleb(r.exponent)
+        flag = " (rounded)" if r.quality & Quality.ROUNDED else ""
+        rows.append([q.name if q else "?", r.obis, f"{value}{flag}", r.unit])
+    table(rows, ["quantity", "obis", "value", "unit"])
+    return 0
+
+
+async def read_once(spec: base.MeterSpec, raw: bool = False) -> list[Reading]:
+    """Open, read once, close. Raises ConfigError or DeviceError."""
+    meter = base.open_meter(spec)
+    bus = getattr(meter, "bus", None)
+    if raw and bus is not None:
+        bus.tracers.append(lambda sending, data: print(
+            f"{'->' if sending else '<-'} {data.hex(' ')}", file=sys.stderr))
+    try:
+        return await meter.read(int(time.time() * 1000))
+    finally:
+        await meter.close()
