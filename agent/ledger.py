@@ -300,7 +300,7 @@ def reading_encoding_error(data: bytes) -> str | None:
 
     A structural check that accepts exactly the bytes :func:`decode_reading` accepts
     (decode, then re-encode and compare), without building a :class:`Reading`; the
-    test suite proves the two agree. Used on the verification hot path.
+    test suite checks the two agree. :func:`is_canonical_reading` falls back to it.
     """
     n = len(data)
     if n < _READING_MIN_SIZE:
@@ -332,6 +332,43 @@ def reading_encoding_error(data: bytes) -> str | None:
     if quality & _UNKNOWN_QUALITY:
         return f"quality has unknown bits: {quality:#x}"
     return None
+
+
+def _reading_pattern(mlen: int) -> re.Pattern[bytes]:
+    """One regex matching exactly the canonical readings with an ``mlen``-byte ASCII meter id.
+
+    Salt (any 16 bytes), the length byte, printable ASCII id, OBIS + value + exponent
+    (any 15 bytes), unit length byte with that many unit characters, timestamp with
+    the top bit clear, clock 0 or 1, quality with only known bits. Non-ASCII ids do
+    not match and go to :func:`reading_encoding_error`.
+    """
+    unit = rb"[A-Za-z0-9%/]"
+    units = b"|".join(
+        re.escape(bytes((n,))) + unit + b"{%d}" % n for n in range(MAX_UNIT_BYTES + 1)
+    )
+    quality = re.escape(bytes((KNOWN_QUALITY_BITS,)))
+    return re.compile(
+        rb"(?s).{16}" + re.escape(bytes((mlen,))) + rb"[\x20-\x7e]{%d}.{15}(?:" % mlen + units
+        + rb")[\x00-\x7f].{7}[\x00\x01]\x00[\x00-" + quality + rb"]"
+    )
+
+
+_READING_PATTERNS: tuple[re.Pattern[bytes] | None, ...] = (None,) + tuple(
+    _reading_pattern(m) for m in range(1, MAX_METER_ID_BYTES + 1)
+) + (None,) * (255 - MAX_METER_ID_BYTES)
+
+
+def is_canonical_reading(data: bytes) -> bool:
+    """True when ``data`` is exactly one canonical reading (the spec's section 3.2).
+
+    A precompiled regex per meter-id length decides the common case in one call;
+    anything it does not match is decided by :func:`reading_encoding_error`.
+    """
+    if len(data) > SALT_SIZE:
+        pattern = _READING_PATTERNS[data[SALT_SIZE]]
+        if pattern is not None and pattern.fullmatch(data) is not None:
+            return True
+    return reading_encoding_error(data) is None
 
 
 def encode_payload(encoded_readings: Sequence[bytes]) -> bytes:
@@ -771,14 +808,11 @@ def check_plain_payload(header: Header, payload: bytes) -> list[bytes]:
             "payload reading count differs from header", expected=header.reading_count,
             actual=len(encoded), height=h,
         )
-    check = reading_encoding_error
-    leaves = []
+    canonical = is_canonical_reading
     for i, e in enumerate(encoded):
-        why = check(e)
-        if why is not None:
-            raise MalformedError(f"reading {i}: {why}", height=h)
-        leaves.append(_sha256(LEAF_PREFIX + e).digest())
-    root = merkle_root(leaves)
+        if not canonical(e):
+            raise MalformedError(f"reading {i}: {reading_encoding_error(e)}", height=h)
+    root = merkle_root([_sha256(LEAF_PREFIX + e).digest() for e in encoded])
     if root != header.merkle_root:
         raise MerkleMismatchError(
             "readings do not hash to the header's Merkle root", expected=header.merkle_root,
@@ -1093,6 +1127,7 @@ __all__ = [
     "check_time",
     "decode_reading",
     "encode_reading",
+    "is_canonical_reading",
     "merkle_root",
     "open_block",
     "prove_reading",

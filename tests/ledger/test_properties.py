@@ -147,13 +147,31 @@ def test_fast_reading_check_agrees_with_decode_and_reencode(
     r: L.Reading, salt: bytes, ops: list[tuple[int, int, int]]
 ) -> None:
     data = mutate(L.encode_reading(r, salt), ops)
-    assert (L.reading_encoding_error(data) is None) == slow_ok(data)
+    slow = slow_ok(data)
+    assert (L.reading_encoding_error(data) is None) == slow
+    assert L.is_canonical_reading(data) == slow
 
 
 @settings(max_examples=500)
 @given(st.binary(max_size=130))
 def test_fast_reading_check_agrees_on_arbitrary_bytes(data: bytes) -> None:
-    assert (L.reading_encoding_error(data) is None) == slow_ok(data)
+    slow = slow_ok(data)
+    assert (L.reading_encoding_error(data) is None) == slow
+    assert L.is_canonical_reading(data) == slow
+
+
+@settings(max_examples=1000)
+@given(st.binary(min_size=16, max_size=16), st.integers(0, 70), st.binary(max_size=70),
+       st.binary(min_size=15, max_size=15), st.integers(0, 20), st.binary(max_size=20),
+       st.binary(min_size=11, max_size=11))
+def test_fast_reading_check_agrees_on_structured_bytes(
+    salt: bytes, mlen: int, mid: bytes, middle: bytes, ulen: int, unit: bytes, tail: bytes
+) -> None:
+    """Random field bytes in the reading layout, so most draws reach the deep checks."""
+    data = salt + bytes([mlen]) + mid + middle + bytes([ulen]) + unit + tail
+    slow = slow_ok(data)
+    assert (L.reading_encoding_error(data) is None) == slow
+    assert L.is_canonical_reading(data) == slow
 
 
 @given(readings, salts)

@@ -44,6 +44,7 @@ def test_valid_readings_encode_decode_and_hash() -> None:
         assert L.leaf_hash(enc).hex() == v["leaf_hash"]
         assert L.decode_reading(enc) == (r, h(v["salt"]))
         assert L.reading_encoding_error(enc) is None
+        assert L.is_canonical_reading(enc)
         assert r.decimal == v["decimal"]
 
 
@@ -54,6 +55,7 @@ def test_invalid_readings_are_rejected_by_both_checks(vec: dict[str, Any]) -> No
         L.decode_reading(enc)
     assert info.value.reason == vec["want_error"]
     assert L.reading_encoding_error(enc) is not None
+    assert not L.is_canonical_reading(enc)
 
 
 @pytest.mark.parametrize("chain", load("chains.json")["chains"], ids=lambda c: c["name"])
