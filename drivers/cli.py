@@ -20,7 +20,7 @@ from drivers import base, decode, profile, quantities
 from drivers.modbus_bus import BusKey, SerialSettings, acquire, check_serial_port
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("drivers", help="list meter protocols and profiles")
     p.set_defaults(func=cmd_drivers)
 
