@@ -1021,7 +1021,10 @@ def block_readings(block: Block, recipient_sk: bytes | None = None) -> list[tupl
         if recipient_sk is None:
             raise DecryptError("block payload is sealed; the utility's key is needed",
                                height=header.height)
-        plain = open_payload(block.payload, recipient_sk)
+        try:
+            plain = open_payload(block.payload, recipient_sk)
+        except DecryptError as exc:
+            raise exc.at_height(header.height) from None
     else:
         plain = block.payload
     encoded = check_plain_payload(header, plain)
@@ -1067,8 +1070,11 @@ class InclusionProof:
             verify_inclusion(self.encoded_reading, self.index, self.header.reading_count,
                              self.path, self.header.merkle_root)
         except ProofError as exc:
-            raise ProofError(exc.message, height=self.header.height) from None
-        reading, _ = decode_reading(self.encoded_reading)
+            raise exc.at_height(self.header.height) from None
+        try:
+            reading, _ = decode_reading(self.encoded_reading)
+        except MalformedError as exc:
+            raise exc.at_height(self.header.height) from None
         return reading
 
 

@@ -481,6 +481,13 @@ def proofs_file() -> dict[str, Any]:
     add("truncated-path", L.InclusionProof(p.header, p.signature, 2, p.encoded_reading,
                                            p.path[:-1]), key)
     add("other-gateway-key", p, pk(OTHER_GATEWAY_SEED))
+    # a header signed by the real key over a one-leaf tree whose leaf is not canonical
+    bad_reading = p.encoded_reading[:-1] + b"\xff"  # quality with unknown bits
+    crafted = dataclasses.replace(p.header, reading_count=1,
+                                  merkle_root=L.merkle_root([L.leaf_hash(bad_reading)]))
+    crafted_sig = nacl.signing.SigningKey(GATEWAY_SEED).sign(
+        L.header_hash(crafted.encode())).signature
+    add("non-canonical-reading", L.InclusionProof(crafted, crafted_sig, 0, bad_reading, ()), key)
     assert all(x["want_error"] is None for x in items[:5])
     assert all(x["want_error"] for x in items[5:])
 
