@@ -193,7 +193,8 @@ class D0Meter(Meter):
         port.write(ack_option_select(char))
         port.flush()
         time.sleep(c.switch_delay_s)
-        port.baudrate = MODE_C_BAUD[char]
+        if port.baudrate != MODE_C_BAUD[char]:  # a no-op tcsetattr fails on virtual ports
+            port.baudrate = MODE_C_BAUD[char]
         msg = self._data_message(port)
         self.last_frame = msg
         try:

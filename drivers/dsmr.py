@@ -196,9 +196,10 @@ class TelegramFramer:
 # --- parsing ----------------------------------------------------------------------------
 
 _HEADER_RE = re.compile(r"^/([A-Za-z]{3})(\d)(.{1,96})$")
-_LINE_RE = re.compile(r"^(\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3})((?:\([^()]*\))+)$")
-_CONT_RE = re.compile(r"^((?:\([^()]*\))+)$")
-_GROUP_RE = re.compile(r"\(([^()]*)\)")
+_VALUE = r"\(([ -'*-~]*)\)"  # printable ASCII except parentheses
+_LINE_RE = re.compile(r"^(\d{1,3}-\d{1,3}:\d{1,3}\.\d{1,3}\.\d{1,3})((?:" + _VALUE + r")+)$")
+_CONT_RE = re.compile(r"^((?:" + _VALUE + r")+)$")
+_GROUP_RE = re.compile(_VALUE)
 _CRC_RE = re.compile(r"^!([0-9A-Fa-f]{4})?$")
 
 

@@ -8,6 +8,7 @@ naming the port and what to do.
 from __future__ import annotations
 
 import errno
+import termios
 
 import serial
 
@@ -25,20 +26,36 @@ def open_port(port: str, *, baudrate: int, bytesize: int, parity: str, stopbits:
             settings are refused; the hint says what to check.
     """
     try:
-        return serial.Serial(
-            port=port,
-            baudrate=baudrate,
-            bytesize=bytesize,
-            parity=PARITIES[parity],
-            stopbits=stopbits,
-            timeout=timeout_s,
-            exclusive=True,
-        )
+        try:
+            return _open(port, baudrate, bytesize, parity, stopbits, timeout_s)
+        except termios.error as exc:
+            if exc.args[0] != errno.EINVAL:
+                raise
+            # Virtual ports (ptys, some USB bridges) cannot take 7-bit/parity framing and
+            # refuse a tcsetattr that changes nothing else; changing the speed in two
+            # steps lets the settings apply (the framing stays what the device supports).
+            ser = _open(port, 9600 if baudrate != 9600 else 4800, bytesize, parity, stopbits,
+                        timeout_s)
+            ser.baudrate = baudrate
+            return ser
     except serial.SerialException as exc:
         raise port_error(port, exc, what) from None
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, termios.error) as exc:
         raise DeviceError(f"cannot open {what} {port}: {exc}", bus=port,
                           hint="check the serial settings") from None
+
+
+def _open(port: str, baudrate: int, bytesize: int, parity: str, stopbits: int,
+          timeout_s: float) -> serial.Serial:
+    return serial.Serial(
+        port=port,
+        baudrate=baudrate,
+        bytesize=bytesize,
+        parity=PARITIES[parity],
+        stopbits=stopbits,
+        timeout=timeout_s,
+        exclusive=True,
+    )
 
 
 def port_error(port: str, exc: Exception, what: str) -> DeviceError:

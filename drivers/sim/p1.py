@@ -14,7 +14,7 @@ Fault modes (``P1SimConfig.faults``, applied to every ``fault_every``-th telegra
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import datetime as dt
 import random
 import threading
@@ -226,7 +226,7 @@ class P1Simulator:
             raise ValueError(f"unknown P1 fault mode(s) {sorted(unknown)}; known: {sorted(FAULTS)}")
         if self.config.variant not in HEADERS:
             raise ValueError(f"unknown DSMR variant {self.config.variant!r}")
-        self.state = dataclasses.replace(self.config.state)
+        self.state = copy.deepcopy(self.config.state)
         self.sent: dict[str, int] = dict.fromkeys(("good", "bad-crc", "garbage", "truncated"), 0)
         self._pty: PtyPair | None = None
         self._stop = threading.Event()

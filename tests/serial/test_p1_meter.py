@@ -1,0 +1,224 @@
+"""The dsmr-p1 driver against the P1 simulator over real pseudo-terminals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from agent.errors import ConfigError, DeviceError, DeviceTimeout, FrameError
+from agent.ledger import ClockSource, Quality
+from drivers.base import MeterSpec, open_meter
+from drivers.dsmr import VARIANTS
+from drivers.p1 import P1Meter
+from drivers.sim.p1 import P1SimConfig, P1Simulator, P1State, meter_time
+
+NOW = 1_700_000_000_000
+
+
+def p1(port: str, variant: str = "v5", timeout: float = 2.0, **extra: object) -> P1Meter:
+    spec = MeterSpec("p1-test", "dsmr-p1", port=port,
+                     options={"variant": variant, "telegram_timeout_s": timeout, **extra})
+    meter = open_meter(spec)
+    assert isinstance(meter, P1Meter)
+    return meter
+
+
+def by_obis(readings: list) -> dict:
+    return {r.obis: r for r in readings}
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "auto"])
+def test_reads_each_variant_from_the_simulator(variant: str) -> None:
+    async def go() -> None:
+        with P1Simulator(P1SimConfig(variant=variant)) as sim:
+            meter = p1(sim.port, variant)
+            try:
+                readings = by_obis(await meter.read(NOW))
+            finally:
+                await meter.close()
+        assert meter.stats["telegrams"] == 1 and meter.stats["crc_errors"] == 0
+        state = sim.state
+        if variant == "lu":
+            assert readings["1-0:1.8.0"].value >= sum(P1State().import_wh)
+        else:
+            assert readings["1-0:1.8.1"].unit == "Wh"
+            assert readings["1-0:1.8.2"].value >= P1State().import_wh[1]
+        assert readings["1-0:1.7.0"].value * 10 ** readings["1-0:1.7.0"].exponent == (
+            state.import_w if variant not in ("v2.2", "v3") else state.import_w // 10 * 10)
+        r = readings["1-0:1.7.0"]
+        if variant in ("v2.2", "v3"):  # no meter time: gateway clock
+            assert (r.clock, r.timestamp_ms) == (ClockSource.GATEWAY, NOW)
+        else:  # July simulated: summer time flag S
+            assert r.clock == ClockSource.METER
+            assert r.quality & Quality.METER_DST
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    "p1_sim", [P1SimConfig(state=P1State(import_w=36_000))], indirect=True)  # 10 Wh a second
+def test_counters_rise_between_reads_and_meter_time_advances(p1_sim: P1Simulator) -> None:
+    async def go() -> None:
+        meter = p1(p1_sim.port)
+        try:
+            first = by_obis(await meter.read(NOW))
+            second = by_obis(await meter.read(NOW))
+        finally:
+            await meter.close()
+        assert second["1-0:1.8.2"].value > first["1-0:1.8.2"].value
+        assert second["1-0:1.8.2"].timestamp_ms > first["1-0:1.8.2"].timestamp_ms
+        assert meter.last_telegram is not None
+        assert meter.last_telegram.raw.startswith(b"/ISK5")
+        mt = meter_time(p1_sim.state.utc)
+        assert mt.endswith("S")
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    "p1_sim", [P1SimConfig(faults=frozenset({"bad-crc"}), fault_every=2)], indirect=True)
+def test_bad_crc_is_counted_and_skipped(p1_sim: P1Simulator) -> None:
+    async def go() -> None:
+        meter = p1(p1_sim.port)
+        try:
+            for _ in range(4):
+                readings = await meter.read(NOW)
+                assert len(readings) == 19
+        finally:
+            await meter.close()
+        assert meter.stats["telegrams"] == 4
+        assert meter.stats["crc_errors"] >= 2  # every other telegram is bad
+        assert "CRC mismatch" in str(meter.last_error)
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    "p1_sim", [P1SimConfig(faults=frozenset({"garbage"}), fault_every=1)], indirect=True)
+def test_garbage_between_telegrams_does_not_stop_reading(p1_sim: P1Simulator) -> None:
+    async def go() -> None:
+        meter = p1(p1_sim.port)
+        try:
+            for _ in range(3):
+                assert len(await meter.read(NOW)) == 19
+        finally:
+            await meter.close()
+        assert meter.stats["telegrams"] == 3
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    "p1_sim", [P1SimConfig(faults=frozenset({"garbage", "bad-crc"}), fault_every=1)],
+    indirect=True)
+def test_only_bad_telegrams_give_frame_error_and_counts(p1_sim: P1Simulator) -> None:
+    async def go() -> None:
+        meter = p1(p1_sim.port, timeout=0.8)
+        try:
+            with pytest.raises(FrameError) as err:
+                await meter.read(NOW)
+            assert await meter.probe() is False
+        finally:
+            await meter.close()
+        assert meter.stats["telegrams"] == 0
+        assert meter.stats["crc_errors"] >= 2
+        assert meter.stats["garbage_bytes"] > 0  # noise after the first telegram is garbage
+        assert err.value.bus == p1_sim.port
+        assert "no good telegram" in str(err.value) and "CRC" in str(err.value)
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    "p1_sim", [P1SimConfig(faults=frozenset({"truncated"}), fault_every=2)], indirect=True)
+def test_truncated_telegrams_are_counted_and_skipped(p1_sim: P1Simulator) -> None:
+    async def go() -> None:
+        meter = p1(p1_sim.port)
+        try:
+            for _ in range(3):
+                assert len(await meter.read(NOW)) == 19
+        finally:
+            await meter.close()
+        assert meter.stats["truncated"] >= 1
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("p1_sim", [P1SimConfig(faults=frozenset({"silence"}))], indirect=True)
+def test_silence_is_a_timeout_naming_port_and_what_to_check(p1_sim: P1Simulator) -> None:
+    async def go() -> None:
+        meter = p1(p1_sim.port, timeout=0.4)
+        try:
+            with pytest.raises(DeviceTimeout) as err:
+                await meter.read(NOW)
+            with pytest.raises(DeviceTimeout):
+                await meter.probe()
+        finally:
+            await meter.close()
+        e = err.value
+        assert e.bus == p1_sim.port and p1_sim.port in str(e)
+        assert e.hint and "115200 8N1" in e.hint and "9600 7E1" in e.hint
+        assert meter.stats["timeouts"] == 2
+    asyncio.run(go())
+
+
+def test_probe_finds_a_p1_meter(p1_sim: P1Simulator) -> None:
+    async def go() -> bool:
+        meter = p1(p1_sim.port)
+        try:
+            return await meter.probe()
+        finally:
+            await meter.close()
+    assert asyncio.run(go()) is True
+
+
+def test_event_loop_keeps_running_during_a_read(p1_sim: P1Simulator) -> None:
+    async def go() -> int:
+        meter = p1(p1_sim.port)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        try:
+            await meter.read(NOW)
+            await meter.read(NOW)
+        finally:
+            task.cancel()
+            await meter.close()
+        return ticks
+    assert asyncio.run(go()) >= 3  # a read waits ~0.1 s for the next telegram
+
+
+def test_missing_port_says_so(tmp_path: os.PathLike[str]) -> None:
+    async def go() -> None:
+        meter = p1(os.path.join(tmp_path, "ttyUSB9"))
+        with pytest.raises(DeviceError) as err:
+            await meter.read(NOW)
+        assert "does not exist" in str(err.value) and err.value.hint
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    ("options", "key"),
+    [({"variant": "v6"}, "options.variant"),
+     ({"telegram_timeout_s": -1}, "options.telegram_timeout_s"),
+     ({"telegram_timeout_s": "soon"}, "options.telegram_timeout_s")],
+)
+def test_bad_config_names_the_key(options: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        open_meter(MeterSpec("m", "dsmr-p1", port="/dev/null", options=options))
+    assert err.value.path == key
+    with pytest.raises(ConfigError) as err:
+        open_meter(MeterSpec("m", "dsmr-p1"))
+    assert err.value.path == "port"
+
+
+def test_variant_sets_serial_defaults() -> None:
+    old = P1Meter(MeterSpec("m", "dsmr-p1", port="/dev/null", options={"variant": "v2.2"}))
+    new = P1Meter(MeterSpec("m", "dsmr-p1", port="/dev/null", options={"variant": "v5"}))
+    assert (old.config.baudrate, old.config.bytesize, old.config.parity) == (9600, 7, "E")
+    assert (new.config.baudrate, new.config.bytesize, new.config.parity) == (115200, 8, "N")
+    assert old.config.telegram_timeout_s == 21.0  # two 10 s intervals + 1 s
+    forced = P1Meter(MeterSpec("m", "dsmr-p1", port="/dev/null", baudrate=9600, parity="n"))
+    assert (forced.config.baudrate, forced.config.parity) == (9600, "N")
