@@ -242,6 +242,14 @@ def verify_chain(records: Sequence[bytes], pinned: bytes | None = None) -> Failu
     return None
 
 
+def seal(plain: bytes, rpk: bytes, esk: bytes) -> bytes:
+    """Section 5.2 step by step (HSalsa20 via crypto_box_beforenm, the secretbox via libsodium)."""
+    epk = nacl.bindings.crypto_scalarmult_base(esk)
+    nonce = hashlib.blake2b(epk + rpk, digest_size=24).digest()
+    k = nacl.bindings.crypto_box_beforenm(rpk, esk)
+    return epk + nacl.bindings.crypto_secretbox_easy(plain, nonce, k)
+
+
 def open_sealed(record: bytes, utility_sk: bytes) -> list[bytes] | Failure:
     """Section 5.2 + steps 11-14 for the key holder: the block's canonical readings."""
     try:

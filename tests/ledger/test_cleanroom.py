@@ -53,6 +53,8 @@ def test_valid_chains_and_their_hashes() -> None:
             assert C.mth(encodings).hex() == b["merkle_root"]
             if chain["payload_encoding"] == "sealed":
                 assert C.open_sealed(rec, h(data["utility_sk"])) == encodings
+                assert C.seal(h(b["plain_payload"]), h(data["utility_pk"]),
+                              h(b["ephemeral_sk"])) == parsed.payload
                 assert C.open_sealed(rec, h(data["wrong_utility_sk"])) == \
                     ("decrypt-failed", None)
             else:
