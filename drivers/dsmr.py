@@ -242,6 +242,13 @@ class Telegram:
         return None
 
 
+def _obis(text: str) -> str | None:
+    try:
+        return format_obis(parse_obis(text))
+    except ValueError:  # a group over 255
+        return None
+
+
 def parse_telegram(raw: bytes, *, crc: bool | None = None) -> Telegram:
     """Check and parse one raw telegram (``/`` through the line after ``!``).
 
@@ -282,8 +289,8 @@ def parse_telegram(raw: bytes, *, crc: bool | None = None) -> Telegram:
         if not line:
             continue
         lm = _LINE_RE.match(line)
-        if lm:
-            code = format_obis(parse_obis(lm.group(1)))
+        code = _obis(lm.group(1)) if lm else None
+        if lm and code:
             objects.append(CosemObject(code, tuple(_GROUP_RE.findall(lm.group(2)))))
             continue
         cm = _CONT_RE.match(line)
@@ -313,7 +320,10 @@ def _reading(meter_id: str, obis: str, text: str, ts: int, clock: ClockSource,
         return None
     if v.unit != unit:
         return None
-    return Reading.make(meter_id, obis, v.value, v.exponent, v.unit, ts, clock, quality)
+    try:
+        return Reading.make(meter_id, obis, v.value, v.exponent, v.unit, ts, clock, quality)
+    except ValueError:  # out of the ledger's range (value over 64 bits, ...)
+        return None
 
 
 def _time(text: str) -> MeterTime | None:
@@ -356,10 +366,7 @@ def telegram_readings(t: Telegram, meter_id: str, now_ms: int) -> list[Reading]:
             own = _time(vals[0])
             if own is not None:
                 q = int(Quality.METER_DST) if own.meter_dst else 0
-                try:
-                    code = format_obis(parse_obis(vals[4]))
-                except ValueError:
-                    code = ""
+                code = _obis(vals[4])
                 r = _reading(meter_id, code, f"{vals[6]}*{vals[5]}", own.utc_ms,
                              ClockSource.METER, q) if code else None
         if r is not None:
@@ -383,7 +390,10 @@ def _net_reactive(t: Telegram, readings: list[Reading]) -> list[Reading]:
             exp = min(r.exponent, q_minus.exponent)
             value = r.value * 10 ** (r.exponent - exp) - q_minus.value * 10 ** (
                 q_minus.exponent - exp)
-            r = Reading.make(r.meter_id, r.obis, value, exp, r.unit, r.timestamp_ms, r.clock,
-                             r.quality)
+            try:
+                r = Reading.make(r.meter_id, r.obis, value, exp, r.unit, r.timestamp_ms,
+                                 r.clock, r.quality)
+            except ValueError:
+                continue  # out of range: leave the quantity out rather than misreport it
         out.append(r)
     return out

@@ -242,7 +242,11 @@ def readout_readings(datasets: list[DataSet], meter_id: str, now_ms: int) -> lis
             continue
         if v.unit != unit:
             continue
+        try:
+            r = Reading.make(meter_id, obis, v.value, v.exponent, v.unit, now_ms,
+                             ClockSource.GATEWAY, 0)
+        except ValueError:  # out of the ledger's range (value over 64 bits, ...)
+            continue
         seen.add(obis)
-        out.append(Reading.make(meter_id, obis, v.value, v.exponent, v.unit, now_ms,
-                                ClockSource.GATEWAY, 0))
+        out.append(r)
     return out

@@ -22,6 +22,7 @@ Options (``MeterSpec.options``):
 from __future__ import annotations
 
 import asyncio
+import termios
 import threading
 import time
 from dataclasses import dataclass
@@ -111,6 +112,11 @@ class P1Meter(Meter):
         self._lock = threading.Lock()
         self._closing = threading.Event()
 
+    @property
+    def last_frame(self) -> bytes | None:
+        """Bytes of the last good telegram (for ``--raw`` display), as ``D0Meter``'s."""
+        return self.last_telegram.raw if self.last_telegram else None
+
     @classmethod
     def from_spec(cls, spec: MeterSpec) -> P1Meter:
         """Driver factory. Raises :class:`ConfigError` naming the bad field."""
@@ -172,7 +178,7 @@ class P1Meter(Meter):
             port = self._open()
             try:
                 return self._receive(port)
-            except serial.SerialException as exc:
+            except (serial.SerialException, termios.error) as exc:
                 self._port = None
                 port.close()
                 raise port_error(self.config.port, exc, "P1 port") from None

@@ -185,3 +185,16 @@ def test_meter_time_to_utc(stamp: str, utc: str, dst: bool, flagged: bool) -> No
 def test_meter_time_rejects(stamp: str) -> None:
     with pytest.raises(ValueError):
         parse_meter_time(stamp)
+
+
+def test_out_of_range_codes_and_values_are_left_out_not_raised() -> None:
+    from drivers.dsmr import telegram_readings
+
+    body = (b"/ABC5x\r\n\r\n1-0:999.8.1(000001.000*kWh)\r\n"
+            b"1-0:1.8.1(99999999999999999999999.999*kWh)\r\n1-0:1.8.2(000002.000*kWh)\r\n!")
+    t = parse_telegram(with_crc(body), crc=True)
+    assert t.unparsed == ("1-0:999.8.1(000001.000*kWh)",)
+    readings = telegram_readings(t, "m", 5)
+    assert [(r.obis, r.value) for r in readings] == [("1-0:1.8.2", 2000)]
+    with pytest.raises(FrameError, match="malformed line"):  # no CRC: nothing vouches for it
+        parse_telegram(body + b"\r\n", crc=False)

@@ -222,3 +222,36 @@ def test_variant_sets_serial_defaults() -> None:
     assert old.config.telegram_timeout_s == 21.0  # two 10 s intervals + 1 s
     forced = P1Meter(MeterSpec("m", "dsmr-p1", port="/dev/null", baudrate=9600, parity="n"))
     assert (forced.config.baudrate, forced.config.parity) == (9600, "N")
+
+
+@pytest.mark.parametrize("p1_sim", [P1SimConfig(faults=frozenset({"silence"}))], indirect=True)
+def test_close_interrupts_a_waiting_read_and_frees_the_port(p1_sim: P1Simulator) -> None:
+    async def go() -> float:
+        meter = p1(p1_sim.port, timeout=30.0)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        task = asyncio.create_task(meter.read(NOW))
+        await asyncio.sleep(0.2)
+        await meter.close()
+        with pytest.raises(DeviceError, match="closed during a read"):
+            await task
+        took = loop.time() - start
+        again = p1(p1_sim.port, timeout=0.3)  # the port is opened exclusively: free again?
+        with pytest.raises(DeviceTimeout):
+            await again.read(NOW)
+        await again.close()
+        return took
+    assert asyncio.run(go()) < 5.0
+
+
+def test_last_frame_is_the_telegram_read(p1_sim: P1Simulator) -> None:
+    async def go() -> None:
+        meter = p1(p1_sim.port)
+        assert meter.last_frame is None
+        try:
+            await meter.read(NOW)
+        finally:
+            await meter.close()
+        assert meter.last_frame is not None and meter.last_frame.endswith(b"\r\n")
+        assert meter.last_frame.startswith(b"/ISK5\\2M550T-1012\r\n")
+    asyncio.run(go())
