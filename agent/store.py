@@ -116,6 +116,7 @@ class BlockStore:
         self._lock_fd: int | None = None
         self._fd: int | None = None  # append fd of the last segment
         self._idx_fd: int | None = None
+        self._idx_behind = False  # the active index file lacks entries (disk was full)
         self._readers: dict[Path, int] = {}
         self._closed = False
 
@@ -193,6 +194,7 @@ class BlockStore:
         with open(seg.path, "rb") as f:
             self._check_seg_header(seg, f.read(SEG_HEADER_SIZE))
             index = _read_index(seg.idx_path)
+            on_disk = array("Q", index)
             # drop entries a crash left pointing past, or into, unwritten data
             while index and not _frame_ok(
                 _pread_frame(f.fileno(), index[-1]), 0, seg.first + len(index) - 1
@@ -233,7 +235,8 @@ class BlockStore:
             if not self.options.read_only:
                 with open(seg.path, "r+b") as f:
                     f.truncate(base + pos)
-                    os.fsync(f.fileno())
+                    if self.options.fsync:
+                        os.fsync(f.fileno())
         seg.size = base + pos
         seg.index = index
         if prev is None:
@@ -250,9 +253,13 @@ class BlockStore:
                 raise StoreCorruptError(f"{seg.path}: the only segment holds no block")
         self.head = prev
         if not self.options.read_only:
-            _write_index(seg.idx_path, index)
             self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
             self._idx_fd = os.open(seg.idx_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            common = 0
+            while common < min(len(on_disk), len(index)) and on_disk[common] == index[common]:
+                common += 1
+            os.ftruncate(self._idx_fd, 8 * common)  # shrinking needs no space
+            self._idx_write(index[common:], 8 * common)
 
     def _check_seg_header(self, seg: _Segment, data: bytes) -> None:
         if len(data) < SEG_HEADER_SIZE:
@@ -358,7 +365,7 @@ class BlockStore:
                 os.fdatasync(self._fd)
         except OSError as exc:
             self._undo(seg, exc)
-        os.write(self._idx_fd, b"".join(_U64.pack(o) for o in offsets))
+        self._idx_write(offsets, 8 * len(seg.index))
         seg.index.extend(offsets)
         seg.size += len(buf)
 
@@ -400,11 +407,29 @@ class BlockStore:
         for fd in (self._fd, self._idx_fd):
             if fd is not None:
                 os.close(fd)
-        idx = array("Q", offsets)
-        _write_index(path.with_suffix(".idx"), idx)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        self._idx_fd = os.open(path.with_suffix(".idx"), os.O_WRONLY | os.O_APPEND)
-        self._segments.append(_Segment(first, path, idx, len(buf)))
+        self._idx_fd = os.open(path.with_suffix(".idx"),
+                               os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._idx_behind = False
+        self._idx_write(offsets, 0)
+        self._segments.append(_Segment(first, path, array("Q", offsets), len(buf)))
+
+    def _idx_write(self, offsets: Sequence[int], size: int) -> None:
+        """Append index entries (not fsynced: the index is rebuilt from data if lost).
+
+        When the disk is full the entries are left out (the file is cut back to ``size``)
+        and later appends skip the index; opening rescans from its last entry.
+        """
+        if self._idx_behind or not offsets:
+            return
+        assert self._idx_fd is not None
+        try:
+            _write_all(self._idx_fd, b"".join(_U64.pack(o) for o in offsets))
+        except OSError as exc:
+            log.warning("%s: cannot extend the block index (%s); it will be rebuilt on "
+                        "open", self.directory, exc.strerror)
+            os.ftruncate(self._idx_fd, size)
+            self._idx_behind = True
 
     # --- reading ---------------------------------------------------------------------
 
@@ -438,7 +463,11 @@ class BlockStore:
                 log.warning("%s: index missing or damaged; rebuilding it", seg.idx_path)
                 idx = _scan_sealed(seg, self.options.align)
                 if not self.options.read_only and seg is not self._segments[-1]:
-                    _write_index(seg.idx_path, idx, durable=True)
+                    try:
+                        _write_index(seg.idx_path, idx, durable=True)
+                    except OSError as exc:
+                        log.warning("%s: cannot save the rebuilt index: %s", seg.idx_path,
+                                    exc.strerror)
             seg.index = idx
         return seg.index
 
@@ -619,7 +648,11 @@ def _write_index(path: Path, idx: array, *, durable: bool = False) -> None:
     if struct.pack("=H", 1) != struct.pack(">H", 1):
         out.byteswap()
     tmp = path.with_suffix(".idx.tmp")
-    _write_durably(tmp, out.tobytes(), fsync=durable, rename_to=path)
+    try:
+        _write_durably(tmp, out.tobytes(), fsync=durable, rename_to=path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _pread_frame(fd: int, offset: int) -> bytes:
@@ -689,7 +722,8 @@ def _scan_sealed(seg: _Segment, align: int) -> array:
     while True:
         got = _next_frame(data, pos, align)
         if got is None:
-            raise StoreCorruptError(f"{seg.path}: bad record at offset {pos} in a sealed segment")
+            raise StoreCorruptError(f"{seg.path}: record of height {seg.first + len(idx)} at "
+                                    f"offset {pos} is damaged (sealed segment)")
         start, end = got
         if start >= len(data):
             return idx
