@@ -12,6 +12,7 @@ import argparse
 import importlib
 import importlib.metadata
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +24,22 @@ COMMAND_MODULES: tuple[str, ...] = (
     "drivers.cli",  # drivers, profile, scan, read
     "replica.cli",  # replica serve/enroll/revoke/list/mirror, audit
 )
+
+OPTIONAL_DEPENDENCIES: dict[str, str] = {
+    # top-level module -> the extra that installs it
+    "fastapi": "replica",
+    "uvicorn": "replica",
+    "httpx": "replica",
+    "psycopg": "replica",
+    "psycopg_pool": "replica",
+}
+"""Modules only some installs have: a gateway installs ``meterchain`` without extras."""
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The extra that would provide the missing module, or None if it is not optional."""
+    return OPTIONAL_DEPENDENCIES.get((exc.name or "").split(".")[0])
+
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran and found a problem (bad chain, discrepancy)
@@ -75,6 +92,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"meterchain {args.command}: error: {exc.strerror}: {exc.filename}",
               file=sys.stderr)
         return EXIT_USAGE
+    except ModuleNotFoundError as exc:
+        extra = missing_extra(exc)
+        if extra is None:
+            raise
+        print(f"meterchain {args.command}: error: this command needs the '{extra}' extra "
+              f"({exc.name} is not installed): pip install 'meterchain[{extra}]'",
+              file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader went away (`meterchain drivers | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except KeyboardInterrupt:
         print(f"meterchain {args.command}: interrupted", file=sys.stderr)
         return 130

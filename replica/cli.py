@@ -15,6 +15,8 @@ import os
 import time
 from typing import Any
 
+from agent.cli import missing_extra
+
 DEFAULT_CONFIG = "replica.toml"
 
 
@@ -52,10 +54,27 @@ def register(subparsers: Any) -> None:
     try:
         tools = importlib.import_module("replica.tools")
     except ModuleNotFoundError as exc:
-        if exc.name != "replica.tools":
+        if exc.name == "replica.tools":
+            return
+        if missing_extra(exc) is None:
             raise
+        _register_unavailable(sub, subparsers, exc)
         return
     tools.register(sub, subparsers)
+
+
+def _register_unavailable(replica_sub: Any, top_sub: Any, exc: ModuleNotFoundError) -> None:
+    """List ``replica mirror`` and ``audit`` even without the extra; running them says
+    which extra to install (raised again inside the command, where the CLI reports it)."""
+
+    def unavailable(_args: argparse.Namespace) -> int:
+        raise exc
+
+    for parent, name, text in ((replica_sub, "mirror", "pull and verify another replica"),
+                               (top_sub, "audit", "compare every gateway's chain across replicas")):
+        p = parent.add_parser(name, help=f"{text} (needs meterchain[replica])")
+        p.add_argument("args", nargs=argparse.REMAINDER)
+        p.set_defaults(func=unavailable)
 
 
 def _now_ms() -> int:

@@ -10,3 +10,25 @@ def test_no_command_prints_help_and_fails() -> None:
     proc = subprocess.run([sys.executable, "-m", "agent.cli"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "usage: meterchain" in proc.stdout
+
+
+def test_output_cut_short_by_the_reader_is_not_a_traceback() -> None:
+    proc = subprocess.run(
+        f"{sys.executable} -m agent.cli drivers | head -c 10", shell=True, capture_output=True,
+        text=True,
+    )
+    assert len(proc.stdout) == 10
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_optional_extra_names_the_extra() -> None:
+    """Without the replica extra (simulated by hiding httpx), audit says what to install."""
+    code = (
+        "import sys; sys.modules['httpx'] = None\n"
+        "from agent.cli import main\n"
+        "sys.exit(main(['audit', 'http://127.0.0.1:1', 'http://127.0.0.1:2']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "pip install 'meterchain[replica]'" in proc.stderr
+    assert "Traceback" not in proc.stderr
