@@ -12,6 +12,12 @@ Layout of a block record (all integers big-endian)::
 
 Every hash is SHA-256 over a one-byte domain prefix and the data, so a reading leaf,
 a Merkle node, a block header and a payload never hash alike.
+
+Verifying: ``verify_records(records)`` (raw records, decoding included) or
+``verify_chain(blocks)``; both return the new :class:`ChainHead` or raise a
+``ChainError`` whose ``reason`` is a stable code and whose ``height`` is the chain
+position that failed. The order of checks is the spec's (section 9), so every
+implementation reports the same reason for the same bytes.
 """
 
 from __future__ import annotations
@@ -999,7 +1005,11 @@ def verify_records(
 
 
 def decode_blocks(records: Iterable[bytes]) -> Iterator[Block]:
-    """Decode block records lazily (a convenience for verify_chain)."""
+    """Decode block records lazily (a convenience for verify_chain).
+
+    A record that does not decode raises ``MalformedError`` without a chain height;
+    use :func:`verify_records` to get the failing position.
+    """
     for rec in records:
         yield Block.decode(rec)
 
