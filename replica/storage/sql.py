@@ -95,30 +95,38 @@ class SqlStorage(Storage):
                seen_ms: int) -> None:
         if not blocks:
             return
-        last = blocks[-1]
         try:
             with self._write() as cur:
-                cur.execute(
-                    self._q("UPDATE gateways SET height = ?, head_hash = ?, head_header = ?, "
-                            "last_seen_ms = ? WHERE key = ? AND height = ?"),
-                    (last.height, last.hash, last.record[:HEADER_SIZE], seen_ms, key,
-                     expected_height),
-                )
-                if cur.rowcount != 1:
-                    raise StaleHeadError(key, expected_height)
-                cur.executemany(
-                    self._q("INSERT INTO blocks (gateway_key, height, hash, time_start_ms, "
-                            "time_end_ms, reading_count, sealed, record, received_ms) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-                    [(key, b.height, b.hash, b.time_start_ms, b.time_end_ms, b.reading_count,
-                      int(b.sealed), b.record, seen_ms) for b in blocks],
-                )
+                self._append_rows(cur, key, blocks, expected_height, seen_ms)
         except StaleHeadError:
             raise
         except Exception as exc:
             if self._is_unique_violation(exc):
                 raise StaleHeadError(key, expected_height) from None
             raise
+
+    def _append_rows(self, cur: Cursor, key: bytes, blocks: list[StoredBlock],
+                     expected_height: int, seen_ms: int) -> None:
+        """The statements of :meth:`append`, inside the caller's transaction.
+
+        Raises:
+            StaleHeadError: the head is not ``expected_height`` (nothing was changed).
+        """
+        last = blocks[-1]
+        cur.execute(
+            self._q("UPDATE gateways SET height = ?, head_hash = ?, head_header = ?, "
+                    "last_seen_ms = ? WHERE key = ? AND height = ?"),
+            (last.height, last.hash, last.record[:HEADER_SIZE], seen_ms, key, expected_height),
+        )
+        if cur.rowcount != 1:
+            raise StaleHeadError(key, expected_height)
+        cur.executemany(
+            self._q("INSERT INTO blocks (gateway_key, height, hash, time_start_ms, "
+                    "time_end_ms, reading_count, sealed, record, received_ms) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            [(key, b.height, b.hash, b.time_start_ms, b.time_end_ms, b.reading_count,
+              int(b.sealed), b.record, seen_ms) for b in blocks],
+        )
 
     def touch(self, key: bytes, seen_ms: int) -> None:
         with self._write() as cur:

@@ -100,3 +100,32 @@ def test_data_survives_reopen(storage_factory: StorageFactory) -> None:
     s2 = storage_factory.open()
     assert s2.gateway(key).height == 2  # type: ignore[union-attr]
     assert s2.blocks(key, 0, 10) == [b.encode() for b in chain]
+
+
+def test_concurrent_appends_commit_together_and_stale_ones_alone(storage: Storage) -> None:
+    """Many threads append at once (SQLite groups them in one commit); a stale append in
+    the same group fails alone and the others are all stored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    chains = [make_chain(f"conc-{i}".encode(), 6, 1) for i in range(16)]
+    for c in chains:
+        storage.enroll(c[0].header.gateway_key, "gw", None, 0)
+
+    def push(i: int) -> str:
+        c = chains[i]
+        key = c[0].header.gateway_key
+        try:
+            storage.append(key, stored(c[:3]), -1, 1)
+            storage.append(key, stored(c[3:]), 2 if i % 4 else 1, 2)  # every 4th is stale
+        except StaleHeadError:
+            return "stale"
+        return "ok"
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(push, range(16)))
+    assert results == ["stale" if i % 4 == 0 else "ok" for i in range(16)]
+    for i, c in enumerate(chains):
+        key = c[0].header.gateway_key
+        want = c[:3] if i % 4 == 0 else c
+        assert storage.gateway(key).height == len(want) - 1  # type: ignore[union-attr]
+        assert storage.blocks(key, 0, 10) == [b.encode() for b in want]
