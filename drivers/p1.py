@@ -15,6 +15,9 @@ Options (``MeterSpec.options``):
 - ``telegram_timeout_s``: how long one read waits for a good telegram (default: two
   telegram intervals plus one second, at least ``MeterSpec.timeout_s``).
 - ``max_telegram_bytes``: longest telegram accepted (default 16384).
+- ``key``: for ``lu`` only, the 32-hex-digit P1 decryption key (GUEK) from the grid
+  operator: the port then carries encrypted Smarty frames (:mod:`drivers.smarty`).
+  Without it, ``lu`` expects plain telegrams (e.g. from a decrypting adapter).
 
 ``MeterSpec.baudrate``/``bytesize``/``parity``/``stopbits`` override the variant's.
 """
@@ -31,6 +34,7 @@ import serial
 
 from agent.errors import ConfigError, DeviceError, DeviceTimeout, FrameError
 from agent.ledger import Reading
+from drivers import smarty
 from drivers.base import Meter, MeterSpec, register
 from drivers.dsmr import (
     VARIANTS,
@@ -60,6 +64,8 @@ class P1Config:
     """Longest telegram accepted; a longer one is dropped as truncated."""
     poll_s: float = 0.05
     """Port read timeout of one chunk (how soon a close or the deadline is noticed)."""
+    key: bytes | None = None
+    """Smarty decryption key; None for plain telegrams."""
 
     @classmethod
     def from_spec(cls, spec: MeterSpec) -> P1Config:
@@ -81,8 +87,22 @@ class P1Config:
         parity = (spec.parity or v.parity).upper()
         if parity not in ("N", "E", "O"):
             raise ConfigError("parity", f"must be N, E or O, not {spec.parity!r}")
+        key = None
+        if "key" in spec.options:
+            if v.name != "lu":
+                raise ConfigError("options.key", "a decryption key is only used with variant lu")
+            try:
+                key = smarty.parse_key(str(spec.options["key"]))
+            except ValueError as exc:
+                raise ConfigError("options.key", str(exc)) from None
+            try:
+                import cryptography  # noqa: F401
+            except ImportError:
+                raise ConfigError("options.key", "decrypting Smarty telegrams needs the "
+                                  "cryptography package: pip install 'meterchain[smarty]'"
+                                  ) from None
         return cls(spec.port, v, spec.baudrate or v.baudrate, spec.bytesize or v.bytesize,
-                   parity, spec.stopbits or 1, timeout, max_bytes)
+                   parity, spec.stopbits or 1, timeout, max_bytes, key=key)
 
 
 def _number(options: dict[str, object], key: str, default: float) -> float:
@@ -94,7 +114,7 @@ def _number(options: dict[str, object], key: str, default: float) -> float:
 
 class P1Meter(Meter):
     """A DSMR P1 port. ``stats`` counts telegrams and what was dropped:
-    ``telegrams`` (good), ``crc_errors``, ``frame_errors``, ``truncated``,
+    ``telegrams`` (good), ``crc_errors``, ``frame_errors``, ``decrypt_errors``, ``truncated``,
     ``garbage_bytes``, ``timeouts``, ``bytes``.
     """
 
@@ -102,8 +122,8 @@ class P1Meter(Meter):
         self.spec = spec
         self.config = P1Config.from_spec(spec)
         self.stats: dict[str, int] = dict.fromkeys(
-            ("telegrams", "crc_errors", "frame_errors", "truncated", "garbage_bytes",
-             "timeouts", "bytes"), 0)
+            ("telegrams", "crc_errors", "frame_errors", "decrypt_errors", "truncated",
+             "garbage_bytes", "timeouts", "bytes"), 0)
         self.last_telegram: Telegram | None = None
         """The last good telegram (``raw`` holds its bytes, for ``--raw`` display)."""
         self.last_error: FrameError | None = None
@@ -186,23 +206,26 @@ class P1Meter(Meter):
     def _receive(self, port: serial.Serial) -> Telegram:
         c = self.config
         framer = TelegramFramer(max_telegram_bytes=c.max_telegram_bytes)
+        sframer = smarty.SmartyFramer(max_frame_bytes=c.max_telegram_bytes)
         port.reset_input_buffer()
         deadline = time.monotonic() + c.telegram_timeout_s
         received = 0
-        dropped_before = self.stats["crc_errors"] + self.stats["frame_errors"]
+        dropped_before = (self.stats["crc_errors"] + self.stats["frame_errors"]
+                          + self.stats["decrypt_errors"])
         try:
             while time.monotonic() < deadline and not self._closing.is_set():
                 chunk = port.read(max(1, min(port.in_waiting, 4096)))
                 if not chunk:
                     continue
                 received += len(chunk)
-                for raw in framer.feed(chunk):
+                raws = framer.feed(chunk) if c.key is None else self._decrypt(sframer, chunk)
+                for raw in raws:
                     telegram = self._check(raw)
                     if telegram is not None:
                         return telegram
         finally:
             self.stats["bytes"] += received
-            self.stats["garbage_bytes"] += framer.stats.garbage_bytes
+            self.stats["garbage_bytes"] += framer.stats.garbage_bytes + sframer.garbage_bytes
             self.stats["truncated"] += framer.stats.truncated
         if self._closing.is_set():
             raise DeviceError("P1 port closed during a read", bus=c.port)
@@ -215,7 +238,8 @@ class P1Meter(Meter):
                      "supplier enabled the P1 port, and the settings: 115200 8N1 for "
                      "DSMR 4/5, 9600 7E1 for DSMR 2.2/3",
             )
-        dropped = self.stats["crc_errors"] + self.stats["frame_errors"] - dropped_before
+        dropped = (self.stats["crc_errors"] + self.stats["frame_errors"]
+                   + self.stats["decrypt_errors"] - dropped_before)
         last = f"; last error: {self.last_error}" if self.last_error and dropped else ""
         raise FrameError(
             f"{received} bytes on P1 port {c.port} in {c.telegram_timeout_s:g} s but no good "
@@ -225,6 +249,18 @@ class P1Meter(Meter):
                  f"({self._describe()}): try variant v2.2/v3 (9600 7E1) or v5 (115200 8N1); "
                  "CRC errors mean noise on the cable",
         )
+
+    def _decrypt(self, sframer: smarty.SmartyFramer, chunk: bytes) -> list[bytes]:
+        assert self.config.key is not None
+        out = []
+        for frame in sframer.feed(chunk):
+            try:
+                out.append(smarty.decrypt(frame, self.config.key))
+            except FrameError as exc:
+                key = "decrypt_errors" if isinstance(exc, smarty.DecryptError) else "frame_errors"
+                self.stats[key] += 1
+                self.last_error = exc
+        return out
 
     def _check(self, raw: bytes) -> Telegram | None:
         try:

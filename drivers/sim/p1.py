@@ -6,10 +6,13 @@ a pseudo-terminal whose slave path a :class:`~drivers.p1.P1Meter` opens. Energy 
 gas counters rise with simulated time (one variant interval per telegram), and the
 meter time advances with them.
 
+With ``P1SimConfig.key`` (variant ``lu``) each telegram is sent encrypted as a
+Luxembourg Smarty frame (:func:`drivers.smarty.encrypt`).
+
 Fault modes (``P1SimConfig.faults``, applied to every ``fault_every``-th telegram):
-``bad-crc`` (one CRC digit changed), ``garbage`` (noise bytes before the telegram),
-``truncated`` (the telegram cut in half, the next starts at once), ``silence``
-(nothing is sent at all).
+``bad-crc`` (one CRC digit changed; with a key, one ciphertext bit), ``garbage``
+(noise bytes before the telegram), ``truncated`` (the telegram cut in half, the next
+starts at once), ``silence`` (nothing is sent at all).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import random
 import threading
 from dataclasses import dataclass, field
 
+from drivers import smarty
 from drivers.dsmr import VARIANTS, with_crc
 from drivers.obisvalue import CEST, CET, is_eu_summer_time
 from drivers.sim.serialpty import PtyPair, open_pty, write_all
@@ -211,6 +215,9 @@ class P1SimConfig:
     """Apply the faults to every n-th telegram (1: all of them)."""
     seed: int = 1
     state: P1State = field(default_factory=P1State)
+    key: bytes | None = None
+    """Variant ``lu`` only: encrypt each telegram as a Smarty frame with this key."""
+    system_title: bytes = b"SAGY\x00\x01\x02\x03"
 
 
 class P1Simulator:
@@ -267,12 +274,17 @@ class P1Simulator:
         step = int(VARIANTS[c.variant].interval_s)
         self.state.advance(step)
         data = build_telegram(c.variant, self.state)
+        if c.key is not None:
+            data = smarty.encrypt(data, c.key, c.system_title, n + 1)
         due = n % c.fault_every == c.fault_every - 1
         if not due:
             self.sent["good"] += 1
             return data
         out = data
-        if "bad-crc" in c.faults and VARIANTS[c.variant].crc:
+        if "bad-crc" in c.faults and c.key is not None:  # a flipped ciphertext byte
+            out = out[:40] + bytes((out[40] ^ 0x01,)) + out[41:]
+            self.sent["bad-crc"] += 1
+        elif "bad-crc" in c.faults and VARIANTS[c.variant].crc:
             out = corrupt_crc(out)
             self.sent["bad-crc"] += 1
         if "truncated" in c.faults:
