@@ -18,12 +18,27 @@ from collections.abc import Sequence
 
 from agent.errors import MeterchainError
 
-COMMAND_MODULES: tuple[str, ...] = (
-    "agent.cli_ledger",  # keygen, verify, export, show, prove, verify-proof
-    "agent.cli_agent",  # run, config check, status, demo
-    "drivers.cli",  # drivers, profile, scan, read
-    "replica.cli",  # replica serve/enroll/revoke/list/mirror, audit
-)
+COMMANDS: dict[str, str] = {
+    # command -> the module that registers it. Only that module is imported to run a
+    # command, so `meterchain run` on a gateway does not load the replica's HTTP stack.
+    "keygen": "agent.cli_ledger",
+    "verify": "agent.cli_ledger",
+    "export": "agent.cli_ledger",
+    "show": "agent.cli_ledger",
+    "prove": "agent.cli_ledger",
+    "verify-proof": "agent.cli_ledger",
+    "demo": "agent.cli_ledger",
+    "run": "agent.cli_agent",
+    "config": "agent.cli_agent",
+    "status": "agent.cli_agent",
+    "drivers": "drivers.cli",
+    "profile": "drivers.cli",
+    "scan": "drivers.cli",
+    "read": "drivers.cli",
+    "replica": "replica.cli",
+    "audit": "replica.cli",
+}
+COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 
 OPTIONAL_DEPENDENCIES: dict[str, str] = {
     # top-level module -> the extra that installs it
@@ -53,7 +68,16 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The sub-command named on the command line (the first word not an option)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv`` naming a known command, only its module is loaded."""
     parser = argparse.ArgumentParser(
         prog="meterchain",
         description="Trustworthy meter data at the edge: signed, hash-chained meter readings.",
@@ -61,7 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"meterchain {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    word = _command_word(argv) if argv is not None else None
+    if word in COMMANDS:
+        modules = [COMMANDS[word]]
+    elif word is None and argv is not None and "--version" in argv:
+        modules = []
+    else:  # help, or an unknown word argparse will report with the full list
+        modules = list(COMMAND_MODULES)
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -73,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -32,3 +32,33 @@ def test_missing_optional_extra_names_the_extra() -> None:
     assert proc.returncode == 2
     assert "pip install 'meterchain[replica]'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_command_table_matches_what_the_modules_register() -> None:
+    """COMMANDS names the module of every command; building the full parser shows drift."""
+    import argparse
+    import importlib
+
+    from agent.cli import COMMAND_MODULES, COMMANDS
+
+    registered: dict[str, str] = {}
+    for name in COMMAND_MODULES:
+        parser = argparse.ArgumentParser()
+        sub = parser.add_subparsers()
+        importlib.import_module(name).register(sub)
+        for command in sub.choices:
+            registered[command] = name
+    assert registered == COMMANDS
+
+
+def test_running_a_gateway_command_does_not_load_the_replica_stack() -> None:
+    code = (
+        "import sys\n"
+        "from agent.cli import build_parser\n"
+        "build_parser(['config', 'check', 'x.toml'])\n"
+        "print(sorted(m for m in ('httpx', 'fastapi', 'uvicorn', 'replica.cli') "
+        "if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert proc.stdout.strip() == "[]"
