@@ -24,7 +24,7 @@ from replica.storage.base import Storage, open_storage
 from tests.support.chains import encode_b64, gateway_key
 from tests.support.pgserver import PgServer, free_port
 
-BACKENDS = ("sqlite", "postgres")
+BACKENDS = ("sqlite", pytest.param("postgres", marks=pytest.mark.postgres))
 
 
 @pytest.fixture(scope="session")

@@ -152,3 +152,28 @@ def test_config_defaults_and_relative_paths(tmp_path: Path) -> None:
         load_secret_key(tmp_path / "u.key")
     (tmp_path / "u.key").write_bytes(bytes(range(32)))
     assert load_secret_key(tmp_path / "u.key") == bytes(range(32))
+
+
+def test_replica_commands_without_the_replica_extra(tmp_path: Path) -> None:
+    """A gateway install (no fastapi, uvicorn, httpx, psycopg) still administers a SQLite
+    replica and says which extra serving needs."""
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 'r.db'}")
+    key = gateway_key(b"no-extra").hex()
+    code = (
+        "import sys\n"
+        "for m in ('httpx', 'fastapi', 'uvicorn', 'psycopg', 'psycopg_pool'):\n"
+        "    sys.modules[m] = None\n"
+        "from agent.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                              text=True, timeout=60)
+
+    r = run("replica", "enroll", key, "--name", "gw", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    r = run("replica", "list", "--config", str(cfg))
+    assert r.returncode == 0 and key in r.stdout
+    r = run("replica", "serve", "--config", str(cfg))
+    assert r.returncode == 2 and "meterchain[replica]" in r.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -204,7 +205,7 @@ def test_absurd_heights(loaded: tuple[RunningReplica, bytes, list[Block]]) -> No
     b = chain[3]
     for height in (2**63 - 1, 2**40, 4):
         far = resigned(dataclasses.replace(b.header, height=height), b.payload)
-        body = refused(replica, 409, "gap", lambda far=far: replica.push(key, [far]))
+        body = refused(replica, 409, "gap", functools.partial(replica.push, key, [far]))
         assert body["expected_height"] == 3
     assert replica.http.get(f"/v1/gateways/{key.hex()}/blocks/{2**63 - 1}/hash"
                             ).status_code == 404
