@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 from pathlib import Path
 
 import nacl.public
 import nacl.signing
 import pytest
 
+import agent.errors as E
 from agent import ledger as L
 from agent.errors import (
     BrokenLinkError,
@@ -190,3 +192,12 @@ def test_record_decode_rejects_framing_errors() -> None:
 def test_at_height_rewrites_the_message() -> None:
     err = MalformedError("bad", height=None).at_height(7)
     assert err.height == 7 and str(err) == "height 7: malformed: bad"
+
+
+def test_reason_codes_are_the_specs() -> None:
+    spec = (Path(__file__).resolve().parents[2] / "docs" / "ledger-format.md").read_text()
+    table = spec.split("### 10.1 Reason codes", 1)[1].split("### 10.2", 1)[0]
+    documented = set(re.findall(r"^\| `([a-z-]+)` \|", table, flags=re.M))
+    concrete = {c.reason for c in vars(E).values()
+                if isinstance(c, type) and issubclass(c, ChainError)} - {"invalid", "mismatch"}
+    assert documented == concrete
