@@ -352,6 +352,9 @@ def _reading_pattern(mlen: int) -> re.Pattern[bytes]:
     units = b"|".join(
         re.escape(bytes((n,))) + unit + b"{%d}" % n for n in range(MAX_UNIT_BYTES + 1)
     )
+    # the known quality bits are contiguous from bit 0 (0x001F), so a byte range says it
+    if KNOWN_QUALITY_BITS & (KNOWN_QUALITY_BITS + 1) or KNOWN_QUALITY_BITS > 0xFF:
+        raise ValueError("quality pattern needs contiguous low known bits")
     quality = re.escape(bytes((KNOWN_QUALITY_BITS,)))
     return re.compile(
         rb"(?s).{16}" + re.escape(bytes((mlen,))) + rb"[\x20-\x7e]{%d}.{15}(?:" % mlen + units
