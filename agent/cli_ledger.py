@@ -88,8 +88,8 @@ def _when(ms: int) -> str:
 
 def _failed(what: str, exc: Exception) -> int:
     if isinstance(exc, ChainError):
-        where = f"at height {exc.height}" if exc.height is not None else ""
-        print(f"FAILED {what} {where}: {exc.reason}: {exc.message}".replace("  ", " "))
+        where = f" at height {exc.height}" if exc.height is not None else ""
+        print(f"FAILED {what}{where}: {exc.reason}: {exc.message}")
     else:
         print(f"FAILED {what}: corrupt-store: {exc}")
     return EXIT_INVALID

@@ -111,11 +111,16 @@ def read_export(src: IO[bytes]) -> tuple[ExportHeader, Iterator[bytes]]:
         UnsupportedVersionError: an export version this code does not know.
     """
     r = _HashingReader(src)
-    magic, version, reserved, first, count = _HEAD.unpack(
-        r.read_exact(EXPORT_HEADER_SIZE, "the file header")
-    )
-    if magic != EXPORT_MAGIC:
-        raise MalformedError(f"not a meterchain export (magic {magic!r}, want {EXPORT_MAGIC!r})")
+    head = src.read(EXPORT_HEADER_SIZE)
+    if not head or not EXPORT_MAGIC.startswith(head[: len(EXPORT_MAGIC)]):
+        raise MalformedError(f"not a meterchain export (starts {head[:8]!r}, "
+                             f"want {EXPORT_MAGIC!r})")
+    if len(head) < EXPORT_HEADER_SIZE:
+        raise MalformedError(f"export is truncated: file ends inside the file header "
+                             f"(offset {len(head)})")
+    r.sha.update(head)
+    r.pos = len(head)
+    magic, version, reserved, first, count = _HEAD.unpack(head)
     if version != EXPORT_VERSION:
         raise UnsupportedVersionError("unsupported export version", expected=EXPORT_VERSION,
                                       actual=version)
