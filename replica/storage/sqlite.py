@@ -93,10 +93,12 @@ class SqliteStorage(SqlStorage):
         self._queue: list[_PendingAppend] = []
         self._queue_lock = threading.Lock()
         self._leader = threading.Lock()
-        if self.path != ":memory:":
-            parent = Path(self.path).parent
-            if not parent.is_dir():
-                raise ReplicaStoreError(f"{self.path}: directory {parent} does not exist")
+        if self.path == ":memory:" or not self.path:
+            raise ReplicaStoreError("an in-memory SQLite database cannot be shared by the "
+                                    "server's threads and processes; name a file")
+        parent = Path(self.path).parent
+        if not parent.is_dir():
+            raise ReplicaStoreError(f"{self.path}: directory {parent} does not exist")
         with self._write() as cur:
             for stmt in iter_statements(SCHEMA):
                 cur.execute(stmt)
