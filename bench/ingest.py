@@ -1,0 +1,322 @@
+"""Ingest: readings signed and committed per second, and what it costs the disk.
+
+    python bench/ingest.py [--blocks 3000] [--baseline-readings 20000]
+                           [--big-readings 10000000] [--dir DIR] [--quick] [--json]
+
+1. Ingest (one core): blocks of 64 readings (16 meters x 4 quantities, prepared before
+   the clock starts) are sealed (random salts, canonical encoding, Merkle root, Ed25519
+   signature) and appended to a ``BlockStore`` with one fdatasync per block. Timed: seal
+   + append. Target >= 100,000 readings/s. Over the same run: disk write amplification =
+   bytes this process caused to be written (``/proc/self/io`` write_bytes) / bytes the
+   store kept (target <= 1.2), with the record bytes and page padding shown beside it.
+2. Baseline: the same workload with TinyDB as the ledger (one document per block, the
+   readings as JSON objects; TinyDB's JSONStorage fsyncs each write) up to
+   ``--baseline-readings`` readings. Target: the store >= 200x faster. The rate over the
+   last tenth of the baseline (at ~20,000 readings) is shown beside the average.
+3. Scaling: append time per block (sealing not timed; append + fdatasync timed) on a
+   store holding ~10 k readings and on one filled to ``--big-readings`` readings.
+   The fill is NOT timed and uses pre-built blocks: one 64-reading payload repeated,
+   each header really signed and linked, appended 512 per fsync. Rounds alternate
+   between the two stores so drift on a shared machine hits both. Target: ratio <= 1.2.
+   Opening the big store and random reads by height are timed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import nacl.signing  # noqa: E402
+from _common import add_common_args, report  # noqa: E402
+from tinydb import TinyDB  # noqa: E402
+
+from agent import ledger  # noqa: E402
+from agent.demo import SyntheticMeters  # noqa: E402
+from agent.store import BlockStore  # noqa: E402
+
+SEED = bytes(range(32))
+T0 = 1_767_225_600_000
+PER_BLOCK = 64
+
+
+def write_bytes() -> int:
+    """Bytes this process caused to be sent to storage (Linux /proc/self/io)."""
+    with open("/proc/self/io") as f:
+        for line in f:
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    raise RuntimeError("/proc/self/io has no write_bytes")
+
+
+def reading_pool(n: int) -> list[list[ledger.Reading]]:
+    meters = SyntheticMeters(16, seed=3, prefix="meter")
+    return [meters.read_all(T0 + i * 1000) for i in range(n)]
+
+
+def ingest(directory: Path, blocks: int) -> dict[str, float]:
+    pool = reading_pool(64)
+    prev: ledger.Header | None = None
+    record_bytes = 0
+    with BlockStore.open(directory) as store:
+        kept0 = store.disk_usage()
+        w0 = write_bytes()
+        c0, t0 = time.process_time(), time.perf_counter()
+        for i in range(blocks):
+            readings = pool[i % len(pool)]
+            salts = [os.urandom(16) for _ in readings]
+            block = ledger.seal_block(SEED, prev, readings, salts, T0 + i, T0 + i)
+            store.append(block)
+            prev = block.header
+            record_bytes += len(block.payload) + 262
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        written = write_bytes() - w0
+        kept = store.disk_usage() - kept0
+    n = blocks * PER_BLOCK
+    return {"readings": n, "wall_s": wall, "readings_per_s": n / wall,
+            "cpu_readings_per_s": n / cpu, "written": written, "kept": kept,
+            "record_bytes": record_bytes + 8 * blocks}
+
+
+def ingest_pipelined(directory: Path, blocks: int) -> dict[str, float]:
+    """As :func:`ingest`, but block i+1 is sealed while block i's fdatasync runs.
+
+    A writer thread appends each block on its own (still one fdatasync per block); the
+    sealing thread needs only the previous header, which exists before it is durable.
+    CPU work stays on one core: the overlap is with the wait for the disk.
+    """
+    import queue
+    import threading
+
+    pool = reading_pool(64)
+    q: queue.Queue[ledger.Block | None] = queue.Queue(maxsize=4)
+    errors: list[BaseException] = []
+    with BlockStore.open(directory) as store:
+
+        def writer() -> None:
+            try:
+                while (b := q.get()) is not None:
+                    store.append(b)
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                errors.append(exc)
+
+        th = threading.Thread(target=writer)
+        prev: ledger.Header | None = None
+        c0, t0 = time.process_time(), time.perf_counter()
+        th.start()
+        for i in range(blocks):
+            readings = pool[i % len(pool)]
+            salts = [os.urandom(16) for _ in readings]
+            block = ledger.seal_block(SEED, prev, readings, salts, T0 + i, T0 + i)
+            q.put(block)
+            prev = block.header
+        q.put(None)
+        th.join()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if errors:
+            raise errors[0]
+        assert store.height == blocks - 1
+    n = blocks * PER_BLOCK
+    return {"readings_per_s": n / wall, "cpu_readings_per_s": n / cpu}
+
+
+def tinydb_baseline(path: Path, readings: int) -> dict[str, float]:
+    pool = reading_pool(64)
+    blocks = max(1, readings // PER_BLOCK)
+    prev: ledger.Header | None = None
+    db = TinyDB(path)
+    times = []
+    t0 = time.perf_counter()
+    for i in range(blocks):
+        s = time.perf_counter()
+        rs = pool[i % len(pool)]
+        salts = [os.urandom(16) for _ in rs]
+        block = ledger.seal_block(SEED, prev, rs, salts, T0 + i, T0 + i)
+        h = block.header
+        db.insert({
+            "height": h.height, "prev_hash": h.prev_hash.hex(), "hash": block.hash.hex(),
+            "merkle_root": h.merkle_root.hex(), "signature": block.signature.hex(),
+            "time_start_ms": h.time_start_ms, "time_end_ms": h.time_end_ms,
+            "readings": [{"meter": r.meter_id, "obis": r.obis, "value": r.value,
+                          "exponent": r.exponent, "unit": r.unit, "ts": r.timestamp_ms,
+                          "salt": salt.hex()} for r, salt in zip(rs, salts, strict=True)],
+        })
+        prev = h
+        times.append(time.perf_counter() - s)
+    wall = time.perf_counter() - t0
+    db.close()
+    tail = times[-max(1, blocks // 10):]
+    return {"readings": blocks * PER_BLOCK, "wall_s": wall,
+            "readings_per_s": blocks * PER_BLOCK / wall,
+            "tail_readings_per_s": len(tail) * PER_BLOCK / sum(tail)}
+
+
+def filler(store: BlockStore, target_readings: int, batch: int = 512) -> float:
+    """Append pre-built, really signed blocks (one repeated payload) up to the target."""
+    readings = reading_pool(1)[0]
+    salts = [bytes(16)] * len(readings)
+    model = ledger.seal_block(SEED, None, readings, salts, T0, T0)
+    sk = nacl.signing.SigningKey(SEED)
+    head = store.head
+    t0 = time.perf_counter()
+    while (store.height + 1) * PER_BLOCK < target_readings:
+        out = []
+        want = -(-(target_readings - (store.height + 1) * PER_BLOCK) // PER_BLOCK)
+        for _ in range(min(batch, want)):
+            height = 0 if head is None else head.height + 1
+            t = T0 if head is None else head.header.time_end_ms + 1
+            header = ledger.Header(
+                model.header.version, model.header.payload_encoding, model.header.gateway_key,
+                height, ledger.ZERO_HASH if head is None else head.hash, t, t,
+                model.header.reading_count, model.header.merkle_root, model.header.payload_hash,
+                model.header.recipient_key)
+            enc = header.encode()
+            bhash = ledger.header_hash(enc)
+            out.append(ledger.Block(header, sk.sign(bhash).signature, model.payload))
+            head = ledger.ChainHead(header, bhash)
+        store.append_many(out)
+    return time.perf_counter() - t0
+
+
+def probe(store: BlockStore, pool: list[list[ledger.Reading]], n: int) -> list[float]:
+    """Seal (untimed) and append (timed, with fdatasync) ``n`` blocks; append times."""
+    out = []
+    for i in range(n):
+        head = store.head
+        assert head is not None
+        rs = pool[i % len(pool)]
+        t = head.header.time_end_ms + 1
+        block = ledger.seal_block(SEED, head.header, rs, [bytes(16)] * len(rs), t, t)
+        s = time.perf_counter()
+        store.append(block)
+        out.append(time.perf_counter() - s)
+    return out
+
+
+def scaling(directory: Path, small: int, big: int, rounds: int, per_round: int
+            ) -> dict[str, float]:
+    pool = reading_pool(16)
+    with BlockStore.open(directory / "small") as s_small:
+        filler(s_small, small)
+        with BlockStore.open(directory / "big") as s_big:
+            fill_s = filler(s_big, big)
+            big_height = s_big.height
+        t = time.perf_counter()
+        s_big = BlockStore.open(directory / "big")
+        open_s = time.perf_counter() - t
+        rng = random.Random(1)
+        heights = [rng.randrange(0, big_height + 1) for _ in range(2000)]
+        t = time.perf_counter()
+        for h in heights:
+            s_big.get_record(h)
+        get_us = (time.perf_counter() - t) / len(heights) * 1e6
+        small_at, big_at = (s_small.height + 1) * PER_BLOCK, (s_big.height + 1) * PER_BLOCK
+        small_t: list[float] = []
+        big_t: list[float] = []
+        for _ in range(rounds):
+            small_t += probe(s_small, pool, per_round)
+            big_t += probe(s_big, pool, per_round)
+        result = {
+            "small_readings": small_at,
+            "big_readings": big_at,
+            "small_append_ms": statistics.median(small_t) * 1e3,
+            "big_append_ms": statistics.median(big_t) * 1e3,
+            "fill_s": fill_s, "open_big_ms": open_s * 1e3, "get_us": get_us,
+            "big_disk_bytes": s_big.disk_usage(), "big_segments": s_big.segment_count,
+        }
+        s_big.close()
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--blocks", type=int, default=3000, help="blocks in the ingest run")
+    ap.add_argument("--baseline-readings", type=int, default=20_000)
+    ap.add_argument("--small-readings", type=int, default=10_000)
+    ap.add_argument("--big-readings", type=int, default=10_000_000)
+    ap.add_argument("--rounds", type=int, default=8, help="alternating probe rounds")
+    ap.add_argument("--per-round", type=int, default=50, help="appends per probe round")
+    ap.add_argument("--dir", type=Path, help="where to put the ledgers (a real disk; "
+                    "default: a temporary directory, removed afterwards)")
+    ap.add_argument("--quick", action="store_true",
+                    help="small run: 500 blocks, 5,000 baseline, 1 M big readings")
+    add_common_args(ap)
+    args = ap.parse_args()
+    if args.quick:
+        args.blocks, args.baseline_readings, args.big_readings = 500, 5000, 1_000_000
+    base = Path(tempfile.mkdtemp(prefix="mc-bench-ingest-", dir=args.dir))
+    try:
+        ing = ingest(base / "ingest", args.blocks)
+        pipe = ingest_pipelined(base / "ingest-pipelined", args.blocks)
+        tdb = tinydb_baseline(base / "tinydb.json", args.baseline_readings)
+        sc = scaling(base, args.small_readings, args.big_readings, args.rounds, args.per_round)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    speedup = ing["readings_per_s"] / tdb["readings_per_s"]
+    speedup_tail = ing["readings_per_s"] / tdb["tail_readings_per_s"]
+    amp = ing["written"] / ing["kept"]
+    ratio = sc["big_append_ms"] / sc["small_append_ms"]
+    rows = [
+        {"measure": "ingest: seal + append, fdatasync per block", "value":
+         round(ing["readings_per_s"]), "unit": "readings/s", "target": ">= 100,000"},
+        {"measure": "  same, per CPU second (shared machine)",
+         "value": round(ing["cpu_readings_per_s"]), "unit": "readings/s", "target": ""},
+        {"measure": "ingest pipelined: seal next during fdatasync", "value":
+         round(pipe["readings_per_s"]), "unit": "readings/s", "target": ">= 100,000"},
+        {"measure": f"TinyDB-as-ledger, 0..{tdb['readings']:,} readings",
+         "value": round(tdb["readings_per_s"]), "unit": "readings/s", "target": ""},
+        {"measure": "  TinyDB over its last tenth", "value": round(tdb["tail_readings_per_s"]),
+         "unit": "readings/s", "target": ""},
+        {"measure": "store / TinyDB speed-up (whole baseline)", "value": round(speedup, 1),
+         "unit": "x", "target": ">= 200"},
+        {"measure": "store / TinyDB at its last tenth", "value": round(speedup_tail, 1),
+         "unit": "x", "target": ">= 200"},
+        {"measure": "write amplification: write_bytes / bytes kept", "value": round(amp, 3),
+         "unit": "ratio", "target": "<= 1.2"},
+        {"measure": "  write_bytes / framed record bytes", "value":
+         round(ing["written"] / ing["record_bytes"], 3), "unit": "ratio", "target": ""},
+        {"measure": "  page padding in bytes kept", "value":
+         round(100 * (1 - ing["record_bytes"] / ing["kept"]), 1), "unit": "%", "target": ""},
+        {"measure": f"append from {sc['small_readings']:,} readings (median)",
+         "value": round(sc["small_append_ms"], 3), "unit": "ms/block", "target": ""},
+        {"measure": f"append from {sc['big_readings']:,} readings (median)",
+         "value": round(sc["big_append_ms"], 3), "unit": "ms/block", "target": ""},
+        {"measure": "append time big / small", "value": round(ratio, 3), "unit": "ratio",
+         "target": "<= 1.2"},
+        {"measure": "open the big store", "value": round(sc["open_big_ms"], 2), "unit": "ms",
+         "target": ""},
+        {"measure": "get_record(random height) in the big store", "value":
+         round(sc["get_us"], 1), "unit": "us", "target": ""},
+        {"measure": f"fill to {sc['big_readings']:,} (pre-built blocks, untimed)",
+         "value": round(sc["fill_s"], 1), "unit": "s", "target": ""},
+    ]
+    summary = {
+        "readings_per_s": round(ing["readings_per_s"]),
+        "cpu_readings_per_s": round(ing["cpu_readings_per_s"]),
+        "pipelined_readings_per_s": round(pipe["readings_per_s"]),
+        "speedup_vs_tinydb_tail": round(speedup_tail, 1),
+        "tinydb_readings_per_s": round(tdb["readings_per_s"], 1),
+        "tinydb_tail_readings_per_s": round(tdb["tail_readings_per_s"], 1),
+        "speedup_vs_tinydb": round(speedup, 1),
+        "write_amplification": round(amp, 3),
+        "write_bytes_per_record_byte": round(ing["written"] / ing["record_bytes"], 3),
+        "append_ms_small": round(sc["small_append_ms"], 4),
+        "append_ms_big": round(sc["big_append_ms"], 4),
+        "append_ratio_big_small": round(ratio, 3),
+        "big_readings": sc["big_readings"],
+        "open_big_ms": round(sc["open_big_ms"], 2),
+        "ingest_readings": ing["readings"],
+    }
+    report("ingest: readings signed and committed", rows, summary, args.json)
+
+
+if __name__ == "__main__":
+    main()
