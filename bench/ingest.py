@@ -57,6 +57,12 @@ def write_bytes() -> int:
     raise RuntimeError("/proc/self/io has no write_bytes")
 
 
+def salts_for(n: int) -> list[bytes]:
+    """``n`` random 16-byte salts from one getrandom call."""
+    buf = os.urandom(16 * n)
+    return [buf[i : i + 16] for i in range(0, 16 * n, 16)]
+
+
 def reading_pool(n: int) -> list[list[ledger.Reading]]:
     meters = SyntheticMeters(16, seed=3, prefix="meter")
     return [meters.read_all(T0 + i * 1000) for i in range(n)]
@@ -72,7 +78,7 @@ def ingest(directory: Path, blocks: int) -> dict[str, float]:
         c0, t0 = time.process_time(), time.perf_counter()
         for i in range(blocks):
             readings = pool[i % len(pool)]
-            salts = [os.urandom(16) for _ in readings]
+            salts = salts_for(len(readings))
             block = ledger.seal_block(SEED, prev, readings, salts, T0 + i, T0 + i)
             store.append(block)
             prev = block.header
@@ -114,7 +120,7 @@ def ingest_pipelined(directory: Path, blocks: int) -> dict[str, float]:
         th.start()
         for i in range(blocks):
             readings = pool[i % len(pool)]
-            salts = [os.urandom(16) for _ in readings]
+            salts = salts_for(len(readings))
             block = ledger.seal_block(SEED, prev, readings, salts, T0 + i, T0 + i)
             q.put(block)
             prev = block.header
@@ -138,7 +144,7 @@ def tinydb_baseline(path: Path, readings: int) -> dict[str, float]:
     for i in range(blocks):
         s = time.perf_counter()
         rs = pool[i % len(pool)]
-        salts = [os.urandom(16) for _ in rs]
+        salts = salts_for(len(rs))
         block = ledger.seal_block(SEED, prev, rs, salts, T0 + i, T0 + i)
         h = block.header
         db.insert({

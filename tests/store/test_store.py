@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -260,26 +261,56 @@ def test_budget_full_keeps_the_store_consistent(tmp_path: Path) -> None:
         s.append(blocks[n])
 
 
+_ENOSPC_SCENARIO = """
+import subprocess, sys
+from pathlib import Path
+from agent import ledger
+from agent.errors import StoreFullError
+from agent.store import BlockStore
+from tests.support.store import make_blocks
+
+mnt = Path(sys.argv[1])
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
+try:
+    blocks = make_blocks(40, meters=3)
+    with BlockStore.open(mnt / "l") as s:
+        n = 0
+        try:
+            for b in blocks:
+                s.append(b)
+                n += 1
+        except StoreFullError as exc:
+            assert "no space" in str(exc), exc
+        else:
+            raise AssertionError("the disk never filled up")
+        assert 5 <= n < 40 and s.height == n - 1
+    with BlockStore.open(mnt / "l") as s:  # reopen: consistent, same head
+        assert s.height == n - 1
+        assert ledger.verify_chain(s.get(h) for h in range(n)) is not None
+        assert s.head is not None and s.head.hash == blocks[n - 1].hash
+    print("full after", n)
+finally:
+    subprocess.run(["umount", str(mnt)], check=True)
+"""
+
+
 def test_enospc_on_a_small_filesystem_is_undone(tmp_path: Path) -> None:
-    """A real tmpfs that fills up: StoreFullError, nothing half-written after reopen."""
+    """A real 64 KiB tmpfs that fills up: StoreFullError, nothing half-written after reopen.
+
+    Mounting needs root; elsewhere the scenario runs in a user+mount namespace.
+    """
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
-    try:
-        blocks = make_blocks(40, meters=3)
-        with BlockStore.open(mnt / "l") as s:
-            n = 0
-            with pytest.raises(StoreFullError, match="no space"):
-                for b in blocks:
-                    s.append(b)
-                    n += 1
-            assert 5 <= n < 40 and s.height == n - 1
-        with BlockStore.open(mnt / "l") as s:  # reopen: consistent, same head
-            assert s.height == n - 1
-            assert ledger.verify_chain(s.get(h) for h in range(n)) is not None
-            s.prune_before(0)
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+    script = tmp_path / "enospc.py"
+    script.write_text(_ENOSPC_SCENARIO)
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, str(script), str(mnt)]
+    if os.geteuid() != 0:
+        cmd = ["unshare", "--user", "--map-root-user", "--mount", *cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("full after")
 
 
 def test_short_write_then_enospc_is_cut_back(tmp_path: Path,
