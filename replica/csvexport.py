@@ -20,6 +20,7 @@ from replica.storage.base import GatewayRecord, Storage
 
 COLUMNS = ("gateway_key", "height", "index", "meter_id", "obis", "value", "exponent",
            "decimal", "unit", "timestamp_ms", "time_utc", "clock", "quality")
+MAX_MS = 2**63 - 1
 PAGE_BLOCKS = 200
 """Blocks read from storage per query while streaming."""
 
@@ -32,8 +33,9 @@ def check_exportable(storage: Storage, rec: GatewayRecord, from_ms: int, to_ms: 
         Refusal: 400 on a bad range; 409 ``sealed`` when sealed blocks lie in the range
             and the replica has no utility key.
     """
-    if not 0 <= from_ms <= to_ms:
-        raise Refusal(400, "malformed", f"want 0 <= from_ms <= to_ms, got {from_ms}..{to_ms}")
+    if not 0 <= from_ms <= to_ms <= MAX_MS:
+        raise Refusal(400, "malformed", f"want 0 <= from_ms <= to_ms <= 2**63-1, got "
+                      f"{from_ms}..{to_ms}")
     if utility_sk is None and storage.sealed_in_time(rec.key, from_ms, to_ms):
         raise Refusal(409, "sealed", "readings in this range are sealed to the utility's key "
                       "and this replica has no utility secret key configured")

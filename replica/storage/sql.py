@@ -142,8 +142,8 @@ class SqlStorage(Storage):
     def blocks(self, key: bytes, from_height: int, limit: int) -> list[bytes]:
         with self._read() as cur:
             cur.execute(self._q("SELECT record FROM blocks WHERE gateway_key = ? AND "
-                                "height >= ? AND height < ? ORDER BY height"),
-                        (key, from_height, from_height + limit))
+                                "height >= ? ORDER BY height LIMIT ?"),
+                        (key, from_height, limit))
             return [bytes(r[0]) for r in cur.fetchall()]
 
     def blocks_in_time(self, key: bytes, from_ms: int, to_ms: int, after_height: int,

@@ -191,6 +191,8 @@ def test_malformed_record_names_its_index(
     ("/v1/gateways/{k}/blocks/x/hash", {}),
     ("/v1/gateways/{k}/proof", {"height": "0"}),
     ("/v1/gateways/NOTAKEY/head", {}),
+    ("/v1/gateways/{k}/readings.csv", {"to_ms": str(2**70)}),
+    ("/v1/gateways/{k}/readings.csv", {"from_ms": "-1"}),
 ])
 def test_bad_read_parameters(loaded: tuple[RunningReplica, bytes, list[Block]], path: str,
                              params: dict[str, str]) -> None:
@@ -209,6 +211,9 @@ def test_absurd_heights(loaded: tuple[RunningReplica, bytes, list[Block]]) -> No
         assert body["expected_height"] == 3
     assert replica.http.get(f"/v1/gateways/{key.hex()}/blocks/{2**63 - 1}/hash"
                             ).status_code == 404
+    r = replica.http.get(f"/v1/gateways/{key.hex()}/blocks",
+                         params={"from": 2**63 - 1, "limit": 1000})
+    assert r.status_code == 200 and r.json() == {"blocks": []}
 
 
 def test_future_timestamps(loaded: tuple[RunningReplica, bytes, list[Block]]) -> None:
