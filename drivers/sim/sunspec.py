@@ -63,6 +63,9 @@ def sunspec_image(model: MeterModel, kind: str = "inverter", base: int = 40000) 
 def sunspec_unit(unit: int, model: MeterModel | None = None, kind: str = "inverter",
                  base: int = 40000) -> SimUnit:
     """A simulated SunSpec device for :class:`~drivers.sim.meter.MeterServer`."""
-    m = model or MeterModel(import_w=Decimal(0), export_w=Decimal(3200))
+    # A lifetime counter of 0 means "not implemented" for SunSpec acc32 points, and a real
+    # inverter has years of production on it: start from 8,765.43 kWh generated.
+    m = model or MeterModel(import_w=Decimal(0), export_w=Decimal(3200),
+                            start_import_wh=Decimal(0), start_export_wh=Decimal(8_765_430))
     prof = profile.load(f"sunspec-{kind}")
     return SimUnit(unit, prof, image_fn=lambda: sunspec_image(m, kind, base))
