@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import ChainError, MalformedError
+from agent.export import proof_to_json
 from agent.ledger import (
     Block,
     ChainHead,
     ChainVerifier,
     Header,
-    InclusionProof,
     PayloadEncoding,
     check_time,
     prove_reading,
@@ -306,7 +306,8 @@ class ReplicaService:
         return Block.decode(records[0])
 
     def proof(self, key_hex: str, height: int, index: int) -> dict[str, Any]:
-        """``GET .../proof``: inclusion proof of one reading.
+        """``GET .../proof``: inclusion proof of one reading, as the proof file of
+        ``meterchain prove`` (``docs/export-format.md``).
 
         Raises:
             Refusal: 400, 404 (``unknown-gateway``, ``no-block``, ``no-reading``),
@@ -322,7 +323,8 @@ class ReplicaService:
             raise Refusal(409, "sealed", f"block {height} is sealed and this replica has no "
                           "utility secret key to open it")
         proof = prove_reading(block, index, self.utility_sk if sealed else None)
-        return proof_json(proof)
+        doc: dict[str, Any] = json.loads(proof_to_json(proof))
+        return doc
 
     def gateways(self) -> dict[str, Any]:
         """``GET /v1/gateways``."""
@@ -347,43 +349,6 @@ class ReplicaService:
 
 
 MAX_QUERY_INT = 2**63 - 1
-PROOF_FORMAT = "meterchain-inclusion-proof"
-
-
-def proof_json(proof: InclusionProof) -> dict[str, Any]:
-    """An inclusion proof as JSON (checked offline with ``InclusionProof.verify``)."""
-    reading = proof.verify()
-    return {
-        "format": PROOF_FORMAT,
-        "version": 1,
-        "gateway_key": proof.header.gateway_key.hex(),
-        "height": proof.header.height,
-        "index": proof.index,
-        "header": base64.b64encode(proof.header.encode()).decode("ascii"),
-        "signature": proof.signature.hex(),
-        "reading": base64.b64encode(proof.encoded_reading).decode("ascii"),
-        "path": [p.hex() for p in proof.path],
-        "decoded": {"meter_id": reading.meter_id, "obis": reading.obis, "value": reading.value,
-                    "exponent": reading.exponent, "decimal": reading.decimal,
-                    "unit": reading.unit, "timestamp_ms": reading.timestamp_ms},
-    }
-
-
-def proof_from_json(doc: dict[str, Any]) -> InclusionProof:
-    """Parse :func:`proof_json` output back (for offline checking).
-
-    Raises:
-        MalformedError: a field is missing or has the wrong form.
-    """
-    try:
-        return InclusionProof(Header.decode(base64.b64decode(doc["header"], validate=True)),
-                              bytes.fromhex(doc["signature"]), int(doc["index"]),
-                              base64.b64decode(doc["reading"], validate=True),
-                              tuple(bytes.fromhex(p) for p in doc["path"]))
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise MalformedError(f"proof JSON is malformed: {exc!r}") from None
-
-
 def _check_range(name: str, value: int) -> None:
     if not 0 <= value <= MAX_QUERY_INT:
         raise Refusal(400, "malformed", f"{name} must be in 0..2**63-1, got {value}")

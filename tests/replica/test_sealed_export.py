@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from agent.errors import ProofError
+from agent.export import PROOF_FORMAT, proof_from_json
 from agent.ledger import PayloadHashMismatchError, Quality, block_readings
 from replica.config import Limits
-from replica.service import proof_from_json
 from tests.replica.conftest import RunningReplica, enroll
 from tests.support.chains import make_chain, utility_keypair
 
@@ -88,15 +89,15 @@ def test_inclusion_proof_verifies_offline(make_replica: Callable[..., RunningRep
     r = replica.http.get(f"/v1/gateways/{key.hex()}/proof", params={"height": 2, "index": 5})
     assert r.status_code == 200, r.text
     doc = r.json()
-    proof = proof_from_json(doc)
+    assert doc["format"] == PROOF_FORMAT  # the same file `meterchain prove` writes
+    proof = proof_from_json(json.dumps(doc))
     reading = proof.verify(gateway_key=key)
     assert reading == block_readings(chain[2], sk)[5][0]
-    assert doc["decoded"]["value"] == reading.value
     assert proof.header == chain[2].header
     # a proof altered in transit fails offline
     doc["path"][0] = "00" * 32
     with pytest.raises(ProofError):
-        proof_from_json(doc).verify(gateway_key=key)
+        proof_from_json(json.dumps(doc)).verify(gateway_key=key)
     r = replica.http.get(f"/v1/gateways/{key.hex()}/proof", params={"height": 2, "index": 7})
     assert r.status_code == 404 and r.json()["error"] == "no-reading"
     r = replica.http.get(f"/v1/gateways/{key.hex()}/proof", params={"height": 3, "index": 0})
