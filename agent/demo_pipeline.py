@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
+import logging
 import os
 import shutil
 import socket
@@ -172,8 +174,8 @@ timeout_s = 0.5
 id = "grid-p1"
 driver = "dsmr-p1"
 port = "{p1_port}"
-poll_interval_s = 1.0
-timeout_s = 0.9
+poll_interval_s = 2.0
+timeout_s = 1.5                # a DSMR 5 meter pushes a telegram every second
 
 [sealing]
 interval_s = 1.0
@@ -196,7 +198,7 @@ async def _pipeline(d: Path, seconds: float, out: Callable[[str], None]) -> Pipe
     from drivers import profile
     from drivers.sim.meter import MeterServer, SimUnit
     from drivers.sim.model import MeterModel
-    from drivers.sim.p1 import P1SimConfig, P1Simulator
+    from drivers.sim.p1 import P1SimConfig, P1Simulator, P1State
     from drivers.sim.pty import PtyPair
     from drivers.sim.sunspec import sunspec_unit
 
@@ -211,7 +213,10 @@ async def _pipeline(d: Path, seconds: float, out: Callable[[str], None]) -> Pipe
     tcp = MeterServer([SimUnit(1, profile.load("eastron-sdm630"), MeterModel(speed=60.0))])
     pv = MeterServer([sunspec_unit(1)])
     pty = PtyPair(d, "demo-rs485")
-    p1 = P1Simulator(P1SimConfig(interval_s=1.0))
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    p1 = P1Simulator(P1SimConfig(interval_s=1.0, state=P1State(
+        utc=now, gas_utc=now.replace(second=0) - dt.timedelta(minutes=5))))
+    logging.getLogger("pymodbus").setLevel(logging.WARNING)
     agent: Agent | None = None
     rtu: MeterServer | None = None
     try:
@@ -271,7 +276,9 @@ def _progress(snap: dict[str, Any], elapsed: float, out: Callable[[str], None]) 
     parts = []
     for m in snap["meters"]:
         vals = m.get("last_values") or {}
-        energy = vals.get("1-0:1.8.0") or vals.get("1-0:2.8.0") or "-"
+        # total import, else the tariff registers (P1), else generation (PV)
+        energy = next((vals[k] for k in ("1-0:1.8.0", "1-0:1.8.1", "1-0:2.8.0") if k in vals),
+                      "-")
         err = f" errors={m['errors']}" if m["errors"] else ""
         parts.append(f"{m['meter_id']}: {m['reads']} reads {energy}{err}")
     rep = snap["replicas"][0]
