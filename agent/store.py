@@ -1,6 +1,7 @@
 """Append-only, crash-safe block store: framed records in segment files, one fsync per append.
 
-On-disk layout (normative description: ``docs/export-format.md``, "Ledger directory")::
+On-disk layout (normative description: ``docs/export-format.md``, "Ledger directory";
+framing, index files and scanning live in ``agent/segfile.py``)::
 
     LEDGER/
       FORMAT                          "meterchain-ledger-v1\\n"; the writer holds a flock on it
@@ -25,12 +26,9 @@ ones is corruption, which is refused (``StoreCorruptError``), never silently tru
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import logging
 import os
-import struct
-import zlib
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,23 +37,37 @@ from types import TracebackType
 
 from agent import ledger
 from agent.errors import HeightError, StoreCorruptError, StoreError, StoreFullError
-from agent.ledger import Block, ChainHead, Header
+from agent.ledger import Block, ChainHead
+from agent.segfile import (  # noqa: F401 - FORMAT_TEXT, SEG_MAGIC: re-exported
+    FORMAT_FILE,
+    FORMAT_TEXT,
+    FRAME_SIZE,
+    MAX_RECORD,
+    MIN_RECORD,
+    NO_SPACE,
+    SEG_HEADER,
+    SEG_HEADER_SIZE,
+    SEG_MAGIC,
+    SEGMENT_DIR,
+    U64,
+    Segment,
+    decode_header,
+    frame,
+    frame_ok,
+    fsync_dir,
+    later_frame_exists,
+    next_frame,
+    pread_frame,
+    read_index,
+    record_height,
+    scan_sealed,
+    seg_name,
+    write_all,
+    write_durably,
+    write_index,
+)
 
 log = logging.getLogger(__name__)
-
-FORMAT_FILE = "FORMAT"
-FORMAT_TEXT = b"meterchain-ledger-v1\n"
-SEGMENT_DIR = "segments"
-SEG_MAGIC = b"MCSEG001"
-_SEG_HEADER = struct.Struct(">8sQ")
-SEG_HEADER_SIZE = _SEG_HEADER.size  # 16
-_FRAME = struct.Struct(">II")
-FRAME_SIZE = _FRAME.size  # 8
-_HEIGHT_AT = 4 + 1 + 1 + 32  # offset of the height inside a block record (header layout)
-_U64 = struct.Struct(">Q")
-MAX_RECORD = ledger.HEADER_SIZE + ledger.SIGNATURE_SIZE + 4 + ledger.MAX_PAYLOAD_SIZE
-MIN_RECORD = ledger.HEADER_SIZE + ledger.SIGNATURE_SIZE + 4
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -78,32 +90,6 @@ class StoreOptions:
     """Read handles kept open for random access to old segments."""
 
 
-def _seg_name(first: int) -> str:
-    return f"{first:020d}"
-
-
-def frame(record: bytes) -> bytes:
-    """Frame one record: ``u32 length | u32 CRC32(length bytes + record) | record``."""
-    n = len(record).to_bytes(4, "big")
-    return n + zlib.crc32(record, zlib.crc32(n)).to_bytes(4, "big") + record
-
-
-def record_height(record: bytes) -> int:
-    """The height field of an encoded block record (without decoding the rest)."""
-    return int(_U64.unpack_from(record, _HEIGHT_AT)[0])
-
-
-@dataclass
-class _Segment:
-    first: int
-    path: Path
-    index: array | None  # offsets of records; None until loaded (sealed segments)
-    size: int  # bytes of valid data (a multiple of align after a complete append)
-
-    @property
-    def idx_path(self) -> Path:
-        return self.path.with_suffix(".idx")
-
 
 class BlockStore:
     """The gateway's block log. Use :meth:`open`; not safe for use from several threads."""
@@ -112,7 +98,7 @@ class BlockStore:
         self.directory = directory
         self.options = options
         self.head: ChainHead | None = None
-        self._segments: list[_Segment] = []
+        self._segments: list[Segment] = []
         self._lock_fd: int | None = None
         self._fd: int | None = None  # append fd of the last segment
         self._idx_fd: int | None = None
@@ -153,7 +139,7 @@ class BlockStore:
             if any(d.iterdir()) or not opts.create or opts.read_only:
                 raise StoreError(f"{d}: not a ledger (no {FORMAT_FILE} file)")
             (d / SEGMENT_DIR).mkdir()
-            _write_durably(marker, FORMAT_TEXT)
+            write_durably(marker, FORMAT_TEXT)
         try:
             text = marker.read_bytes()
         except OSError as exc:
@@ -179,7 +165,7 @@ class BlockStore:
                 first = int(p.stem)
             except ValueError:
                 raise StoreCorruptError(f"{p}: unexpected file in segments/") from None
-            self._segments.append(_Segment(first, p, None, p.stat().st_size))
+            self._segments.append(Segment(first, p, None, p.stat().st_size))
         if not opts.read_only:
             for p in segdir.glob("*.idx"):
                 if not p.with_suffix(".seg").exists():
@@ -193,11 +179,11 @@ class BlockStore:
         seg = self._segments[-1]
         with open(seg.path, "rb") as f:
             self._check_seg_header(seg, f.read(SEG_HEADER_SIZE))
-            index = _read_index(seg.idx_path)
+            index = read_index(seg.idx_path)
             on_disk = array("Q", index)
             # drop entries a crash left pointing past, or into, unwritten data
-            while index and not _frame_ok(
-                _pread_frame(f.fileno(), index[-1]), 0, seg.first + len(index) - 1
+            while index and not frame_ok(
+                pread_frame(f.fileno(), index[-1]), 0, seg.first + len(index) - 1
             ):
                 index.pop()
             base = index.pop() if index else SEG_HEADER_SIZE
@@ -206,7 +192,7 @@ class BlockStore:
         pos = 0
         prev: ChainHead | None = None
         while True:
-            got = _next_frame(data, pos, self.options.align, base)
+            got = next_frame(data, pos, self.options.align, base)
             if got is None or got[0] == len(data):
                 if got is not None:
                     pos = got[0]
@@ -217,14 +203,14 @@ class BlockStore:
             if record_height(rec) != height:
                 raise StoreCorruptError(f"{seg.path}: record at offset {base + start} has "
                                         f"height {record_height(rec)}, want {height}")
-            header = _decode_header(rec, seg.path, base + start)
+            header = decode_header(rec, seg.path, base + start)
             if prev is not None:
                 ledger.check_link(prev.header, prev.hash, header)
             prev = ChainHead(header, ledger.header_hash(rec[: ledger.HEADER_SIZE]))
             index.append(base + start)
             pos = end
         if pos < len(data):
-            if _later_frame_exists(data, pos):
+            if later_frame_exists(data, pos):
                 raise StoreCorruptError(
                     f"{seg.path}: bad record at offset {base + pos} is followed by valid "
                     "records; refusing to truncate (restore from a replica or an export)"
@@ -261,10 +247,10 @@ class BlockStore:
             os.ftruncate(self._idx_fd, 8 * common)  # shrinking needs no space
             self._idx_write(index[common:], 8 * common)
 
-    def _check_seg_header(self, seg: _Segment, data: bytes) -> None:
+    def _check_seg_header(self, seg: Segment, data: bytes) -> None:
         if len(data) < SEG_HEADER_SIZE:
             raise StoreCorruptError(f"{seg.path}: segment shorter than its header")
-        magic, first = _SEG_HEADER.unpack_from(data, 0)
+        magic, first = SEG_HEADER.unpack_from(data, 0)
         if magic != SEG_MAGIC or first != seg.first:
             raise StoreCorruptError(f"{seg.path}: bad segment header")
 
@@ -349,7 +335,7 @@ class BlockStore:
                 f"{self.directory}: store budget of {self.options.max_bytes} bytes reached"
             )
 
-    def _append_to(self, seg: _Segment, frames: list[bytes]) -> None:
+    def _append_to(self, seg: Segment, frames: list[bytes]) -> None:
         assert self._fd is not None and self._idx_fd is not None and seg.index is not None
         lead = self._pad(seg.size)  # only after recovery left an unpadded end
         offsets = []
@@ -360,7 +346,7 @@ class BlockStore:
         buf = b"".join((lead, *frames, self._pad(pos)))
         self._check_budget(len(buf) + 8 * len(frames))
         try:
-            _write_all(self._fd, buf)
+            write_all(self._fd, buf)
             if self.options.fsync:
                 os.fdatasync(self._fd)
         except OSError as exc:
@@ -369,7 +355,7 @@ class BlockStore:
         seg.index.extend(offsets)
         seg.size += len(buf)
 
-    def _undo(self, seg: _Segment, exc: OSError) -> None:
+    def _undo(self, seg: Segment, exc: OSError) -> None:
         """Cut a failed write back to the last committed byte, then raise."""
         assert self._fd is not None
         try:
@@ -379,29 +365,29 @@ class BlockStore:
             self._closed = True
             raise StoreError(f"{seg.path}: write failed ({exc.strerror}) and could not be "
                              f"undone ({exc2.strerror}); reopen the store") from None
-        if exc.errno in _NO_SPACE:
+        if exc.errno in NO_SPACE:
             raise StoreFullError(f"{seg.path}: no space left on device") from None
         raise StoreError(f"{seg.path}: write failed: {exc.strerror}") from None
 
     def _append_new_segment(self, first: int, frames: list[bytes]) -> None:
         segdir = self.directory / SEGMENT_DIR
-        path = segdir / f"{_seg_name(first)}.seg"
+        path = segdir / f"{seg_name(first)}.seg"
         tmp = path.with_suffix(".seg.tmp")
         offsets = []
         pos = SEG_HEADER_SIZE
         for f in frames:
             offsets.append(pos)
             pos += len(f)
-        buf = b"".join((_SEG_HEADER.pack(SEG_MAGIC, first), *frames, self._pad(pos)))
+        buf = b"".join((SEG_HEADER.pack(SEG_MAGIC, first), *frames, self._pad(pos)))
         self._check_budget(len(buf) + 8 * len(frames))
         if self._segments:  # seal the current segment: its index becomes durable
             assert self._idx_fd is not None
             os.fsync(self._idx_fd)
         try:
-            _write_durably(tmp, buf, fsync=self.options.fsync, rename_to=path)
+            write_durably(tmp, buf, fsync=self.options.fsync, rename_to=path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            if exc.errno in _NO_SPACE:
+            if exc.errno in NO_SPACE:
                 raise StoreFullError(f"{path}: no space left on device") from None
             raise StoreError(f"{path}: cannot create segment: {exc.strerror}") from None
         for fd in (self._fd, self._idx_fd):
@@ -412,7 +398,7 @@ class BlockStore:
                                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
         self._idx_behind = False
         self._idx_write(offsets, 0)
-        self._segments.append(_Segment(first, path, array("Q", offsets), len(buf)))
+        self._segments.append(Segment(first, path, array("Q", offsets), len(buf)))
 
     def _idx_write(self, offsets: Sequence[int], size: int) -> None:
         """Append index entries (not fsynced: the index is rebuilt from data if lost).
@@ -424,7 +410,7 @@ class BlockStore:
             return
         assert self._idx_fd is not None
         try:
-            _write_all(self._idx_fd, b"".join(_U64.pack(o) for o in offsets))
+            write_all(self._idx_fd, b"".join(U64.pack(o) for o in offsets))
         except OSError as exc:
             log.warning("%s: cannot extend the block index (%s); it will be rebuilt on "
                         "open", self.directory, exc.strerror)
@@ -433,7 +419,7 @@ class BlockStore:
 
     # --- reading ---------------------------------------------------------------------
 
-    def _find(self, height: int) -> tuple[_Segment, int]:
+    def _find(self, height: int) -> tuple[Segment, int]:
         if not self.first_height <= height <= self.height:
             what = "pruned" if 0 <= height < self.first_height else "not in the store"
             raise StoreError(f"height {height} is {what} (store holds "
@@ -448,30 +434,30 @@ class BlockStore:
         seg = self._segments[lo]
         return seg, height - seg.first
 
-    def _load_index(self, seg: _Segment, *, rebuild: bool = False) -> array:
+    def _load_index(self, seg: Segment, *, rebuild: bool = False) -> array:
         """The segment's index, loaded (and cheaply checked) on first use."""
         if seg.index is None or rebuild:
-            idx = array("Q") if rebuild else _read_index(seg.idx_path)
+            idx = array("Q") if rebuild else read_index(seg.idx_path)
             fd = self._reader(seg)
-            ok = bool(idx) and idx[0] == SEG_HEADER_SIZE and _frame_ok(
-                _pread_frame(fd, idx[-1]), 0, seg.first + len(idx) - 1
+            ok = bool(idx) and idx[0] == SEG_HEADER_SIZE and frame_ok(
+                pread_frame(fd, idx[-1]), 0, seg.first + len(idx) - 1
             )
             nxt = self._segments.index(seg) + 1
             if ok and nxt < len(self._segments):
                 ok = self._segments[nxt].first == seg.first + len(idx)
             if not ok:
                 log.warning("%s: index missing or damaged; rebuilding it", seg.idx_path)
-                idx = _scan_sealed(seg, self.options.align)
+                idx = scan_sealed(seg, self.options.align)
                 if not self.options.read_only and seg is not self._segments[-1]:
                     try:
-                        _write_index(seg.idx_path, idx, durable=True)
+                        write_index(seg.idx_path, idx, durable=True)
                     except OSError as exc:
                         log.warning("%s: cannot save the rebuilt index: %s", seg.idx_path,
                                     exc.strerror)
             seg.index = idx
         return seg.index
 
-    def _reader(self, seg: _Segment) -> int:
+    def _reader(self, seg: Segment) -> int:
         fd = self._readers.get(seg.path)
         if fd is None:
             if len(self._readers) >= self.options.max_open_segments:
@@ -485,12 +471,12 @@ class BlockStore:
             self._readers[seg.path] = fd
         return fd
 
-    def _read_at(self, seg: _Segment, i: int) -> bytes:
+    def _read_at(self, seg: Segment, i: int) -> bytes:
         for attempt in (0, 1):
             index = self._load_index(seg, rebuild=attempt == 1)
             offset = index[i]
-            buf = _pread_frame(self._reader(seg), offset)
-            if _frame_ok(buf, 0, seg.first + i):
+            buf = pread_frame(self._reader(seg), offset)
+            if frame_ok(buf, 0, seg.first + i):
                 return buf[FRAME_SIZE:]
             if attempt == 0 and seg is self._segments[-1]:
                 break  # the last segment's index was rebuilt on open: the data is bad
@@ -538,7 +524,7 @@ class BlockStore:
                     if not MIN_RECORD <= length <= MAX_RECORD:
                         raise StoreCorruptError(f"{seg.path}: bad record length at offset {pos}")
                     buf = head + f.read(length)
-                    if not _frame_ok(buf, 0, h):
+                    if not frame_ok(buf, 0, h):
                         raise StoreCorruptError(f"{seg.path}: record of height {h} at offset "
                                                 f"{pos} is damaged (checksum or height)")
                     rec = buf[FRAME_SIZE:]
@@ -573,7 +559,7 @@ class BlockStore:
             log.info("pruned segment %s (heights %d..%d)", seg.path.name, seg.first,
                      self._segments[0].first - 1)
         if freed:
-            _fsync_dir(self.directory / SEGMENT_DIR)
+            fsync_dir(self.directory / SEGMENT_DIR)
         return freed
 
     def close(self) -> None:
@@ -595,148 +581,3 @@ class BlockStore:
 
     def __repr__(self) -> str:
         return f"BlockStore({str(self.directory)!r}, height={self.height})"
-
-
-# --- helpers ---------------------------------------------------------------------------
-
-
-def _write_all(fd: int, buf: bytes) -> None:
-    view = memoryview(buf)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_durably(path: Path, data: bytes, *, fsync: bool = True,
-                   rename_to: Path | None = None) -> None:
-    """Write ``data`` to ``path`` (fsync), optionally rename it, then fsync the directory."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        _write_all(fd, data)
-        if fsync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    if rename_to is not None:
-        os.replace(path, rename_to)
-    if fsync:
-        _fsync_dir(path.parent)
-
-
-def _read_index(path: Path) -> array:
-    idx = array("Q")
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return idx
-    idx.frombytes(raw[: len(raw) - len(raw) % 8])
-    if struct.pack("=H", 1) != struct.pack(">H", 1):
-        idx.byteswap()  # stored big-endian
-    return idx
-
-
-def _write_index(path: Path, idx: array, *, durable: bool = False) -> None:
-    out = array("Q", idx)
-    if struct.pack("=H", 1) != struct.pack(">H", 1):
-        out.byteswap()
-    tmp = path.with_suffix(".idx.tmp")
-    try:
-        _write_durably(tmp, out.tobytes(), fsync=durable, rename_to=path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _pread_frame(fd: int, offset: int) -> bytes:
-    head = os.pread(fd, FRAME_SIZE, offset)
-    if len(head) < FRAME_SIZE:
-        return head
-    length = int.from_bytes(head[:4], "big")
-    if not MIN_RECORD <= length <= MAX_RECORD:
-        return head
-    return head + os.pread(fd, length, offset + FRAME_SIZE)
-
-
-def _frame_at(data: bytes, pos: int) -> int | None:
-    """End of the whole, checksummed frame at ``pos``, or None."""
-    if pos < 0 or pos + FRAME_SIZE > len(data):
-        return None
-    length, crc = _FRAME.unpack_from(data, pos)
-    end = pos + FRAME_SIZE + length
-    if not MIN_RECORD <= length <= MAX_RECORD or end > len(data):
-        return None
-    if zlib.crc32(data[pos + FRAME_SIZE : end], zlib.crc32(data[pos : pos + 4])) != crc:
-        return None
-    return end
-
-
-def _frame_ok(data: bytes, pos: int, height: int) -> bool:
-    """Whether a whole, checksummed frame of the block at ``height`` starts at ``pos``."""
-    return _frame_at(data, pos) is not None and (
-        record_height(data[pos + FRAME_SIZE :]) == height
-    )
-
-
-def _next_frame(data: bytes, pos: int, align: int, base: int = 0) -> tuple[int, int] | None:
-    """Find the whole frame at ``pos`` of ``data`` (file offset ``base``), skipping padding.
-
-    Returns ``(start, end)``; ``(len(data), len(data))`` at a clean end; ``None`` when the
-    bytes are not a whole, checksummed frame (a torn tail or damage).
-    """
-    n = len(data)
-    while align > 1 and pos + 4 <= n and data[pos : pos + 4] == b"\0\0\0\0":
-        off = base + pos
-        boundary = min(pos + (-off % align or align), n)
-        if data.count(0, pos, boundary) != boundary - pos:
-            return None
-        pos = boundary
-    if pos == n:
-        return (n, n)
-    end = _frame_at(data, pos)
-    return None if end is None else (pos, end)
-
-
-def _later_frame_exists(data: bytes, pos: int) -> bool:
-    """Whether a valid frame starts anywhere after ``pos`` (then it is not a torn tail)."""
-    at = data.find(ledger.HEADER_MAGIC, pos + 1)
-    while at != -1:
-        if at - FRAME_SIZE > pos and _frame_at(data, at - FRAME_SIZE) is not None:
-            return True
-        at = data.find(ledger.HEADER_MAGIC, at + 1)
-    return False
-
-
-def _scan_sealed(seg: _Segment, align: int) -> array:
-    """Rebuild a sealed segment's index by reading it whole; any bad record is corruption."""
-    data = seg.path.read_bytes()
-    idx = array("Q")
-    pos = SEG_HEADER_SIZE
-    while True:
-        got = _next_frame(data, pos, align)
-        if got is None:
-            raise StoreCorruptError(f"{seg.path}: record of height {seg.first + len(idx)} at "
-                                    f"offset {pos} is damaged (sealed segment)")
-        start, end = got
-        if start >= len(data):
-            return idx
-        rec = data[start + FRAME_SIZE : end]
-        if record_height(rec) != seg.first + len(idx):
-            raise StoreCorruptError(f"{seg.path}: record at offset {start} has height "
-                                    f"{record_height(rec)}, want {seg.first + len(idx)}")
-        idx.append(start)
-        pos = end
-
-
-def _decode_header(rec: bytes, path: Path, offset: int) -> Header:
-    try:
-        return Header.decode(rec[: ledger.HEADER_SIZE])
-    except ledger.ChainError as exc:
-        raise StoreCorruptError(f"{path}: record at offset {offset}: {exc}") from None

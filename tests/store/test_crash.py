@@ -135,7 +135,7 @@ def test_truncation_anywhere_in_the_last_two_blocks(shm_path: Path, align: int,
     idx = seg.with_suffix(".idx")
     data = seg.read_bytes()
     idx_bytes = idx.read_bytes() if keep_index else None
-    offsets = store._read_index(idx)
+    offsets = store.read_index(idx)
     ends = [o + store.FRAME_SIZE + len(b.encode()) for o, b in zip(offsets, blocks, strict=True)]
     rng = random.Random(align)
     checked = 0

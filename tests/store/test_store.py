@@ -149,13 +149,13 @@ def test_open_scans_only_the_tail(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         for b in blocks:
             s.append(b)
     scanned: list[int] = []
-    real = store._next_frame
+    real = store.next_frame
 
     def counting(data: bytes, pos: int, align: int, base: int = 0) -> tuple[int, int] | None:
         scanned.append(base + pos)
         return real(data, pos, align, base)
 
-    monkeypatch.setattr(store, "_next_frame", counting)
+    monkeypatch.setattr(store, "next_frame", counting)
     with BlockStore.open(tmp_path, options=SMALL) as s:
         assert s.height == 39
     assert len(scanned) <= 3  # the last indexed record, then the clean end
