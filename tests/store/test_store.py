@@ -356,3 +356,31 @@ def test_copy_of_a_ledger_opens_elsewhere(tmp_path: Path) -> None:
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     with BlockStore.open(tmp_path / "b") as s:
         assert s.get(4) == blocks[4]
+
+
+def test_read_only_open_ignores_a_torn_tail_without_touching_it(tmp_path: Path) -> None:
+    blocks = make_blocks(4)
+    with BlockStore.open(tmp_path) as s:
+        s.append_many(blocks[:3])
+    seg = tmp_path / "segments" / "00000000000000000000.seg"
+    with open(seg, "ab") as f:
+        f.write(store.frame(blocks[3].encode())[:100])  # a writer mid-append
+    before = seg.read_bytes()
+    with BlockStore.open(tmp_path, options=StoreOptions(read_only=True)) as r:
+        assert r.height == 2
+        assert list(r.iter_records(0)) == [b.encode() for b in blocks[:3]]
+    assert seg.read_bytes() == before
+
+
+def test_wrong_entry_inside_a_sealed_index_is_repaired_on_read(tmp_path: Path) -> None:
+    blocks = make_blocks(30, meters=2)
+    with BlockStore.open(tmp_path, options=SMALL) as s:
+        for b in blocks:
+            s.append(b)
+    idx = tmp_path / "segments" / "00000000000000000000.idx"
+    raw = bytearray(idx.read_bytes())
+    raw[8:16] = raw[16:24]  # entry 1 now points at block 2's frame
+    idx.write_bytes(bytes(raw))
+    with BlockStore.open(tmp_path, options=SMALL) as s:
+        assert s.get(1) == blocks[1]
+        assert s.get(2) == blocks[2]
