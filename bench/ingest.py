@@ -248,7 +248,7 @@ def main() -> None:
     ap.add_argument("--baseline-readings", type=int, default=20_000)
     ap.add_argument("--small-readings", type=int, default=10_000)
     ap.add_argument("--big-readings", type=int, default=10_000_000)
-    ap.add_argument("--rounds", type=int, default=8, help="alternating probe rounds")
+    ap.add_argument("--rounds", type=int, default=12, help="alternating probe rounds")
     ap.add_argument("--per-round", type=int, default=50, help="appends per probe round")
     ap.add_argument("--dir", type=Path, help="where to put the ledgers (a real disk; "
                     "default: a temporary directory, removed afterwards)")
