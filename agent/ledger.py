@@ -23,6 +23,7 @@ implementation reports the same reason for the same bytes.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import re
 import struct
@@ -217,6 +218,28 @@ def format_decimal(value: int, exponent: int) -> str:
     return f"{sign}{digits[:-places]}.{digits[-places:]}"
 
 
+@functools.lru_cache(maxsize=4096)
+def _text_fields(meter_id: str, obis: str, unit: str) -> tuple[bytes, bytes]:
+    """Validated encodings of a reading's text fields: (meter id length + meter id + OBIS,
+    unit). Cached because a gateway's readings repeat a few combinations endlessly.
+
+    Raises:
+        ValueError: a field is out of its documented range (not cached).
+    """
+    mid = meter_id.encode("utf-8")
+    if not 1 <= len(mid) <= MAX_METER_ID_BYTES:
+        raise ValueError(f"meter_id must be 1..{MAX_METER_ID_BYTES} UTF-8 bytes: {meter_id!r}")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in meter_id):
+        raise ValueError(f"meter_id must not contain control characters: {meter_id!r}")
+    unit_bytes = unit.encode("ascii", "strict") if unit.isascii() else b"\xff"
+    if len(unit_bytes) > MAX_UNIT_BYTES or not _UNIT_RE.fullmatch(unit):
+        raise ValueError(f"unit must be 0..{MAX_UNIT_BYTES} of [A-Za-z0-9%/]: {unit!r}")
+    return bytes((len(mid),)) + mid + parse_obis(obis), unit_bytes
+
+
+_CLOCKS: dict[int, ClockSource] = {int(c): c for c in ClockSource}
+
+
 def encode_reading(r: Reading, salt: bytes) -> bytes:
     """Canonical bytes of a reading with its 16-byte salt (the Merkle leaf data).
 
@@ -227,32 +250,28 @@ def encode_reading(r: Reading, salt: bytes) -> bytes:
         raise ValueError(f"salt must be {SALT_SIZE} bytes, got {salt!r:.40}")
     if not isinstance(r.meter_id, str) or not isinstance(r.unit, str):
         raise ValueError("meter_id and unit must be text")
-    mid = r.meter_id.encode("utf-8")
-    if not 1 <= len(mid) <= MAX_METER_ID_BYTES:
-        raise ValueError(f"meter_id must be 1..{MAX_METER_ID_BYTES} UTF-8 bytes: {r.meter_id!r}")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in r.meter_id):
-        raise ValueError(f"meter_id must not contain control characters: {r.meter_id!r}")
-    unit = r.unit.encode("ascii", "strict") if r.unit.isascii() else b"\xff"
-    if len(unit) > MAX_UNIT_BYTES or not _UNIT_RE.fullmatch(r.unit):
-        raise ValueError(f"unit must be 0..{MAX_UNIT_BYTES} of [A-Za-z0-9%/]: {r.unit!r}")
-    if type(r.value) is not int or not -(2**63) <= r.value < 2**63:
-        raise ValueError(f"value must be an integer in signed 64-bit range: {r.value!r}")
-    if type(r.exponent) is not int or not -128 <= r.exponent <= 127:
-        raise ValueError(f"exponent must be an integer in -128..127: {r.exponent!r}")
-    if type(r.timestamp_ms) is not int or not 0 <= r.timestamp_ms <= MAX_TIMESTAMP_MS:
-        raise ValueError(f"timestamp_ms must be an integer in 0..2**63-1: {r.timestamp_ms!r}")
-    if not isinstance(r.quality, int) or not 0 <= r.quality <= KNOWN_QUALITY_BITS:
-        raise ValueError(f"quality has unknown bits: {r.quality:#x}")
-    clock = ClockSource(r.clock)  # ValueError when not a clock source
+    prefix, unit = _text_fields(r.meter_id, r.obis, r.unit)
+    value, exponent, ts, quality = r.value, r.exponent, r.timestamp_ms, r.quality
+    if type(value) is not int or not -(2**63) <= value < 2**63:
+        raise ValueError(f"value must be an integer in signed 64-bit range: {value!r}")
+    if type(exponent) is not int or not -128 <= exponent <= 127:
+        raise ValueError(f"exponent must be an integer in -128..127: {exponent!r}")
+    if type(ts) is not int or not 0 <= ts <= MAX_TIMESTAMP_MS:
+        raise ValueError(f"timestamp_ms must be an integer in 0..2**63-1: {ts!r}")
+    if not isinstance(quality, int) or not 0 <= quality <= KNOWN_QUALITY_BITS:
+        raise ValueError(f"quality has unknown bits: {quality:#x}")
+    try:
+        clock = _CLOCKS[r.clock]
+    except (KeyError, TypeError):
+        raise ValueError(f"clock must be a clock source (0 gateway, 1 meter): {r.clock!r}"
+                         ) from None
     return b"".join(
         (
             salt,
-            bytes((len(mid),)),
-            mid,
-            parse_obis(r.obis),
-            _READING_VALUE.pack(r.value, r.exponent, len(unit)),
+            prefix,
+            _READING_VALUE.pack(value, exponent, len(unit)),
             unit,
-            _READING_TIME.pack(r.timestamp_ms, clock, r.quality),
+            _READING_TIME.pack(ts, clock, quality),
         )
     )
 

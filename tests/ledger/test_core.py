@@ -201,3 +201,18 @@ def test_reason_codes_are_the_specs() -> None:
     concrete = {c.reason for c in vars(E).values()
                 if isinstance(c, type) and issubclass(c, ChainError)} - {"invalid", "mismatch"}
     assert documented == concrete
+
+
+def test_cached_text_fields_still_refuse_bad_values_every_time() -> None:
+    """Text fields are validated once and cached; a bad one is refused on every call and a
+    good one keeps its numeric fields checked."""
+    good = L.Reading("m1", "1-0:1.8.0", 1, 0, "Wh", 1)
+    assert L.encode_reading(good, bytes(16)) == L.encode_reading(good, bytes(16))
+    for _ in range(2):
+        with pytest.raises(ValueError, match="unit"):
+            L.encode_reading(L.Reading("m1", "1-0:1.8.0", 1, 0, "W h", 1), bytes(16))
+        with pytest.raises(ValueError, match="value"):
+            L.encode_reading(L.Reading("m1", "1-0:1.8.0", 2**63, 0, "Wh", 1), bytes(16))
+        with pytest.raises(ValueError, match="clock"):
+            bad_clock = L.Reading("m1", "1-0:1.8.0", 1, 0, "Wh", 1, clock=2)  # type: ignore[arg-type]
+            L.encode_reading(bad_clock, bytes(16))
