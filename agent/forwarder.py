@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from agent.backoff import backoff_delay
 from agent.errors import ConfigError, ForwardingError, ReplicaDiscrepancy, ReplicaRefused
 from agent.ledger import HEADER_SIZE, header_hash
 from agent.replica_client import (
@@ -456,8 +457,8 @@ class Forwarder:
         if self._state_name != "refused":
             self._state_name = "backoff"
         o = self.options
-        delay = min(o.backoff_max_s, o.backoff_initial_s * 2 ** min(self._failures - 1, 30))
-        delay *= 1.0 - o.backoff_jitter * self._rng.random()
+        delay = backoff_delay(self._failures, o.backoff_initial_s, o.backoff_max_s,
+                              o.backoff_jitter, self._rng)
         if retry_after is not None:
             delay = max(delay, min(retry_after, o.backoff_max_s))
         log.log(level if self._failures <= 3 or self._failures % 10 == 0 else logging.DEBUG,

@@ -26,9 +26,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.backoff import backoff_delay
 from agent.errors import DeviceError, DeviceTimeout
 from agent.ledger import SALT_SIZE, Quality, Reading, encode_reading
 from drivers.base import Meter
+
+BACKOFF_JITTER = 0.5
+"""A failing meter's wait is shortened by a random fraction in [0, 0.5)."""
 
 log = logging.getLogger("meterchain.poller")
 
@@ -245,8 +249,9 @@ class Poller:
         st.consecutive_failures += 1
         st.last_error = str(exc) or type(exc).__name__
         st.last_error_ms = int(self._wall() * 1000)
-        base = min(t.backoff_max_s, t.interval_s * 2 ** min(st.consecutive_failures - 1, 30))
-        st.backoff_s = base * self._rng.uniform(0.5, 1.0) if st.consecutive_failures > 1 else 0.0
+        # the first failure retries at the next tick; later ones back off from one interval
+        st.backoff_s = backoff_delay(st.consecutive_failures - 1, t.interval_s,
+                                     t.backoff_max_s, BACKOFF_JITTER, self._rng)
         n = st.consecutive_failures
         level = logging.WARNING if n <= 3 or n % 100 == 0 else logging.DEBUG
         log.log(level, "meter %s read failed (%d in a row, next try in >= %.1f s): %s",
