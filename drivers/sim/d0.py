@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import os
 import select
-import threading
 from dataclasses import dataclass, field
 
 from drivers.iec62056 import ACK, MODE_C_BAUD, data_message
-from drivers.sim.serialpty import PtyPair, open_pty, write_all
+from drivers.sim.serialpty import PtySimulator, write_all
 
 FAULTS = frozenset({"silence", "bad-bcc", "garbage", "no-readout", "echo", "mode-b"})
 
@@ -46,10 +45,13 @@ class _Conn:
     buf: bytearray = field(default_factory=bytearray)
 
 
-class D0Simulator:
+class D0Simulator(PtySimulator):
     """A D0 responder on a pty; use as a context manager. ``port`` is the path to open."""
 
+    thread_name = "d0-sim"
+
     def __init__(self, config: D0SimConfig | None = None) -> None:
+        super().__init__()
         self.config = config or D0SimConfig()
         unknown = set(self.config.faults) - FAULTS
         if unknown:
@@ -57,37 +59,7 @@ class D0Simulator:
         self.import_wh = self.config.import_wh
         self.readouts = 0
         self.acks: list[bytes] = []
-        self._pty: PtyPair | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    @property
-    def port(self) -> str:
-        """Slave path of the pty."""
-        if self._pty is None:
-            raise RuntimeError("simulator not started")
-        return self._pty.path
-
-    def start(self) -> D0Simulator:
-        """Open the pty and start answering."""
-        self._pty = open_pty()
-        self._thread = threading.Thread(target=self._run, name="d0-sim", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop answering and close the pty."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        if self._pty is not None:
-            self._pty.close()
-
-    def __enter__(self) -> D0Simulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def data_block(self) -> str:
         """The data block text of the next readout."""

@@ -20,13 +20,12 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import random
-import threading
 from dataclasses import dataclass, field
 
 from drivers import smarty
 from drivers.dsmr import VARIANTS, with_crc
 from drivers.obisvalue import CEST, CET, is_eu_summer_time
-from drivers.sim.serialpty import PtyPair, open_pty, write_all
+from drivers.sim.serialpty import PtySimulator, write_all
 
 FAULTS = frozenset({"bad-crc", "garbage", "truncated", "silence"})
 
@@ -220,13 +219,16 @@ class P1SimConfig:
     system_title: bytes = b"SAGY\x00\x01\x02\x03"
 
 
-class P1Simulator:
+class P1Simulator(PtySimulator):
     """Push telegrams to a pseudo-terminal; use as a context manager.
 
     ``port`` is the path a driver opens. ``sent`` counts telegrams by kind.
     """
 
+    thread_name = "p1-sim"
+
     def __init__(self, config: P1SimConfig | None = None) -> None:
+        super().__init__()
         self.config = config or P1SimConfig()
         unknown = set(self.config.faults) - FAULTS
         if unknown:
@@ -235,38 +237,8 @@ class P1Simulator:
             raise ValueError(f"unknown DSMR variant {self.config.variant!r}")
         self.state = copy.deepcopy(self.config.state)
         self.sent: dict[str, int] = dict.fromkeys(("good", "bad-crc", "garbage", "truncated"), 0)
-        self._pty: PtyPair | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._rng = random.Random(self.config.seed)
 
-    @property
-    def port(self) -> str:
-        """Slave path of the pty (what a driver opens)."""
-        if self._pty is None:
-            raise RuntimeError("simulator not started")
-        return self._pty.path
-
-    def start(self) -> P1Simulator:
-        """Open the pty and start pushing telegrams."""
-        self._pty = open_pty()
-        self._thread = threading.Thread(target=self._run, name="p1-sim", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop pushing and close the pty."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        if self._pty is not None:
-            self._pty.close()
-
-    def __enter__(self) -> P1Simulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def telegram(self, n: int) -> bytes:
         """The ``n``-th frame to send (fault applied when due); advances the meter."""

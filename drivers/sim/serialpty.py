@@ -13,8 +13,10 @@ import contextlib
 import fcntl
 import os
 import pty
+import threading
 import tty
 from dataclasses import dataclass
+from typing import Self
 
 
 @dataclass
@@ -57,3 +59,49 @@ def write_all(fd: int, data: bytes) -> int:
         except BlockingIOError:
             break
     return done
+
+
+class PtySimulator:
+    """A simulated serial device answering on a pseudo-terminal from a thread of its own.
+
+    Subclasses implement :meth:`_run`, which loops until ``self._stop`` is set, reading and
+    writing ``self._pty.fd``. Use as a context manager; ``port`` is the path a driver opens.
+    """
+
+    thread_name = "pty-sim"
+
+    def __init__(self) -> None:
+        self._pty: PtyPair | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> str:
+        """Slave path of the pty (what a driver opens)."""
+        if self._pty is None:
+            raise RuntimeError("simulator not started")
+        return self._pty.path
+
+    def start(self) -> Self:
+        """Open the pty and start the device's thread."""
+        self._pty = open_pty()
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread and close the pty."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._pty is not None:
+            self._pty.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        raise NotImplementedError
