@@ -1,7 +1,9 @@
-"""Exponential backoff with jitter: one rule for failing meters and unreachable replicas."""
+"""Waiting: exponential backoff with jitter (one rule for failing meters and unreachable
+replicas) and an interruptible sleep."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 MAX_DOUBLINGS = 30
@@ -25,3 +27,12 @@ def backoff_delay(
         return 0.0
     base = min(max_s, initial_s * 2 ** min(failures - 1, MAX_DOUBLINGS))
     return base * (1.0 - jitter * rng.random())
+
+
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to ``seconds``; True as soon as ``stop`` is set, False when the time is up."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True

@@ -16,7 +16,6 @@ with exit code 1 so systemd restarts it; meters and replicas failing never do.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -24,6 +23,7 @@ import time
 from typing import Any
 
 from agent import keys
+from agent.backoff import stopped_within
 from agent.config import TCP_PROTOCOLS, AgentConfig, MeterConfig
 from agent.errors import ConfigError, ConfigErrors, KeyFileError, StoreError
 from agent.forwarder import Forwarder, ForwarderOptions
@@ -236,8 +236,7 @@ class Agent:
     async def _every(self, interval_s: float, fn: Any) -> None:
         while not self.stop_event.is_set():
             fn()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop_event.wait(), interval_s)
+            await stopped_within(self.stop_event, interval_s)
 
     def _check_health(self) -> None:
         now = time.monotonic()

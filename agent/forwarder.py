@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import functools
 import logging
 import random
@@ -48,7 +47,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from agent.backoff import backoff_delay
+from agent.backoff import backoff_delay, stopped_within
 from agent.errors import ConfigError, ForwardingError, ReplicaDiscrepancy, ReplicaRefused
 from agent.ledger import HEADER_SIZE, header_hash
 from agent.replica_client import (
@@ -464,8 +463,7 @@ class Forwarder:
         log.log(level if self._failures <= 3 or self._failures % 10 == 0 else logging.DEBUG,
                 "%s (attempt %d; retrying in %.1f s)", exc, self._failures, delay)
         self._retry_at = time.monotonic() + delay
-        with contextlib.suppress(TimeoutError):  # the backoff elapsed: try again
-            await asyncio.wait_for(stop.wait(), delay)
+        await stopped_within(stop, delay)  # either way the caller looks at ``stop`` next
 
     async def _wait_for_work(self, stop: asyncio.Event) -> None:
         self._wake.clear()

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.backoff import backoff_delay
+from agent.backoff import backoff_delay, stopped_within
 from agent.errors import DeviceError, DeviceTimeout
 from agent.ledger import SALT_SIZE, Quality, Reading, encode_reading
 from drivers.base import Meter
@@ -169,11 +169,8 @@ class Poller:
                 now = self._wall()
                 target = next_tick(now + st.backoff_s, t.interval_s)
                 delay = min(max(0.0, target - now), t.interval_s + st.backoff_s)
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
+                if await stopped_within(stop, delay):
                     return
-                except TimeoutError:
-                    pass
                 await self.poll_once(t)
         except asyncio.CancelledError:
             raise

@@ -27,6 +27,7 @@ Every field is optional and has the documented default below. A bad value raises
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -198,10 +199,7 @@ def load_secret_key(path: Path) -> bytes:
     if len(data) == 32:
         return data
     text = data.strip()
-    if len(text) == 64:
-        try:
-            return bytes.fromhex(text.decode("ascii"))
-        except (UnicodeDecodeError, ValueError):
-            pass
+    if re.fullmatch(rb"[0-9a-fA-F]{64}", text):
+        return bytes.fromhex(text.decode("ascii"))
     raise KeyFileError(f"{path}: not an X25519 secret key (want 32 raw bytes or 64 hex "
                        f"characters, file has {len(data)} bytes)")

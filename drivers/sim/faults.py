@@ -43,6 +43,7 @@ class FaultResponder:
         self.mode = mode
         self.exception_code = exception_code
         self.requests = 0
+        self.disconnects = 0
         self._rng = random.Random(seed)
         self._server: asyncio.Server | None = None
         self.port = 0
@@ -77,7 +78,7 @@ class FaultResponder:
                     writer.write(reply)
                     await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            self.disconnects += 1  # the master hung up: serve the next connection
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError):

@@ -33,3 +33,18 @@ def test_huge_failure_counts_do_not_overflow() -> None:
 def test_bad_jitter_is_refused() -> None:
     with pytest.raises(ValueError, match="jitter"):
         backoff_delay(1, 1.0, 2.0, 1.0, random.Random(1))
+
+
+def test_stopped_within_reports_stop_or_timeout() -> None:
+    import asyncio
+
+    from agent.backoff import stopped_within
+
+    async def go() -> tuple[bool, bool]:
+        stop = asyncio.Event()
+        timed_out = await stopped_within(stop, 0.01)
+        asyncio.get_running_loop().call_later(0.01, stop.set)
+        stopped = await stopped_within(stop, 5.0)
+        return timed_out, stopped
+
+    assert asyncio.run(go()) == (False, True)
