@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import nacl.bindings
+
 from replica.errors import EnrollmentError
 from replica.storage.base import GatewayRecord, Storage
 
@@ -28,7 +30,13 @@ def parse_pubkey(text: str) -> bytes:
     if not _KEY_RE.fullmatch(t):
         raise EnrollmentError("PUBKEY", f"want the gateway's public key as 64 hex characters "
                               f"(see the gateway's 'meterchain keygen' output), got {t[:80]!r}")
-    return bytes.fromhex(t)
+    key = bytes.fromhex(t)
+    try:  # libsodium refuses keys that are not points of the curve (or of small order)
+        nacl.bindings.crypto_sign_ed25519_pk_to_curve25519(key)
+    except (RuntimeError, ValueError, TypeError):
+        raise EnrollmentError("PUBKEY", f"{t} is not a valid Ed25519 public key: check it "
+                              "was copied whole from the gateway's gateway.pub") from None
+    return key
 
 
 def parse_time_ms(text: str) -> int:

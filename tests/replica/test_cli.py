@@ -41,6 +41,8 @@ def test_enroll_revoke_list(storage_factory: StorageFactory, tmp_path: Path) -> 
     assert r.returncode == 2 and "already enrolled" in r.stderr
     r = mc("replica", "enroll", "abc", "--name", "x", "--config", cfg)
     assert r.returncode == 2 and "64 hex characters" in r.stderr
+    r = mc("replica", "enroll", "ab" * 32, "--name", "typo", "--config", cfg)  # not a point
+    assert r.returncode == 2 and "not a valid Ed25519 public key" in r.stderr
     r = mc("replica", "revoke", key, "--at", "2026-01-31T12:00:00Z", "--config", cfg)
     assert r.returncode == 0, r.stderr
     r = mc("replica", "revoke", gateway_key(b"nobody").hex(), "--config", cfg)
