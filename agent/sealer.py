@@ -46,6 +46,8 @@ class BlockSink(Protocol):
 
     def append(self, block: Block) -> None: ...
 
+    async def append_async(self, block: Block) -> None: ...
+
 
 class Sealer:
     """Holds pending readings and seals them into committed blocks; see module docs."""
@@ -134,7 +136,7 @@ class Sealer:
             self.heartbeat = self._mono()
             self._wake.clear()
             while self.due():
-                if not self.seal_some():
+                if not await self.seal_some_async():
                     break
                 await asyncio.sleep(0)  # let polls and forwarders run between blocks
             stop_wait = asyncio.ensure_future(stop.wait())
@@ -173,6 +175,26 @@ class Sealer:
             ChainError: the block does not link onto the store's head (a bug).
             StoreError: the store failed other than by being full.
         """
+        block, batch = self._seal_next()
+        try:
+            self.store.append(block)
+        except (StoreFullError, OSError) as exc:
+            return self._refused(batch, exc)
+        self._committed(block, len(batch))
+        return True
+
+    async def seal_some_async(self) -> bool:
+        """As :meth:`seal_some`, with the commit's fsync waiting off the event loop."""
+        block, batch = self._seal_next()
+        try:
+            await self.store.append_async(block)
+        except (StoreFullError, OSError) as exc:
+            return self._refused(batch, exc)
+        self._committed(block, len(batch))
+        return True
+
+    def _seal_next(self) -> tuple[Block, list[tuple[Reading, int]]]:
+        """Take up to ``max_readings`` pending readings and seal the next block of them."""
         n = min(len(self._pending), self.cfg.max_readings)
         batch = [self._pending.popleft() for _ in range(n)]
         head = self.store.head
@@ -189,17 +211,19 @@ class Sealer:
             recipient_key=self.recipient_key,
             ephemeral_sk=os.urandom(32) if self.recipient_key else None,
         )
-        try:
-            self.store.append(block)
-        except StoreFullError as exc:
-            self._pending.extendleft(reversed(batch))
+        return block, batch
+
+    def _refused(self, batch: list[tuple[Reading, int]], exc: Exception) -> bool:
+        """Put the batch back; False when the store is full, raise when it is broken."""
+        self._pending.extendleft(reversed(batch))
+        if isinstance(exc, StoreFullError):
             self._commit_failed(exc)
             return False
-        except OSError as exc:  # escaped the store: its in-memory state is unknown
-            self._pending.extendleft(reversed(batch))
-            self.last_error = str(exc)
-            raise StoreError(f"store write failed ({exc}); the store must be reopened "
-                             "(restart recovers its tail)") from exc
+        self.last_error = str(exc)  # an OSError escaped the store: its state is unknown
+        raise StoreError(f"store write failed ({exc}); the store must be reopened "
+                         "(restart recovers its tail)") from exc
+
+    def _committed(self, block: Block, n: int) -> None:
         if self.store_full or self.commit_failures:
             log.warning("store accepts blocks again; committed block %d", block.height)
         self.store_full = False
@@ -211,7 +235,6 @@ class Sealer:
         self._first_pending_mono = self._mono() if self._pending else None
         if self.on_commit is not None:
             self.on_commit(block)
-        return True
 
     def _commit_failed(self, exc: StoreFullError) -> None:
         self.store_full = True

@@ -26,6 +26,7 @@ ones is corruption, which is refused (``StoreCorruptError``), never silently tru
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
@@ -98,6 +99,7 @@ class BlockStore:
         self.directory = directory
         self.options = options
         self.head: ChainHead | None = None
+        self._appending = False  # an append_async is waiting for its fsync
         self._segments: list[Segment] = []
         self._lock_fd: int | None = None
         self._fd: int | None = None  # append fd of the last segment
@@ -297,6 +299,48 @@ class BlockStore:
         """
         if not blocks:
             return
+        head, frames = self._prepare(blocks)
+        seg = self._segments[-1] if self._segments else None
+        if self._needs_new_segment(seg, frames):
+            self._append_new_segment(blocks[0].height, frames)
+        else:
+            assert seg is not None
+            buf, offsets = self._write(seg, frames)
+            self._sync(seg)
+            self._publish(seg, buf, offsets)
+        self.head = head
+
+    async def append_async(self, block: Block) -> None:
+        """As :meth:`append`, but the fdatasync waits in a worker thread, so the event
+        loop (meter polls, forwarders) keeps running while an SD card stalls.
+
+        The block becomes visible to readers (``height``, ``get``, ``iter_records``) only
+        once it is durable; until then they see the store as it was. Only one append may
+        be in flight, and the store must not be closed meanwhile. Starting a new segment
+        (once per ``segment_bytes``) is done synchronously.
+
+        Raises:
+            As :meth:`append_many`; StoreError if another append is in flight.
+        """
+        if self._appending:
+            raise StoreError(f"{self.directory}: another append is in flight")
+        self._appending = True
+        try:
+            head, frames = self._prepare((block,))
+            seg = self._segments[-1] if self._segments else None
+            if self._needs_new_segment(seg, frames):
+                self._append_new_segment(block.height, frames)
+            else:
+                assert seg is not None
+                buf, offsets = self._write(seg, frames)
+                await asyncio.to_thread(self._sync, seg)
+                self._publish(seg, buf, offsets)
+            self.head = head
+        finally:
+            self._appending = False
+
+    def _prepare(self, blocks: Sequence[Block]) -> tuple[ChainHead, list[bytes]]:
+        """Check the blocks link onto the head; return the new head and framed records."""
         if self.options.read_only or self._closed:
             state = "closed" if self._closed else "read-only"
             raise StoreError(f"{self.directory}: store is {state}")
@@ -316,14 +360,12 @@ class BlockStore:
                 ledger.check_link(head.header, head.hash, header)
             head = ChainHead(header, ledger.header_hash(enc))
             records.append(block.encode())
-        frames = [frame(r) for r in records]
-        seg = self._segments[-1] if self._segments else None
+        assert head is not None  # blocks is not empty
+        return head, [frame(r) for r in records]
+
+    def _needs_new_segment(self, seg: Segment | None, frames: list[bytes]) -> bool:
         batch_len = sum(len(f) for f in frames)
-        if seg is None or (seg.index and seg.size + batch_len > self.options.segment_bytes):
-            self._append_new_segment(blocks[0].height, frames)
-        else:
-            self._append_to(seg, frames)
-        self.head = head
+        return seg is None or bool(seg.index and seg.size + batch_len > self.options.segment_bytes)
 
     def _pad(self, end: int) -> bytes:
         return bytes((-end) % self.options.align)
@@ -335,7 +377,11 @@ class BlockStore:
                 f"{self.directory}: store budget of {self.options.max_bytes} bytes reached"
             )
 
-    def _append_to(self, seg: Segment, frames: list[bytes]) -> None:
+    def _write(self, seg: Segment, frames: list[bytes]) -> tuple[bytes, list[int]]:
+        """Write framed records (padded) to the end of the last segment, not yet synced.
+
+        Returns the bytes written and each record's offset. Undone when it raises.
+        """
         assert self._fd is not None and self._idx_fd is not None and seg.index is not None
         lead = self._pad(seg.size)  # only after recovery left an unpadded end
         offsets = []
@@ -347,10 +393,23 @@ class BlockStore:
         self._check_budget(len(buf) + 8 * len(frames))
         try:
             write_all(self._fd, buf)
-            if self.options.fsync:
-                os.fdatasync(self._fd)
         except OSError as exc:
             self._undo(seg, exc)
+        return buf, offsets
+
+    def _sync(self, seg: Segment) -> None:
+        """Make the last write durable (the one fsync of a commit); undone when it fails."""
+        assert self._fd is not None
+        if not self.options.fsync:
+            return
+        try:
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            self._undo(seg, exc)
+
+    def _publish(self, seg: Segment, buf: bytes, offsets: list[int]) -> None:
+        """Make durable records visible: index entries and the segment's size."""
+        assert seg.index is not None
         self._idx_write(offsets, 8 * len(seg.index))
         seg.index.extend(offsets)
         seg.size += len(buf)

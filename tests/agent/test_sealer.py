@@ -140,6 +140,11 @@ class FullOnce:
             raise StoreFullError("no space left on device")
         self.store.append(block)
 
+    async def append_async(self, block: Block) -> None:
+        if self.full:
+            raise StoreFullError("no space left on device")
+        await self.store.append_async(block)
+
 
 def test_store_full_keeps_readings_bounded_and_resumes(tmp_path: Path) -> None:
     store = open_store(tmp_path / "l")
