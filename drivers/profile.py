@@ -39,10 +39,14 @@ Profiles are looked up by name in :func:`search_path` (built-in directory first,
 then ``$METERCHAIN_PROFILE_PATH`` entries, ``~/.config/meterchain/profiles`` and
 ``/etc/meterchain/profiles``), or loaded from a path. A user directory may add
 models; a name that exists twice is taken from the first directory that has it.
+
+Every key is checked: an unknown key (a typo such as ``scael``) is refused with the
+file, the key path and the closest valid key, never silently replaced by a default.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass
@@ -58,6 +62,17 @@ BUILTIN_DIR = Path(__file__).parent / "profiles"
 FUNCTIONS: dict[str, int] = {"holding": 3, "input": 4}
 MAX_REQUEST_REGISTERS = 125
 """Modbus limit for one read-registers request (function 3 or 4)."""
+
+# Every key a profile may hold, per table. A key not listed is refused: a typo such as
+# `scael` must not silently fall back to a default and put wrong values into the ledger.
+TOP_KEYS = ("profile", "probe", "register", "point")
+PROFILE_KEYS = ("name", "manufacturer", "model", "datasheet", "description", "protocol",
+                "function", "word_order", "byte_order", "max_gap", "max_registers")
+PROBE_KEYS = ("function", "address", "type", "word_order", "byte_order", "scale", "min",
+              "max", "equals")
+REGISTER_KEYS = ("quantity", "function", "address", "type", "word_order", "byte_order",
+                 "scale", "exponent", "unit")
+POINT_KEYS = ("models", "point", "quantity", "exponent", "unit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +212,9 @@ def parse(data: dict[str, Any], source: str, expect_name: str | None = None) -> 
         ConfigError: a key is missing or wrong (``source`` and the key path are named).
     """
     r = _Reader(source)
+    r.known(data, "", TOP_KEYS)
     head = r.table(data, "profile")
+    r.known(head, "profile", PROFILE_KEYS)
     name = r.string(head, "profile.name")
     if expect_name is not None and name != expect_name:
         raise ConfigError("profile.name", f"{name!r} must equal the file name {expect_name!r}",
@@ -214,6 +231,9 @@ def parse(data: dict[str, Any], source: str, expect_name: str | None = None) -> 
     points: list[PointDef] = []
     probe: ProbeDef | None = None
     if protocol == "modbus":
+        if "point" in data:
+            raise ConfigError("point", "[[point]] is for sunspec profiles; a modbus profile "
+                              "uses [[register]]", source=source)
         probe = _probe(r, r.table(data, "probe"), defaults)
         items = r.array(data, "register")
         if not items:
@@ -228,6 +248,10 @@ def parse(data: dict[str, Any], source: str, expect_name: str | None = None) -> 
                                   f"by register[{seen[reg.quantity]}]", source=source)
             seen[reg.quantity] = i
     else:
+        for other in ("register", "probe"):
+            if other in data:
+                raise ConfigError(other, f"a sunspec profile has no [{other}] (the device's "
+                                  "model chain is read instead); use [[point]]", source=source)
         for i, item in enumerate(r.array(data, "point")):
             points.append(_point(r, item, f"point[{i}]"))
         if not points:
@@ -246,6 +270,7 @@ def parse(data: dict[str, Any], source: str, expect_name: str | None = None) -> 
 
 def _probe(r: _Reader, t: dict[str, Any], defaults: tuple[str, str, str]) -> ProbeDef:
     func, word, byte = defaults
+    r.known(t, "probe", PROBE_KEYS)
     type_name = r.choice(t, "probe.type", tuple(TYPES), None)
     equals = t.get("equals", [])
     if not isinstance(equals, list) or not all(type(v) is int for v in equals):
@@ -266,6 +291,7 @@ def _probe(r: _Reader, t: dict[str, Any], defaults: tuple[str, str, str]) -> Pro
 def _register(r: _Reader, t: dict[str, Any], key: str,
               defaults: tuple[str, str, str]) -> RegisterDef:
     func, word, byte = defaults
+    r.known(t, key, REGISTER_KEYS)
     q = _quantity(r, t, key)
     type_name = r.choice(t, f"{key}.type", tuple(TYPES), None)
     address = r.integer(t, f"{key}.address", 0, 65535)
@@ -291,6 +317,7 @@ def _register(r: _Reader, t: dict[str, Any], key: str,
 
 
 def _point(r: _Reader, t: dict[str, Any], key: str) -> PointDef:
+    r.known(t, key, POINT_KEYS)
     q = _quantity(r, t, key)
     models = t.get("models")
     if (not isinstance(models, list) or not models
@@ -324,6 +351,20 @@ class _Reader:
 
     def _fail(self, key: str, msg: str) -> ConfigError:
         return ConfigError(key, msg, source=self.source)
+
+    def known(self, t: dict[str, Any], where: str, allowed: tuple[str, ...]) -> None:
+        """Refuse any key of table ``t`` (at path ``where``) that is not in ``allowed``.
+
+        Raises:
+            ConfigError: naming the key path and the closest valid key.
+        """
+        for k in t:
+            if k not in allowed:
+                path = f"{where}.{k}" if where else k
+                close = difflib.get_close_matches(k, allowed, n=1, cutoff=0.6)
+                guess = f"did you mean {close[0]!r}? " if close else ""
+                raise self._fail(path, f"unknown key; {guess}valid keys here: "
+                                 f"{', '.join(allowed)}")
 
     def table(self, t: dict[str, Any], key: str) -> dict[str, Any]:
         v = t.get(key)

@@ -102,3 +102,32 @@ def test_duplicate_quantity_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="already read") as err:
         profile.load(str(write(tmp_path, text)))
     assert err.value.path == "register[1].quantity"
+
+
+@pytest.mark.parametrize("old,new,key,guess", [
+    ('scale = "10"', 'scael = "10"', "register[0].scael", "scale"),
+    ('address = 0\ntype = "u16"', 'adress = 0\naddress = 0\ntype = "u16"', "probe.adress",
+     "address"),
+    ('model = "X1"', 'model = "X1"\nmax_gaps = 4', "profile.max_gaps", "max_gap"),
+    ('[probe]', '[[registers]]\nquantity = "1-0:1.8.0"\n[probe]', "registers", "register"),
+    ('[probe]', '[probe]\nequal = [1]', "probe.equal", "equals"),
+])
+def test_unknown_key_is_refused_with_the_closest_valid_key(tmp_path: Path, old: str, new: str,
+                                                           key: str, guess: str) -> None:
+    text = GOOD.replace("{name}", "acme-x1")
+    assert old in text
+    path = write(tmp_path, text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as err:
+        profile.load(str(path))
+    assert err.value.path == key
+    assert str(path) in str(err.value) and f"did you mean {guess!r}" in str(err.value)
+
+
+def test_unknown_key_in_a_sunspec_point_is_refused(tmp_path: Path) -> None:
+    text = ('[profile]\nname = "acme-pv"\nmanufacturer = "Acme"\nmodel = "PV"\n'
+            'datasheet = "SunSpec Information Model"\nprotocol = "sunspec"\n'
+            '[[point]]\nmodels = [101]\npoint = "WH"\nquantity = "1-0:2.8.0"\nexponent = 0\n'
+            'exponnent = 3\n')
+    with pytest.raises(ConfigError, match="did you mean 'exponent'") as err:
+        profile.load(str(write(tmp_path, text, "acme-pv")))
+    assert err.value.path == "point[0].exponnent"
