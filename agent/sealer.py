@@ -188,6 +188,13 @@ class Sealer:
         block, batch = self._seal_next()
         try:
             await self.store.append_async(block)
+        except asyncio.CancelledError:  # shutdown: the store finished or undid the commit
+            head = self.store.head
+            if head is not None and head.hash == block.hash:
+                self._committed(block, len(batch))
+            else:
+                self._pending.extendleft(reversed(batch))
+            raise
         except (StoreFullError, OSError) as exc:
             return self._refused(batch, exc)
         self._committed(block, len(batch))

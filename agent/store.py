@@ -27,6 +27,8 @@ ones is corruption, which is refused (``StoreCorruptError``), never silently tru
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import fcntl
 import logging
 import os
@@ -70,6 +72,9 @@ from agent.segfile import (  # noqa: F401 - FORMAT_TEXT, SEG_MAGIC: re-exported
 
 log = logging.getLogger(__name__)
 
+
+_SYNC_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-sync")
+"""Where :meth:`BlockStore.append_async` waits for its fsync (one at a time per process)."""
 
 @dataclass(frozen=True)
 class StoreOptions:
@@ -299,6 +304,8 @@ class BlockStore:
         """
         if not blocks:
             return
+        if self._appending:
+            raise StoreError(f"{self.directory}: another append is in flight")
         head, frames = self._prepare(blocks)
         seg = self._segments[-1] if self._segments else None
         if self._needs_new_segment(seg, frames):
@@ -333,7 +340,18 @@ class BlockStore:
             else:
                 assert seg is not None
                 buf, offsets = self._write(seg, frames)
-                await asyncio.to_thread(self._sync, seg)
+                syncing = _SYNC_POOL.submit(self._sync, seg)
+                try:
+                    await asyncio.wrap_future(syncing)
+                except asyncio.CancelledError:
+                    # The caller is cancelled (shutdown) while the record is written but
+                    # not yet durable: finish the commit first, so the store never holds
+                    # an unpublished record, then let the cancellation through.
+                    with contextlib.suppress(StoreError):  # failed: _sync undid the write
+                        syncing.result()
+                        self._publish(seg, buf, offsets)
+                        self.head = head
+                    raise
                 self._publish(seg, buf, offsets)
             self.head = head
         finally:

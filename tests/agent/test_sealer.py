@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import time
 from pathlib import Path
 
 import nacl.public
+import pytest
 
 from agent.config import SealingConfig
 from agent.errors import StoreFullError
@@ -216,3 +219,38 @@ def test_real_enospc_on_a_small_tmpfs(small_fs: Path) -> None:
     values = [r.value for b in chain(reopened) for r, _ in block_readings(b)]
     reopened.close()
     assert values == list(range(n))  # every reading, once, in order
+
+
+@pytest.mark.parametrize("sync_fails", [False, True], ids=["sync-ok", "sync-enospc"])
+def test_cancelled_commit_loses_no_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          sync_fails: bool) -> None:
+    """Cancelled mid-commit (shutdown), the batch is either committed or pending again."""
+    store = BlockStore.open(tmp_path / "l")  # with fsync: the commit really syncs
+    s = Sealer(SealingConfig(max_readings=10), store, SEED)
+    s.add(readings("a", 10, 1), 1)
+    assert s.seal_some()  # the segment exists, the next commit syncs off the loop
+    real = os.fdatasync
+    calls: list[int] = []
+
+    def stalling(fd: int) -> None:
+        calls.append(fd)
+        time.sleep(0.3)
+        if sync_fails and len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr("agent.store.os.fdatasync", stalling)
+    s.add(readings("a", 10, 100, 10), 100)
+
+    async def go() -> None:
+        task = asyncio.create_task(s.seal_some_async())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert s.pending == (10 if sync_fails else 0)
+    s.flush()
+    values = [r.value for b in chain(store) for r, _ in block_readings(b)]
+    assert values == list(range(20)) and s.pending == 0

@@ -101,3 +101,57 @@ def test_enospc_during_the_sync_is_undone(tmp_path: Path,
     store.close()
     with BlockStore.open(tmp_path / "l") as again:
         assert again.height == 1 and again.get(1).hash == blocks[1].hash
+
+
+def _slow_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = os.fdatasync
+
+    def slow(fd: int) -> None:
+        time.sleep(STALL_S)
+        real(fd)
+
+    monkeypatch.setattr("agent.store.os.fdatasync", slow)
+
+
+def test_cancelled_while_syncing_the_commit_still_completes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shutdown cancels the sealer mid-fsync: the written record is finished and published
+    before the cancellation goes through, so the store stays consistent."""
+    store = BlockStore.open(tmp_path / "l")
+    blocks = make_blocks(3)
+    store.append(blocks[0])
+    _slow_sync(monkeypatch)
+
+    async def go() -> None:
+        task = asyncio.create_task(store.append_async(blocks[1]))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert store.height == 1 and store.get(1).hash == blocks[1].hash
+    store.append(blocks[2])  # the next append lands where it must
+    assert store.get(2).hash == blocks[2].hash
+    store.close()
+    with BlockStore.open(tmp_path / "l") as again:
+        assert again.height == 2
+
+
+def test_sync_append_refused_while_an_async_one_is_in_flight(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = BlockStore.open(tmp_path / "l")
+    blocks = make_blocks(3)
+    store.append(blocks[0])
+    _slow_sync(monkeypatch)
+
+    async def go() -> None:
+        task = asyncio.create_task(store.append_async(blocks[1]))
+        await asyncio.sleep(0.05)
+        with pytest.raises(StoreError, match="in flight"):
+            store.append(blocks[2])
+        await task
+
+    asyncio.run(go())
+    assert store.height == 1
+    store.close()
