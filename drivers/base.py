@@ -9,7 +9,8 @@ and :class:`Meter` (something that can be probed and read), never a protocol mod
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from agent.errors import ConfigError
@@ -84,6 +85,26 @@ class Meter(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release the transport (a shared bus is closed by its last user)."""
+
+
+def check_options(spec: MeterSpec, known: Collection[str]) -> None:
+    """Refuse option keys a driver does not know (a misspelled option would otherwise
+    be ignored and its default used without a word).
+
+    Raises:
+        ConfigError: ``options`` is not a table, or names an unknown key
+            (``options.<key>``, with the closest known key and the full list).
+    """
+    if not isinstance(spec.options, dict):
+        raise ConfigError("options", f"must be a table of option = value, not "
+                          f"{type(spec.options).__name__}")
+    names = sorted(known)
+    for key in spec.options:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+            guess = f"did you mean {close[0]!r}? " if close else ""
+            listed = ", ".join(names) if names else f"none ({spec.protocol} takes no options)"
+            raise ConfigError(f"options.{key}", f"unknown option; {guess}known: {listed}")
 
 
 DriverFactory = Callable[[MeterSpec], Meter]

@@ -15,6 +15,7 @@ Options (``MeterSpec.options``):
 - ``readout_timeout_s``: longest wait for the whole data message (default 15 s).
 
 ``MeterSpec.timeout_s`` bounds the wait for the identification (at least 1.5 s).
+Other option keys are refused.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import serial
 
 from agent.errors import ConfigError, DeviceTimeout, FrameError
 from agent.ledger import Reading
-from drivers.base import Meter, MeterSpec, register
+from drivers.base import Meter, MeterSpec, check_options, register
 from drivers.iec62056 import (
     MODE_C_BAUD,
     BccError,
@@ -46,6 +47,8 @@ from drivers.iec62056 import (
 from drivers.serialport import open_port, port_error
 
 SIGN_ON_BAUD = 300
+OPTIONS = ("address", "max_baudrate", "switch_delay_s", "readout_timeout_s")
+"""Option keys a D0 meter accepts (anything else is refused as a likely typo)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,7 @@ class D0Config:
         Raises:
             ConfigError: no port or a bad option (named).
         """
+        check_options(spec, OPTIONS)
         if not spec.port:
             raise ConfigError("port", "iec62056-21 needs the serial port of the optical head")
         o = spec.options

@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from agent.errors import ConfigError, DeviceError
 from agent.ledger import Reading
 from drivers import decode
-from drivers.base import Meter, MeterSpec, register
+from drivers.base import Meter, MeterSpec, check_options, register
 from drivers.coalesce import Request, Span, plan
 from drivers.modbus_bus import Bus, BusKey, SerialSettings, acquire
 from drivers.profile import Profile, RegisterDef
 from drivers.profile import load as load_profile
 
 log = logging.getLogger(__name__)
+
+OPTIONS = ("inter_frame_gap_ms",)
+"""Option keys a Modbus meter accepts (anything else is refused as a likely typo)."""
 
 
 @dataclass
@@ -47,8 +50,10 @@ def bus_for(spec: MeterSpec, transport: str) -> Bus:
         ConfigError: a field the transport needs is missing or invalid (named).
     """
     gap_ms = spec.options.get("inter_frame_gap_ms")
-    if gap_ms is not None and (not isinstance(gap_ms, int | float) or gap_ms < 0):
-        raise ConfigError("options.inter_frame_gap_ms", "must be a number >= 0")
+    if gap_ms is not None and (isinstance(gap_ms, bool) or not isinstance(gap_ms, int | float)
+                               or not 0 <= gap_ms <= 10_000):
+        raise ConfigError("options.inter_frame_gap_ms",
+                          f"must be a number of milliseconds in 0..10000, not {gap_ms!r}")
     gap = None if gap_ms is None else float(gap_ms) / 1000.0
     if transport == "serial":
         if not spec.port:
@@ -184,6 +189,7 @@ class ModbusMeter(Meter):
 
 def _factory(transport: str):  # noqa: ANN202 - returns a DriverFactory
     def make(spec: MeterSpec) -> Meter:
+        check_options(spec, OPTIONS)
         if not spec.profile:
             raise ConfigError("profile", "a Modbus meter needs a profile (see `meterchain "
                               "profile list`)")

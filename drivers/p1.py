@@ -20,6 +20,7 @@ Options (``MeterSpec.options``):
   Without it, ``lu`` expects plain telegrams (e.g. from a decrypting adapter).
 
 ``MeterSpec.baudrate``/``bytesize``/``parity``/``stopbits`` override the variant's.
+Other option keys are refused (a misspelled one would silently keep the default).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import serial
 from agent.errors import ConfigError, DeviceError, DeviceTimeout, FrameError
 from agent.ledger import Reading
 from drivers import smarty
-from drivers.base import Meter, MeterSpec, register
+from drivers.base import Meter, MeterSpec, check_options, register
 from drivers.dsmr import (
     VARIANTS,
     CrcError,
@@ -46,6 +47,10 @@ from drivers.dsmr import (
     telegram_readings,
 )
 from drivers.serialport import open_port, port_error
+
+
+OPTIONS = ("variant", "telegram_timeout_s", "max_telegram_bytes", "key")
+"""Option keys a P1 meter accepts (anything else is refused as a likely typo)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,16 +79,20 @@ class P1Config:
         Raises:
             ConfigError: no port, unknown variant, or a bad option (named).
         """
+        check_options(spec, OPTIONS)
         if not spec.port:
             raise ConfigError("port", "dsmr-p1 needs the serial port of the P1 cable")
-        name = str(spec.options.get("variant", "auto"))
-        if name not in VARIANTS:
+        name = spec.options.get("variant", "auto")
+        if not isinstance(name, str) or name not in VARIANTS:
             raise ConfigError("options.variant",
                               f"unknown DSMR variant {name!r} (known: {', '.join(VARIANTS)})")
         v = VARIANTS[name]
         default_timeout = max(spec.timeout_s, 2 * v.interval_s + 1.0)
         timeout = _number(spec.options, "telegram_timeout_s", default_timeout)
-        max_bytes = int(_number(spec.options, "max_telegram_bytes", 16_384))
+        max_bytes = spec.options.get("max_telegram_bytes", 16_384)
+        if type(max_bytes) is not int or not 256 <= max_bytes <= 1_048_576:
+            raise ConfigError("options.max_telegram_bytes",
+                              f"must be an integer in 256..1048576, not {max_bytes!r}")
         parity = (spec.parity or v.parity).upper()
         if parity not in ("N", "E", "O"):
             raise ConfigError("parity", f"must be N, E or O, not {spec.parity!r}")
@@ -91,8 +100,10 @@ class P1Config:
         if "key" in spec.options:
             if v.name != "lu":
                 raise ConfigError("options.key", "a decryption key is only used with variant lu")
+            if not isinstance(spec.options["key"], str):
+                raise ConfigError("options.key", "must be text: 32 hexadecimal digits")
             try:
-                key = smarty.parse_key(str(spec.options["key"]))
+                key = smarty.parse_key(spec.options["key"])
             except ValueError as exc:
                 raise ConfigError("options.key", str(exc)) from None
             try:

@@ -12,7 +12,8 @@ rule of :mod:`drivers.decode` turns them into integers. Points holding SunSpec's
 
 ``MeterSpec``: as for Modbus (``host``/``tcp_port`` or ``port`` + serial settings,
 ``unit``, ``timeout_s``); ``profile`` defaults to ``sunspec-inverter``;
-``options["base"]`` pins the base address instead of searching.
+``options["base"]`` pins the base address instead of searching; ``inter_frame_gap_ms``
+as for Modbus. Other option keys are refused.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from decimal import Decimal
 from agent.errors import ConfigError, DeviceError, DeviceExceptionResponse
 from agent.ledger import Reading
 from drivers import decode
-from drivers.base import Meter, MeterSpec, register
+from drivers.base import Meter, MeterSpec, check_options, register
+from drivers.modbus import OPTIONS as MODBUS_OPTIONS
 from drivers.modbus import bus_for, check_timeout, check_unit
 from drivers.profile import Profile
 from drivers.profile import load as load_profile
@@ -104,11 +106,11 @@ class SunSpecMeter(Meter):
         self.profile = profile
         self.unit = check_unit(spec)
         self.timeout = check_timeout(spec)
-        self.bus = bus_for(spec, "serial" if spec.protocol == "sunspec-rtu" else "tcp")
-        self.chain: SunSpecChain | None = None
         base = spec.options.get("base")
         if base is not None and (type(base) is not int or not 0 <= base <= 65533):
             raise ConfigError("options.base", f"{base!r} is not a register address")
+        self.bus = bus_for(spec, "serial" if spec.protocol == "sunspec-rtu" else "tcp")
+        self.chain: SunSpecChain | None = None
         self._bases: tuple[int, ...] = (base,) if isinstance(base, int) else BASE_ADDRESSES
         self._closed = False
 
@@ -203,6 +205,7 @@ class SunSpecMeter(Meter):
 
 
 def _make(spec: MeterSpec) -> Meter:
+    check_options(spec, ("base", *MODBUS_OPTIONS))
     profile = load_profile(spec.profile or "sunspec-inverter")
     if profile.protocol != "sunspec":
         raise ConfigError("profile", f"{profile.name} is not a SunSpec profile")
