@@ -48,7 +48,6 @@ from drivers.dsmr import (
 )
 from drivers.serialport import open_port, port_error
 
-
 OPTIONS = ("variant", "telegram_timeout_s", "max_telegram_bytes", "key")
 """Option keys a P1 meter accepts (anything else is refused as a likely typo)."""
 
