@@ -27,8 +27,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                           description="Exit 0 if the config is valid; otherwise print every "
                                       "problem with its key path and exit 2.")
     chk.add_argument("file", help="config file (TOML)")
-    chk.add_argument("--drivers", action="store_true",
-                     help="also let each meter's driver check its settings (profiles)")
     chk.set_defaults(func=cmd_config_check)
 
     s = sub.add_parser("status", help="show the running agent's meters, chain, replicas, disk",
@@ -52,12 +50,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    cfg = load_config(args.file)
-    if args.drivers:
-        from agent.daemon import open_meters
+    from agent.daemon import open_meters
 
-        meters = open_meters(cfg)
-        del meters
+    cfg = load_config(args.file)
+    # Each meter's driver checks its own settings (profile, options, serial settings)
+    # exactly as `meterchain run` will; no port is opened.
+    meters = open_meters(cfg)
+    del meters
     print(f"{args.file}: OK ({len(cfg.meters)} meter(s), {len(cfg.replicas)} replica(s))")
     return 0
 

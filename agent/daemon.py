@@ -103,6 +103,7 @@ class Agent:
         self.public_key = keys.public_from_seed(self.seed)
         self.recipient = (keys.load_public_key(cfg.sealing.utility_key)
                           if cfg.sealing.seal_to_utility and cfg.sealing.utility_key else None)
+        self.meters = open_meters(cfg)  # refuse a bad meter before touching the disk
         self.store = BlockStore.open(cfg.gateway.ledger_dir, options=StoreOptions(
             segment_bytes=cfg.retention.segment_bytes))
         head = self.store.head
@@ -112,7 +113,6 @@ class Agent:
                 f"chain in {cfg.gateway.ledger_dir} ({head.header.gateway_key.hex()}); "
                 "restore the gateway's key or start a new ledger directory")
         self.state = StateDB(cfg.gateway.state_path)
-        self.meters = open_meters(cfg)
         for r in cfg.replicas:
             self.forwarders.append(Forwarder(
                 r.name, r.url, self.store, self.state, gateway_key=self.public_key,

@@ -128,3 +128,28 @@ def test_config_check_cli_lists_problems_and_fails(tmp_path: Path) -> None:
     assert "meters[0].poll_intervall_s: unknown key; did you mean 'poll_interval_s'?" in (
         proc.stderr)
     assert "Traceback" not in proc.stderr
+
+
+def test_check_includes_what_the_drivers_refuse(tmp_path: Path) -> None:
+    """A profile or driver option only the driver knows is wrong fails `config check`
+    (and so the unit's ExecStartPre), not only `run`; nothing is created on disk."""
+    text = (ROOT / "deploy/agent.example.toml").read_text()
+    bad = text.replace('variant = "v5"', 'variant = "dsmr5"').replace(
+        'profile = "eastron-sdm630"', 'profile = "eastron-sdm6300"')
+    assert bad != text
+    ledger = tmp_path / "ledger"
+    subprocess.run([sys.executable, "-m", "agent.cli", "keygen", "--out", str(tmp_path)],
+                   check=True, capture_output=True, cwd=ROOT)
+    bad = bad.replace('ledger_dir = "/var/lib/meterchain/ledger"', f'ledger_dir = "{ledger}"')
+    bad = bad.replace('"/var/lib/meterchain/gateway.key"', f'"{tmp_path / "gateway.key"}"')
+    bad = bad.replace('"/var/lib/meterchain/state.json"', f'"{tmp_path / "state.json"}"')
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(bad)
+    for cmd in (["config", "check", str(cfg)], ["run", "--config", str(cfg)]):
+        proc = subprocess.run([sys.executable, "-m", "agent.cli", *cmd],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 2, proc.stderr
+        assert "meters[0].profile" in proc.stderr and "eastron-sdm6300" in proc.stderr
+        assert "meters[2]" in proc.stderr and "dsmr5" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not ledger.exists() and not (tmp_path / "state.json").exists()
