@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from replica.config import ReplicaConfig, load_config, load_secret_key
+from agent import keys
+from replica.config import ReplicaConfig, load_config
 from replica.csvexport import check_exportable, export_csv
 from replica.errors import Refusal, ReplicaStoreError
 from replica.service import ReplicaService
@@ -150,7 +151,7 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
     Raises:
         KeyFileError: the configured utility secret key cannot be read.
     """
-    utility_sk = (load_secret_key(config.utility_secret_key)
+    utility_sk = (keys.load_utility_secret(config.utility_secret_key)
                   if config.utility_secret_key is not None else None)
     state: dict[str, ReplicaService] = {}
     if storage is not None:

@@ -27,7 +27,6 @@ Every field is optional and has the documented default below. A bad value raises
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -181,25 +180,3 @@ def _check_values(top: dict[str, Any], limits: dict[str, Any], source: str | Non
         if name in limits and limits[name] < 1:
             errors.append(ConfigError(f"limits.{name}", "must be at least 1", source=source))
     return errors
-
-
-def load_secret_key(path: Path) -> bytes:
-    """Read the utility's X25519 secret key: 32 raw bytes or 64 hex characters.
-
-    Raises:
-        KeyFileError: the file is missing, unreadable or not a key.
-    """
-    from agent.errors import KeyFileError
-
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise KeyFileError(f"{path}: cannot read the utility secret key: {exc.strerror}"
-                           ) from None
-    if len(data) == 32:
-        return data
-    text = data.strip()
-    if re.fullmatch(rb"[0-9a-fA-F]{64}", text):
-        return bytes.fromhex(text.decode("ascii"))
-    raise KeyFileError(f"{path}: not an X25519 secret key (want 32 raw bytes or 64 hex "
-                       f"characters, file has {len(data)} bytes)")

@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import httpx
+import nacl.public
 import pytest
 
 from agent.errors import ConfigError, KeyFileError
-from replica.config import load_config, load_secret_key
+from agent.keys import load_utility_secret
+from replica.config import load_config
 from tests.replica.conftest import StorageFactory
 from tests.support.chains import encode_b64, gateway_key, make_chain
 from tests.support.pgserver import free_port
@@ -148,12 +150,25 @@ def test_config_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert (cfg.limits.rate_per_gateway, cfg.limits.max_blocks_per_batch) == (5.0, 10)
     assert cfg.limits.max_body_bytes == 8 * 1024 * 1024
     with pytest.raises(KeyFileError, match="u.key"):
-        load_secret_key(cfg.utility_secret_key)
-    (tmp_path / "u.key").write_bytes(b"short")
-    with pytest.raises(KeyFileError, match="5 bytes"):
-        load_secret_key(tmp_path / "u.key")
-    (tmp_path / "u.key").write_bytes(bytes(range(32)))
-    assert load_secret_key(tmp_path / "u.key") == bytes(range(32))
+        load_utility_secret(cfg.utility_secret_key)
+
+
+def test_utility_key_from_keygen_opens_sealed_payloads_and_must_be_private(
+        tmp_path: Path) -> None:
+    """The replica reads the utility key file `meterchain keygen --utility` writes, and
+    refuses it when others can read it."""
+    r = mc("keygen", "--out", str(tmp_path), "--utility")
+    assert r.returncode == 0, r.stderr
+    sk = load_utility_secret(tmp_path / "utility.key")
+    assert bytes(nacl.public.PrivateKey(sk).public_key).hex() == (
+        tmp_path / "utility.pub").read_text().strip()
+    (tmp_path / "utility.key").chmod(0o644)
+    with pytest.raises(KeyFileError, match="chmod 600"):
+        load_utility_secret(tmp_path / "utility.key")
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 'r.db'}",
+                       extra=f'[keys]\nutility_secret_key = "{tmp_path / "utility.key"}"\n')
+    r = mc("replica", "serve", "--config", str(cfg))
+    assert r.returncode == 2 and "chmod 600" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_replica_commands_without_the_replica_extra(tmp_path: Path) -> None:

@@ -22,8 +22,9 @@ SEED = b"sealed-gw"
 
 def key_file(tmp_path: Path) -> Path:
     sk, _ = utility_keypair()
-    p = tmp_path / "utility.key"
-    p.write_text(sk.hex() + "\n")
+    p = tmp_path / "utility.key"  # as `meterchain keygen --utility` writes it
+    p.write_text(f"meterchain-x25519-secret-key-v1\n{sk.hex()}\n")
+    p.chmod(0o600)
     return p
 
 
