@@ -156,6 +156,9 @@ class ReplicaService:
             doc = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise Refusal(400, "malformed", f"body is not JSON: {exc}", head=head) from None
+        except RecursionError:  # e.g. 50 kB of '[': nested deeper than the parser goes
+            raise Refusal(400, "malformed", "body is JSON nested too deeply", head=head
+                          ) from None
         if not isinstance(doc, dict) or not isinstance(doc.get("blocks"), list):
             raise Refusal(400, "malformed", 'body must be a JSON object {"blocks": [...]}',
                           head=head)

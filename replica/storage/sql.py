@@ -69,13 +69,20 @@ class SqlStorage(Storage):
         return rec
 
     def revoke(self, key: bytes, at_ms: int) -> GatewayRecord:
+        # A revocation only ever moves earlier: moving it later would accept again blocks
+        # a possibly compromised key signed in between.
         with self._write() as cur:
-            cur.execute(self._q("UPDATE gateways SET revoked_at_ms = ? WHERE key = ?"),
-                        (at_ms, key))
-            if cur.rowcount != 1:
-                raise EnrollmentError("PUBKEY", f"gateway {key.hex()} is not enrolled")
+            cur.execute(self._q("UPDATE gateways SET revoked_at_ms = ? WHERE key = ? AND "
+                                "(revoked_at_ms IS NULL OR revoked_at_ms > ?)"),
+                        (at_ms, key, at_ms))
+            changed = cur.rowcount == 1
         rec = self.gateway(key)
-        assert rec is not None
+        if rec is None:
+            raise EnrollmentError("PUBKEY", f"gateway {key.hex()} is not enrolled")
+        if not changed and rec.revoked_at_ms != at_ms:
+            raise EnrollmentError("--at", f"gateway {key.hex()} is already revoked from "
+                                  f"{rec.revoked_at_ms} (Unix ms); a revocation can only be "
+                                  "moved earlier")
         return rec
 
     def gateway(self, key: bytes) -> GatewayRecord | None:

@@ -165,6 +165,7 @@ def test_oversized_body_and_batch(make_replica: Callable[..., RunningReplica]) -
     b"{not json", b"\xff\xfe", b"", b"[]", b"null", b'{"blocks": "AAAA"}', b'{"blocks": null}',
     b'{"blox": []}', b'{"blocks": [1]}', b'{"blocks": [["a"]]}', b'{"blocks": ["not base64!"]}',
     b'{"blocks": ["AAAA"]}', b'{"blocks": ["' + base64.b64encode(b"MCHB\x01" + bytes(300)) + b'"]}',
+    b"[" * 50_000, b'{"blocks": ' + b"[" * 50_000,  # nested past the parser's depth
 ])
 def test_malformed_json_and_wrong_types(loaded: tuple[RunningReplica, bytes, list[Block]],
                                         content: bytes) -> None:

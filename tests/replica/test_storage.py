@@ -29,6 +29,11 @@ def test_enroll_twice_is_refused_and_revoke_needs_enrollment(storage: Storage) -
     with pytest.raises(EnrollmentError, match="not enrolled"):
         storage.revoke(OTHER, 5)
     assert storage.revoke(KEY, 5000).revoked_at_ms == 5000
+    # a revocation only moves earlier: later would accept again what the key signed between
+    with pytest.raises(EnrollmentError, match="only be moved earlier"):
+        storage.revoke(KEY, 9000)
+    assert storage.revoke(KEY, 5000).revoked_at_ms == 5000  # the same time again is fine
+    assert storage.revoke(KEY, 4000).revoked_at_ms == 4000
     assert storage.gateway(OTHER) is None
     storage.enroll(OTHER, "south", None, 3000)
     assert [g.key for g in storage.gateways()] == [KEY, OTHER]
