@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
-import os
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.framer import FramerType
 from pymodbus.framer.rtu import FramerRTU
+from serial import SerialBase, SerialException
 
 from agent.errors import (
     ConfigError,
@@ -35,6 +37,7 @@ from agent.errors import (
     DeviceTimeout,
     FrameError,
 )
+from drivers.serialport import diagnose, port_error, settings_refused
 
 log = logging.getLogger(__name__)
 
@@ -145,16 +148,36 @@ class Bus:
         if self._client is None:
             self._client = self._make_client(timeout)
         self._client.ctx.comm_params.timeout_connect = timeout
-        ok = await self._client.connect()
+        failure: DeviceError | None = None
+        try:
+            ok = await self._client.connect()
+        except termios.error as exc:
+            # pymodbus lets a refused tcsetattr escape from its serial transport, after
+            # pyserial opened (and exclusively locked) the port.
+            _close_half_open_port(exc)
+            settings = (self.serial or SerialSettings()).describe()
+            failure = (settings_refused(self.key.where, exc, settings, "serial port")
+                       if exc.args and exc.args[0] == errno.EINVAL
+                       else port_error(self.key.where, exc, "serial port"))
+        except (SerialException, OSError) as exc:
+            failure = port_error(self.key.where, exc, "serial port")
+        if failure is not None:
+            self._client = None
+            raise failure
         if not ok:
             if self.key.kind == "serial":
-                hint = ("the port exists but could not be opened: is another program "
-                        "(or another meterchain) using it? pymodbus opens ports exclusively")
-            else:
-                hint = ("check the IP address and TCP port (502 by default), that the "
-                        "device or gateway is powered and reachable, and no firewall blocks it")
+                # pymodbus swallows the OSError (and its errno): open the node ourselves
+                # to report the real cause.
+                cause = diagnose(self.key.where, "serial port")
+                if cause is not None:
+                    raise cause
+                raise DeviceError(f"cannot open serial port {self.key.where}", bus=self.name,
+                                  unit=unit, hint="the port looks usable but the open "
+                                  "failed: run with -v to see the serial library's reason")
             raise DeviceError(f"cannot connect to {self.key.where}", bus=self.name, unit=unit,
-                              hint=hint)
+                              hint="check the IP address and TCP port (502 by default), that "
+                              "the device or gateway is powered and reachable, and no "
+                              "firewall blocks it")
         return self._client
 
     async def read_registers(self, function: int, address: int, count: int, unit: int,
@@ -269,6 +292,21 @@ def acquire(key: BusKey, serial: SerialSettings | None = None,
     return bus
 
 
+def _close_half_open_port(exc: BaseException) -> None:
+    """Close the pyserial port a failed pymodbus connect left open.
+
+    pymodbus opens the port, then sets its timeout; when that tcsetattr is refused the
+    open port is only reachable from the traceback's frames. Left to the garbage
+    collector, its exclusive lock would make the next attempt report the port as busy.
+    """
+    tb = exc.__traceback__
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if isinstance(obj, SerialBase) and obj.is_open:
+            obj.close()
+        tb = tb.tb_next
+
+
 def _valid_rtu_frame_from(data: bytes) -> int | None:
     """The unit id of ``data`` if it is one RTU frame with a valid CRC, else None."""
     if len(data) < 4:
@@ -284,19 +322,15 @@ def rtu_gap_s(baudrate: int) -> float:
 
 
 def check_serial_port(port: str) -> None:
-    """Fail early with an actionable message if a serial port is missing or not ours.
+    """Fail early with the real cause if ``port`` cannot be opened as a serial port.
 
     Raises:
-        DeviceError: the device node does not exist or is not readable and writable.
+        DeviceError: the node is missing, not accessible (dialout group hint), in use,
+            a directory, or not a terminal.
     """
-    if not os.path.exists(port):
-        raise DeviceError(f"serial port {port} does not exist", bus=port,
-                          hint="is the USB-RS485 adapter plugged in? list ports with "
-                          "`ls /dev/ttyUSB* /dev/ttyAMA* /dev/serial/by-id/`")
-    if not os.access(port, os.R_OK | os.W_OK):
-        raise DeviceError(f"permission denied on serial port {port}", bus=port,
-                          hint="add the user to the dialout group (`sudo usermod -aG dialout "
-                          "$USER`, then log in again) or run as the meterchain service user")
+    cause = diagnose(port, "serial port")
+    if cause is not None:
+        raise cause
 
 
 async def close_all() -> None:

@@ -1,13 +1,18 @@
-"""Opening serial ports for the serial meter drivers, with errors a technician can act on.
+"""Opening serial ports, with errors a technician can act on: the one place that knows.
 
-Shared by :mod:`drivers.p1` and :mod:`drivers.d0`. pyserial's exceptions never escape:
-a missing port, a permission problem or a busy port become :class:`DeviceError`
-naming the port and what to do.
+Used by :mod:`drivers.p1` and :mod:`drivers.d0` (which open ports with pyserial) and by
+:mod:`drivers.modbus_bus` (where pymodbus opens the port). pyserial, termios and OS
+exceptions never escape: a missing port, a permission problem, a busy port, a path
+that is no serial device, or settings the port refuses become a :class:`DeviceError`
+naming the port, the real cause and what to do.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
+import os
+import stat
 import termios
 
 import serial
@@ -38,9 +43,13 @@ def open_port(port: str, *, baudrate: int, bytesize: int, parity: str, stopbits:
                         timeout_s)
             ser.baudrate = baudrate
             return ser
-    except serial.SerialException as exc:
+    except termios.error as exc:
+        settings = f"{baudrate} {bytesize}{parity}{stopbits}"
+        raise (settings_refused(port, exc, settings, what) if _errno(exc) == errno.EINVAL
+               else port_error(port, exc, what)) from None
+    except (serial.SerialException, OSError) as exc:
         raise port_error(port, exc, what) from None
-    except (ValueError, OSError, termios.error) as exc:
+    except ValueError as exc:
         raise DeviceError(f"cannot open {what} {port}: {exc}", bus=port,
                           hint="check the serial settings") from None
 
@@ -58,9 +67,67 @@ def _open(port: str, baudrate: int, bytesize: int, parity: str, stopbits: int,
     )
 
 
-def port_error(port: str, exc: Exception, what: str) -> DeviceError:
-    """A :class:`DeviceError` for a pyserial/OS failure on ``port``, with a hint."""
+def _errno(exc: BaseException) -> int | None:
+    """The errno of an OSError, a SerialException wrapping one, or a termios.error."""
     code = getattr(exc, "errno", None)
+    if code is None and isinstance(exc, termios.error) and exc.args:
+        code = exc.args[0]
+    return code if isinstance(code, int) else None
+
+
+def settings_refused(port: str, exc: BaseException, settings: str, what: str) -> DeviceError:
+    """The port refused line settings (``tcsetattr`` gave EINVAL).
+
+    Virtual ports (pseudo-terminals, socat links, some USB bridges) cannot do parity or
+    7-bit framing and refuse a change that touches nothing else.
+    """
+    reason = exc.args[-1] if exc.args else exc
+    return DeviceError(f"{what} {port} refused the serial settings {settings} ({reason})",
+                       bus=port, hint="the adapter cannot do this framing: pseudo-terminals "
+                       "and some USB bridges take only 8N1; use a real RS-485 adapter, or "
+                       "check the settings (baud rate, parity, data and stop bits)")
+
+
+def diagnose(port: str, what: str) -> DeviceError | None:
+    """Why ``port`` cannot be opened as a serial port, or None if it looks usable.
+
+    Opens the node as pyserial would (read/write, no controlling tty, non-blocking),
+    checks it is a terminal and that nobody holds its exclusive lock.
+    """
+    try:
+        mode = os.stat(port).st_mode
+    except OSError as exc:
+        return port_error(port, exc, what)
+    if stat.S_ISDIR(mode):
+        return DeviceError(f"{what} {port} is a directory, not a serial device", bus=port,
+                           hint="give the device node, e.g. /dev/ttyUSB0 or a "
+                           "/dev/serial/by-id/ entry")
+    try:
+        fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as exc:
+        return port_error(port, exc, what)
+    try:
+        if not os.isatty(fd):
+            return _not_a_tty(port, what)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            return port_error(port, exc, what)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+    return None
+
+
+def _not_a_tty(port: str, what: str) -> DeviceError:
+    return DeviceError(f"{what} {port} is not a serial device (not a terminal)", bus=port,
+                       hint="give the serial adapter's device node (ls /dev/ttyUSB* "
+                       "/dev/ttyAMA* /dev/serial/by-id/)")
+
+
+def port_error(port: str, exc: BaseException, what: str) -> DeviceError:
+    """A :class:`DeviceError` for a pyserial/OS/termios failure on ``port``, with a hint."""
+    code = _errno(exc)
     text = str(exc)
     if code == errno.ENOENT or "No such file" in text or "could not open port" in text and (
             "[Errno 2]" in text):
@@ -74,5 +141,14 @@ def port_error(port: str, exc: Exception, what: str) -> DeviceError:
     if code in (errno.EBUSY, errno.EAGAIN) or "exclusively" in text or "[Errno 11]" in text:
         return DeviceError(f"{what} {port} is in use by another program", bus=port,
                            hint="stop the other reader (fuser -v PORT shows who holds it)")
+    if code == errno.ENOTTY or "[Errno 25]" in text:
+        return _not_a_tty(port, what)
+    if code == errno.EISDIR or "[Errno 21]" in text:
+        return DeviceError(f"{what} {port} is a directory, not a serial device", bus=port,
+                           hint="give the device node, e.g. /dev/ttyUSB0")
+    if code in (errno.ENXIO, errno.ENODEV, errno.EIO):
+        return DeviceError(f"{what} {port} has no device behind it ({os.strerror(code)})",
+                           bus=port, hint="the adapter was unplugged or failed: replug it "
+                           "and check dmesg")
     return DeviceError(f"{what} {port} failed: {text}", bus=port,
                        hint="check the cable and the serial adapter")
