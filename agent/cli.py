@@ -111,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if args.verbose:
+        # drivers.modbus_bus keeps pymodbus quiet (its errors arrive as DeviceError).
+        logging.getLogger("pymodbus").setLevel(logging.DEBUG)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

@@ -41,6 +41,15 @@ from drivers.serialport import diagnose, port_error, settings_refused
 
 log = logging.getLogger(__name__)
 
+# pymodbus logs every failed transaction at ERROR and dumps frames at INFO, before our
+# own message. A DeviceError already carries the bus, unit, register and a hint, and
+# `meterchain read --raw` shows the frames (through trace_packet, not logging), so the
+# library's own log only buries the one line that matters. `meterchain -v` sets the
+# level back to DEBUG (agent/cli.py); a level someone already set is left alone.
+_PYMODBUS_LOG = logging.getLogger("pymodbus")
+if _PYMODBUS_LOG.level == logging.NOTSET:
+    _PYMODBUS_LOG.setLevel(logging.CRITICAL)
+
 Tracer = Callable[[bool, bytes], None]
 """Called with ``(sending, frame_bytes)`` for every frame on a bus (``--raw``)."""
 

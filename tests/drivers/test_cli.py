@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
@@ -11,7 +13,8 @@ import pytest
 
 from agent.cli import main
 from drivers import profile
-from drivers.sim.meter import MeterServer, SimUnit
+from drivers.sim.faults import FaultResponder
+from drivers.sim.meter import MeterServer, SimUnit, live_image
 from drivers.sim.model import MeterModel
 
 
@@ -82,3 +85,40 @@ def test_profile_and_drivers_listing(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["drivers"]) == 0
     out = capsys.readouterr().out
     assert "modbus-rtu-over-tcp" in out and "sunspec-tcp" in out and "abb-b2x" in out
+
+
+def run_cli_against(mode: str, before: tuple[str, ...] = (),
+                    after: tuple[str, ...] = ()) -> tuple[int, str]:
+    """`meterchain [before] read ... [after]` in a subprocess against a fault responder.
+
+    A subprocess, so logging is configured exactly as on a technician's console.
+    """
+    image = live_image(SimUnit(1, profile.load("eastron-sdm120"), MeterModel()))
+
+    async def go() -> tuple[int, str]:
+        async with FaultResponder(image, unit=5, mode=mode) as fr:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "agent.cli", *before, "read", "--host", "127.0.0.1",
+                "--tcp-port", str(fr.port), "--rtu-over-tcp", "--unit", "5", "--profile",
+                "eastron-sdm120", "--timeout", "0.3", *after,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            _, err = await proc.communicate()
+        return int(proc.returncode or 0), err.decode()
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("mode,text", [("silent", "no answer within 0.3 s"),
+                                       ("bad-crc", "formed no valid frame")])
+def test_read_failure_prints_exactly_one_line_on_stderr(mode: str, text: str) -> None:
+    rc, err = run_cli_against(mode)
+    assert rc == 2
+    assert err.count("\n") == 1 and err.startswith("meterchain read: error: ") and text in err
+
+
+def test_verbose_shows_pymodbus_and_raw_shows_frames() -> None:
+    rc, err = run_cli_against("silent", before=("-v",))
+    assert rc == 2 and "pymodbus" in err and "send: 0x5 0x4" in err
+    rc, err = run_cli_against("silent", after=("--raw",))
+    lines = err.splitlines()
+    assert rc == 2 and "pymodbus" not in err
+    assert lines[0] == "-> 05 04 00 00 00 50 f1 b2" and lines[-1].startswith("meterchain read:")
