@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from agent.cli import missing_extra
+from agent.errors import ConfigError
 
 DEFAULT_CONFIG = "replica.toml"
 
@@ -100,9 +101,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     create_app(cfg)  # fail fast on a bad utility key
     open_storage(cfg.storage_url, pool_size=1).close()  # fail fast; creates the schema once
+    for name, path in (("listen.tls_cert", cfg.tls_cert), ("listen.tls_key", cfg.tls_key)):
+        if path is not None and not os.access(path, os.R_OK):
+            raise ConfigError(name, f"{path} is missing or unreadable", source=cfg.source)
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
     uvicorn.run("replica.app:app_from_env", factory=True, host=cfg.host, port=cfg.port,
-                workers=cfg.workers, log_level="info", access_log=False)
+                workers=cfg.workers, log_level="info", access_log=False,
+                ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key)
     return 0
 
 

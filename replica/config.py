@@ -6,6 +6,8 @@ Example::
     host = "127.0.0.1"
     port = 8470
     workers = 1
+    tls_cert = "/etc/meterchain-replica/tls/cert.pem"   # optional: serve HTTPS
+    tls_key = "/etc/meterchain-replica/tls/key.pem"
 
     [storage]
     url = "sqlite:///var/lib/meterchain/replica.db"     # or "postgresql://user@host/db"
@@ -61,17 +63,22 @@ class ReplicaConfig:
     port: int = 8470
     workers: int = 1
     """uvicorn worker processes; more than one only when the storage allows it."""
+    tls_cert: Path | None = None
+    """PEM certificate (chain) to serve HTTPS with; gateways pin it or its CA."""
+    tls_key: Path | None = None
+    """The certificate's private key (PEM). Without both, plain HTTP (behind a TLS proxy)."""
     storage_url: str = "sqlite:///replica.db"
     """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or a ``postgresql://`` DSN."""
     limits: Limits = field(default_factory=Limits)
     utility_secret_key: Path | None = None
-    """File with the utility's X25519 secret key (32 raw bytes or 64 hex characters)."""
+    """The utility's X25519 secret key file, as `meterchain keygen --utility` writes it."""
     source: str | None = None
     """The file this was loaded from (for messages)."""
 
 
 _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
-    "listen": {"host": ("host", str), "port": ("port", int), "workers": ("workers", int)},
+    "listen": {"host": ("host", str), "port": ("port", int), "workers": ("workers", int),
+               "tls_cert": ("tls_cert", str), "tls_key": ("tls_key", str)},
     "storage": {"url": ("storage_url", str)},
     "keys": {"utility_secret_key": ("utility_secret_key", str)},
 }
@@ -140,10 +147,11 @@ def parse_config(data: dict[str, Any], *, source: str | None = None,
     errors.extend(_check_values(top, limit_values, source))
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors, source=source)
-    key_path = top.pop("utility_secret_key", None)
-    if key_path is not None:
-        kp = Path(key_path)
-        top["utility_secret_key"] = kp if kp.is_absolute() or base is None else base / kp
+    for name in ("utility_secret_key", "tls_cert", "tls_key"):
+        value = top.pop(name, None)
+        if value is not None:
+            kp = Path(value)
+            top[name] = kp if kp.is_absolute() or base is None else base / kp
     url = top.get("storage_url")
     if url and url.startswith("sqlite:///") and base is not None:
         rel = url[len("sqlite:///"):]
@@ -168,6 +176,10 @@ def _check_values(top: dict[str, Any], limits: dict[str, Any], source: str | Non
     port = top.get("port")
     if port is not None and not 0 <= port <= 65535:
         errors.append(ConfigError("listen.port", f"must be 0..65535, got {port}", source=source))
+    if ("tls_cert" in top) != ("tls_key" in top):
+        errors.append(ConfigError("listen.tls_key" if "tls_cert" in top else "listen.tls_cert",
+                                  "tls_cert and tls_key go together (PEM certificate chain "
+                                  "and its private key)", source=source))
     workers = top.get("workers")
     if workers is not None and not 1 <= workers <= 64:
         errors.append(ConfigError("listen.workers", f"must be 1..64, got {workers}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -72,14 +73,15 @@ def _serve(cfg: Path) -> subprocess.Popen[str]:
                             text=True)
 
 
-def _wait_up(proc: subprocess.Popen[str], url: str) -> None:
+def _wait_up(proc: subprocess.Popen[str], url: str,
+             verify: bool | ssl.SSLContext = True) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             out = proc.stdout.read() if proc.stdout else ""
             raise AssertionError(f"replica exited with {proc.returncode}: {out}")
         try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/v1/health", timeout=1, verify=verify).status_code == 200:
                 return
         except httpx.TransportError:
             time.sleep(0.1)
@@ -123,6 +125,31 @@ def test_serve_process_restart_keeps_chain(storage_factory: StorageFactory,
         assert r.json()["head"] == {"height": 4, "hash": chain[4].hash.hex()}
     finally:
         _stop(proc)
+
+
+@pytest.mark.slow
+def test_serve_https_with_the_configured_certificate(tmp_path: Path) -> None:
+    """[listen] tls_cert/tls_key: the replica itself serves HTTPS that gateways can pin."""
+    cert, keyf = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(keyf), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=127.0.0.1", "-addext",
+                    "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    port = free_port()
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 'r.db'}", port)
+    cfg.write_text(cfg.read_text().replace(
+        "[storage]", 'tls_cert = "cert.pem"\ntls_key = "key.pem"\n\n[storage]'))
+    proc = _serve(cfg)
+    try:
+        _wait_up(proc, f"https://127.0.0.1:{port}",
+                 verify=ssl.create_default_context(cafile=str(cert)))
+        with pytest.raises(httpx.TransportError):  # plain HTTP is not served
+            httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=2)
+    finally:
+        _stop(proc)
+    cfg.write_text(cfg.read_text().replace('tls_key = "key.pem"\n', ""))
+    r = mc("replica", "serve", "--config", str(cfg))
+    assert r.returncode == 2 and "listen.tls_key" in r.stderr
 
 
 def test_config_errors_name_the_key(tmp_path: Path) -> None:
