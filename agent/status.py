@@ -55,7 +55,7 @@ def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
             snap = json.load(fh)
     except FileNotFoundError:
         raise StoreError(f"{path}: no status file -- has `meterchain run` started with this "
-                         "config? (systemctl status meterchain)") from None
+                         "config? (systemctl status meterchain-agent)") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise StoreError(f"{path}: unreadable status file: {exc}") from None
     if not isinstance(snap, dict) or snap.get("version") != STATUS_VERSION:

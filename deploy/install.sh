@@ -62,9 +62,13 @@ if [ -n "$ROOT" ]; then
 fi
 
 USER_NAME=meterchain
+REPLICA_USER=meterchain-replica
 OPT="$ROOT/opt/meterchain"
+BIN="$ROOT/usr/local/bin"
 ETC="$ROOT/etc/meterchain"
 STATE="$ROOT/var/lib/meterchain"
+REPLICA_ETC="$ROOT/etc/meterchain-replica"
+REPLICA_STATE="$ROOT/var/lib/meterchain-replica"
 KEYS="$STATE"  # gateway.key / gateway.pub, as key_path in agent.example.toml
 UNITDIR="$ROOT/etc/systemd/system"
 UNITS=(meterchain-agent.service)
@@ -118,8 +122,10 @@ install_program() {
     "$OPT/bin/python" -m pip install --quiet --upgrade "${SOURCE}${target#meterchain}" \
       || die "install from $SOURCE failed"
   fi
-  install -d -m 0755 "$OPT/share/doc" "$OPT/share/examples"
-  install -m 0644 "$here/agent.example.toml" "$OPT/share/examples/agent.example.toml"
+  install -d -m 0755 "$OPT/share/doc" "$OPT/share/examples" "$BIN"
+  install -m 0644 "$here/agent.example.toml" "$here/replica.example.toml" "$OPT/share/examples/"
+  # On PATH for technicians: `meterchain status`, `meterchain scan`, ...
+  ln -sfn /opt/meterchain/bin/meterchain "$BIN/meterchain"
   [ ! -f "$SOURCE/docs/install.md" ] || install -m 0644 "$SOURCE/docs/install.md" "$OPT/share/doc/install.md"
   say "program installed in /opt/meterchain ($("$OPT/bin/meterchain" --version 2>/dev/null || echo meterchain))"
 }
@@ -149,6 +155,20 @@ install_config_and_state() {
   echo "  $(cat "$KEYS/gateway.pub")"
 }
 
+install_replica_config_and_state() {
+  install -d -m 0750 "$REPLICA_ETC"
+  own root "$REPLICA_USER" "$REPLICA_ETC"
+  if [ ! -e "$REPLICA_ETC/replica.toml" ]; then
+    install -m 0640 "$here/replica.example.toml" "$REPLICA_ETC/replica.toml"
+    own root "$REPLICA_USER" "$REPLICA_ETC/replica.toml"
+    say "wrote example config /etc/meterchain-replica/replica.toml (listen, storage, TLS)"
+  else
+    say "kept existing /etc/meterchain-replica/replica.toml"
+  fi
+  install -d -m 0700 "$REPLICA_STATE"
+  own "$REPLICA_USER" "$REPLICA_USER" "$REPLICA_STATE"
+}
+
 install_units() {
   install -d -m 0755 "$UNITDIR"
   local unit
@@ -156,13 +176,15 @@ install_units() {
     install -m 0644 "$SOURCE/systemd/$unit" "$UNITDIR/$unit"
   done
   if systemd_running; then systemctl daemon-reload; fi
-  systemctl_root enable "${UNITS[0]}" >/dev/null 2>&1 || die "systemctl enable ${UNITS[0]} failed"
-  if systemd_running && [ "$START" -eq 1 ]; then
-    systemctl restart "${UNITS[0]}"
-    say "started ${UNITS[0]}: journalctl -u ${UNITS[0]} -f; meterchain status"
-  else
-    say "enabled ${UNITS[0]} (not started${ROOT:+: staging root})"
-  fi
+  for unit in "${UNITS[@]}"; do
+    systemctl_root enable "$unit" >/dev/null 2>&1 || die "systemctl enable $unit failed"
+    if systemd_running && [ "$START" -eq 1 ]; then
+      systemctl restart "$unit"
+      say "started $unit: journalctl -u $unit -f"
+    else
+      say "enabled $unit (not started${ROOT:+: staging root})"
+    fi
+  done
 }
 
 uninstall() {
@@ -175,9 +197,12 @@ uninstall() {
   done
   if systemd_running; then systemctl daemon-reload; fi
   rm -rf "$OPT"
+  if [ "$(readlink "$BIN/meterchain" 2>/dev/null)" = /opt/meterchain/bin/meterchain ]; then
+    rm -f "$BIN/meterchain"
+  fi
   if [ "$PURGE" -eq 1 ]; then
-    rm -rf "$ETC" "$STATE" "$ROOT/var/lib/meterchain-replica"
-    for u in meterchain meterchain-replica; do
+    rm -rf "$ETC" "$STATE" "$REPLICA_ETC" "$REPLICA_STATE"
+    for u in "$USER_NAME" "$REPLICA_USER"; do
       if user_exists "$u"; then userdel "${prefix_args[@]}" "$u"; fi
     done
     say "purged: program, units, config, ledger, keys and users removed"
@@ -193,7 +218,8 @@ fi
 
 group_exists dialout || groupadd "${prefix_args[@]}" --system dialout
 ensure_user "$USER_NAME" dialout
-[ "$REPLICA" -eq 0 ] || ensure_user meterchain-replica ""
+[ "$REPLICA" -eq 0 ] || ensure_user "$REPLICA_USER" ""
 install_program
 install_config_and_state
+[ "$REPLICA" -eq 0 ] || install_replica_config_and_state
 install_units

@@ -94,7 +94,9 @@ def test_install_upgrade_uninstall_purge(tmp_path: Path, wheelhouse: Path) -> No
     dialout = _entry(root, "group", "dialout")
     assert dialout is not None and "meterchain" in dialout[3].split(",")
 
-    # the program
+    # the program, on PATH for technicians
+    link = root / "usr/local/bin/meterchain"
+    assert link.is_symlink() and str(link.readlink()) == "/opt/meterchain/bin/meterchain"
     mc = root / "opt/meterchain/bin/meterchain"
     version = subprocess.run([str(mc), "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("meterchain ")
@@ -136,7 +138,7 @@ def test_install_upgrade_uninstall_purge(tmp_path: Path, wheelhouse: Path) -> No
     # uninstall keeps data, keys and the user
     gone = _run("--root", str(root), "--uninstall")
     assert gone.returncode == 0, gone.stderr
-    assert not (root / "opt/meterchain").exists()
+    assert not (root / "opt/meterchain").exists() and not link.is_symlink()
     assert not unit.exists() and not wants.exists()
     assert cfg.read_text() == edited and key.read_bytes() == key_before
     assert _entry(root, "passwd", "meterchain") is not None
@@ -155,6 +157,48 @@ def test_install_upgrade_uninstall_purge(tmp_path: Path, wheelhouse: Path) -> No
     assert _entry(root, "passwd", "meterchain") is None
     dialout = _entry(root, "group", "dialout")
     assert dialout is not None and "meterchain" not in dialout[3].split(",")
+
+
+@pytest.fixture(scope="module")
+def replica_wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheelhouse-replica")
+    subprocess.run(
+        ["bash", str(REPO / "deploy" / "build-wheelhouse.sh"), "-o", str(out), "--replica"],
+        check=True, capture_output=True, text=True,
+    )
+    return out
+
+
+def test_install_with_the_replica(tmp_path: Path, replica_wheelhouse: Path) -> None:
+    """--replica: its own user, config readable by that user only, state, both units."""
+    root = tmp_path / "root"
+    _seed_root(root)
+    proc = _run("--root", str(root), "--wheelhouse", str(replica_wheelhouse), "--replica")
+    assert proc.returncode == 0, proc.stderr
+    assert _entry(root, "passwd", "meterchain-replica") is not None
+    etc = root / "etc/meterchain-replica"
+    cfg = etc / "replica.toml"
+    assert _owner(root, etc) == ("root", "meterchain-replica") and _mode(etc) == 0o750
+    assert _owner(root, cfg) == ("root", "meterchain-replica") and _mode(cfg) == 0o640
+    state = root / "var/lib/meterchain-replica"
+    assert _owner(root, state) == ("meterchain-replica", "meterchain-replica")
+    assert _mode(state) == 0o700
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    assert (wants / "meterchain-agent.service").is_symlink()
+    assert (wants / "meterchain-replica.service").is_symlink()
+    unit = (root / "etc/systemd/system/meterchain-replica.service").read_text()
+    assert "--config /etc/meterchain-replica/replica.toml" in unit
+    # the installed program has the replica extra and reads the shipped example config
+    check = subprocess.run(
+        [str(root / "opt/meterchain/bin/python"), "-c",
+         "import sys, fastapi, uvicorn; from replica.config import load_config; "
+         "print(load_config(sys.argv[1]).port)", str(cfg)],
+        capture_output=True, text=True)
+    assert check.returncode == 0 and check.stdout.strip() == "8470", check.stderr
+    purge = _run("--root", str(root), "--uninstall", "--purge")
+    assert purge.returncode == 0, purge.stderr
+    assert not etc.exists() and not state.exists()
+    assert _entry(root, "passwd", "meterchain-replica") is None
 
 
 @pytest.mark.parametrize(
