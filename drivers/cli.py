@@ -18,6 +18,7 @@ from agent.errors import ConfigError, DeviceExceptionResponse, DeviceTimeout, Fr
 from agent.ledger import Quality, Reading
 from drivers import base, decode, profile, quantities
 from drivers.modbus_bus import BusKey, SerialSettings, acquire, check_serial_port
+from drivers.serialport import check_line
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baud", default="9600", help="comma list of baud rates (serial)")
     p.add_argument("--parity", default="N", help="comma list of parities N,E,O (serial)")
     p.add_argument("--ids", default="1-247", help="unit ids, e.g. 1-247 or 1,2,10-20")
-    p.add_argument("--timeout", type=float, default=0.2, help="seconds per probe")
+    p.add_argument("--timeout", type=float, default=0.2, help="seconds per probe (default 0.2)")
     p.set_defaults(func=cmd_scan)
 
     p = sub.add_parser("read", help="read one meter once and print its values")
@@ -54,15 +55,44 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 NO_DEVICE_CODES = frozenset({4, 10, 11})
-"""Exception codes a TCP gateway (or a pymodbus server) sends for an absent unit id."""
+"""Exception codes a TCP gateway (or a pymodbus server) sends for an absent unit id
+(see the hint for code 4 in :data:`drivers.modbus_bus.MODBUS_EXCEPTIONS`)."""
+
+FLAGS = {"baudrate": "--baud", "parity": "--parity", "unit": "--unit",
+         "tcp_port": "--tcp-port", "timeout_s": "--timeout"}
+"""MeterSpec field -> the ``read`` flag that sets it (for error messages)."""
 
 
 def _where(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--port", metavar="DEV", help="serial port (RS-485 adapter)")
-    p.add_argument("--host", help="Modbus TCP device or serial gateway")
-    p.add_argument("--tcp-port", type=int, default=502)
+    p.add_argument("--port", metavar="DEV", help="serial device of the RS-485 adapter "
+                   "(/dev/ttyUSB0); not with --host: a TCP port is --tcp-port")
+    p.add_argument("--host", help="Modbus TCP device or serial gateway (IP or name)")
+    p.add_argument("--tcp-port", type=int, default=502, metavar="N",
+                   help="TCP port with --host (default 502)")
     p.add_argument("--rtu-over-tcp", action="store_true",
                    help="the host is a transparent serial gateway (RTU frames over TCP)")
+
+
+def _check_where(args: argparse.Namespace) -> None:
+    """Refuse --port with --host (a TCP port given as --port would be read as a device).
+
+    Raises:
+        ConfigError: both given, or --tcp-port out of range.
+    """
+    if args.host and args.port:
+        hint = (f"for TCP port {args.port} use --tcp-port {args.port}"
+                if args.port.isdigit() else "give one of them")
+        raise ConfigError("--port", f"--port names a serial device and cannot be combined "
+                          f"with --host; {hint}")
+    if not 1 <= args.tcp_port <= 65535:
+        raise ConfigError("--tcp-port", f"{args.tcp_port} is not a TCP port (1..65535)")
+
+
+def _check_timeout(value: float) -> float:
+    """Raises ConfigError unless 0 < value <= 60 seconds."""
+    if not 0 < value <= 60:
+        raise ConfigError("--timeout", f"{value:g} is not in (0, 60] seconds")
+    return value
 
 
 def table(rows: list[list[str]], header: list[str], out: TextIO | None = None) -> None:
@@ -120,8 +150,9 @@ def parse_ids(text: str) -> list[int]:
             ids += range(int(lo), int(hi or lo) + 1)
     except ValueError:
         raise ConfigError("--ids", f"{text!r} is not like 1-247 or 1,2,10-20") from None
-    if not ids or not all(0 <= i <= 247 for i in ids):
-        raise ConfigError("--ids", f"{text!r}: unit ids are 1..247")
+    if not ids or not all(1 <= i <= 247 for i in ids):
+        raise ConfigError("--ids", f"{text!r}: unit ids are 1..247 (0 is broadcast, "
+                          "which no device answers)")
     return ids
 
 
@@ -130,10 +161,15 @@ def _settings(args: argparse.Namespace) -> list[SerialSettings | None]:
         return [None]
     out: list[SerialSettings | None] = []
     for b in args.baud.split(","):
-        for par in args.parity.upper().split(","):
-            if par not in ("N", "E", "O") or not b.strip().isdigit():
-                raise ConfigError("--baud/--parity", f"bad setting {b}/{par}")
-            out.append(SerialSettings(int(b), par))
+        if not b.strip().isdigit():
+            raise ConfigError("--baud", f"{b!r} is not a baud rate (e.g. 9600,19200)")
+        for par in args.parity.split(","):
+            try:
+                baud, parity, _, _ = check_line(int(b), par.strip(), None, None)
+            except ConfigError as exc:
+                raise ConfigError(f"--{exc.path.replace('baudrate', 'baud')}",
+                                  exc.message) from None
+            out.append(SerialSettings(baud, parity))
     return out
 
 
@@ -162,8 +198,11 @@ async def scan(args: argparse.Namespace,
     Raises:
         ConfigError: bad arguments. DeviceError: the port cannot be opened.
     """
+    _check_where(args)
+    _check_timeout(args.timeout)
     ids = parse_ids(args.ids)
     key = _key(args)
+    settings = _settings(args)
     if key.kind == "serial":
         check_serial_port(key.where)
     probes: dict[tuple[int, int, str, str, str], list[profile.Profile]] = {}
@@ -173,7 +212,6 @@ async def scan(args: argparse.Namespace,
             k = (p.probe.function, p.probe.address, p.probe.type, p.probe.word_order,
                  p.probe.byte_order)
             probes.setdefault(k, []).append(p)
-    settings = _settings(args)
     total, done, t0 = len(settings) * len(ids), 0, time.monotonic()
     show = progress or _bar
     found: list[tuple[str, int, list[str]]] = []
@@ -228,6 +266,7 @@ def spec_from_args(args: argparse.Namespace) -> base.MeterSpec:
         return base.MeterSpec("cli", "dsmr-p1", port=args.p1, timeout_s=args.timeout)
     if args.d0:
         return base.MeterSpec("cli", "iec62056-21", port=args.d0, timeout_s=args.timeout)
+    _check_where(args)
     if not args.profile:
         raise ConfigError("--profile", "give --profile NAME (see `meterchain profile list`)")
     sunspec = profile.load(args.profile).protocol == "sunspec"
@@ -245,7 +284,15 @@ def spec_from_args(args: argparse.Namespace) -> base.MeterSpec:
 
 
 def cmd_read(args: argparse.Namespace) -> int:
-    readings = asyncio.run(read_once(spec_from_args(args), args.raw))
+    _check_timeout(args.timeout)
+    spec = spec_from_args(args)
+    try:
+        readings = asyncio.run(read_once(spec, args.raw))
+    except ConfigError as exc:  # a spec field is named after its flag on the command line
+        flag = FLAGS.get(exc.path)
+        if flag is None:
+            raise
+        raise ConfigError(flag, exc.message, source=exc.source) from None
     rows = []
     for r in readings:
         q = quantities.QUANTITIES.get(r.obis)

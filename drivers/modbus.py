@@ -25,6 +25,7 @@ from drivers.coalesce import Request, Span, plan
 from drivers.modbus_bus import Bus, BusKey, SerialSettings, acquire
 from drivers.profile import Profile, RegisterDef
 from drivers.profile import load as load_profile
+from drivers.serialport import check_line
 
 log = logging.getLogger(__name__)
 
@@ -58,24 +59,14 @@ def bus_for(spec: MeterSpec, transport: str) -> Bus:
     if transport == "serial":
         if not spec.port:
             raise ConfigError("port", "a serial Modbus meter needs port (e.g. /dev/ttyUSB0)")
-        parity = (spec.parity or "N").upper()
-        if parity not in ("N", "E", "O"):
-            raise ConfigError("parity", f"{spec.parity!r} is not N, E or O")
-        baud = spec.baudrate or 9600
-        if baud <= 0:
-            raise ConfigError("baudrate", f"{baud} is not a baud rate")
-        stop = spec.stopbits or 1
-        if stop not in (1, 2):
-            raise ConfigError("stopbits", f"{stop} is not 1 or 2")
-        size = spec.bytesize or 8
-        if size not in (7, 8):
-            raise ConfigError("bytesize", f"{size} is not 7 or 8")
+        baud, parity, stop, size = check_line(spec.baudrate, spec.parity, spec.stopbits,
+                                              spec.bytesize)
         return acquire(BusKey("serial", spec.port), SerialSettings(baud, parity, stop, size),
                        gap)
     if not spec.host:
         raise ConfigError("host", "a Modbus TCP meter needs host")
-    port = spec.tcp_port or 502
-    if not 1 <= port <= 65535:
+    port = 502 if spec.tcp_port is None else spec.tcp_port
+    if type(port) is not int or not 1 <= port <= 65535:
         raise ConfigError("tcp_port", f"{port} is not a TCP port")
     return acquire(BusKey(transport, f"{spec.host}:{port}"), None, gap or 0.0)
 

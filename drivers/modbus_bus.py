@@ -60,7 +60,12 @@ MODBUS_EXCEPTIONS: dict[int, tuple[str, str]] = {
         "does not match the device (wrong model or firmware)"),
     3: ("illegal data value", "the request length is refused: lower the profile's "
         "max_registers or max_gap"),
-    4: ("device failure", "the meter reports an internal failure: power-cycle it"),
+    # A real meter answers 4 for an internal failure, but gateways and some servers
+    # (pymodbus included) answer 4 for a unit id nobody has, which is why a scan reads
+    # 4 as "no device here": the hint names both causes, the likelier one first.
+    4: ("device failure", "no device answers at this unit id behind a gateway, or the "
+        "meter reports an internal failure: check the unit id (meterchain scan finds it); "
+        "if it is right, check the meter's display and power-cycle it"),
     5: ("acknowledge", "the device is busy with a long operation: retry later"),
     6: ("device busy", "the device is busy: retry later or poll less often"),
     10: ("gateway path unavailable", "the gateway has no route to this unit: check the "

@@ -46,7 +46,7 @@ from drivers.dsmr import (
     parse_telegram,
     telegram_readings,
 )
-from drivers.serialport import open_port, port_error
+from drivers.serialport import check_line, open_port, port_error
 
 OPTIONS = ("variant", "telegram_timeout_s", "max_telegram_bytes", "key")
 """Option keys a P1 meter accepts (anything else is refused as a likely typo)."""
@@ -92,9 +92,8 @@ class P1Config:
         if type(max_bytes) is not int or not 256 <= max_bytes <= 1_048_576:
             raise ConfigError("options.max_telegram_bytes",
                               f"must be an integer in 256..1048576, not {max_bytes!r}")
-        parity = (spec.parity or v.parity).upper()
-        if parity not in ("N", "E", "O"):
-            raise ConfigError("parity", f"must be N, E or O, not {spec.parity!r}")
+        baud, parity, stop, size = check_line(spec.baudrate, spec.parity, spec.stopbits,
+                                              spec.bytesize, v.baudrate, v.parity, v.bytesize)
         key = None
         if "key" in spec.options:
             if v.name != "lu":
@@ -111,8 +110,7 @@ class P1Config:
                 raise ConfigError("options.key", "decrypting Smarty telegrams needs the "
                                   "cryptography package: pip install 'meterchain[smarty]'"
                                   ) from None
-        return cls(spec.port, v, spec.baudrate or v.baudrate, spec.bytesize or v.bytesize,
-                   parity, spec.stopbits or 1, timeout, max_bytes, key=key)
+        return cls(spec.port, v, baud, size, parity, stop, timeout, max_bytes, key=key)
 
 
 def _number(options: dict[str, object], key: str, default: float) -> float:

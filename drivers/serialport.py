@@ -17,9 +17,38 @@ import termios
 
 import serial
 
-from agent.errors import DeviceError
+from agent.errors import ConfigError, DeviceError
 
 PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
+BAUDRATES: tuple[int, ...] = tuple(b for b in serial.Serial.BAUDRATES if b >= 300)
+"""Standard rates a serial adapter can be set to (meters use 300..115200)."""
+
+
+def check_line(baudrate: int | None, parity: str | None, stopbits: int | None,
+               bytesize: int | None, default_baud: int = 9600, default_parity: str = "N",
+               default_bytesize: int = 8) -> tuple[int, str, int, int]:
+    """Validated ``(baudrate, parity, stopbits, bytesize)``; None takes the default.
+
+    A value that is given but wrong (``0`` included) is refused, never replaced by a
+    default.
+
+    Raises:
+        ConfigError: naming ``baudrate``, ``parity``, ``stopbits`` or ``bytesize``.
+    """
+    baud = default_baud if baudrate is None else baudrate
+    if type(baud) is not int or baud not in BAUDRATES:
+        raise ConfigError("baudrate", f"{baud!r} is not a standard baud rate (common: 1200, "
+                          "2400, 4800, 9600, 19200, 38400, 57600, 115200)")
+    par = (default_parity if parity is None else str(parity)).upper()
+    if par not in PARITIES:
+        raise ConfigError("parity", f"{parity!r} is not N, E or O")
+    stop = 1 if stopbits is None else stopbits
+    if stop not in (1, 2) or type(stop) is not int:
+        raise ConfigError("stopbits", f"{stop!r} is not 1 or 2")
+    size = default_bytesize if bytesize is None else bytesize
+    if size not in (7, 8) or type(size) is not int:
+        raise ConfigError("bytesize", f"{size!r} is not 7 or 8")
+    return baud, par, stop, size
 
 
 def open_port(port: str, *, baudrate: int, bytesize: int, parity: str, stopbits: int,

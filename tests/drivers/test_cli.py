@@ -12,7 +12,9 @@ from decimal import Decimal
 import pytest
 
 from agent.cli import main
+from agent.errors import DeviceExceptionResponse
 from drivers import profile
+from drivers.base import MeterSpec, open_meter
 from drivers.sim.faults import FaultResponder
 from drivers.sim.meter import MeterServer, SimUnit, live_image
 from drivers.sim.model import MeterModel
@@ -122,3 +124,43 @@ def test_verbose_shows_pymodbus_and_raw_shows_frames() -> None:
     lines = err.splitlines()
     assert rc == 2 and "pymodbus" not in err
     assert lines[0] == "-> 05 04 00 00 00 50 f1 b2" and lines[-1].startswith("meterchain read:")
+
+
+@pytest.mark.parametrize("argv,flag,text", [
+    (["read", "--host", "127.0.0.1", "--port", "5020", "--profile", "eastron-sdm120"],
+     "--port", "use --tcp-port 5020"),
+    (["scan", "--host", "127.0.0.1", "--port", "5020"], "--port", "use --tcp-port 5020"),
+    (["read", "--port", "/dev/ttyNOPE3", "--baud", "0", "--profile", "eastron-sdm120"],
+     "--baud", "0 is not a standard baud rate"),
+    (["read", "--port", "/dev/ttyNOPE3", "--baud", "9601", "--profile", "eastron-sdm120"],
+     "--baud", "9601 is not a standard baud rate"),
+    (["scan", "--port", "/dev/ttyNOPE3", "--baud", "9600,0"], "--baud",
+     "0 is not a standard baud rate"),
+    (["scan", "--port", "/dev/ttyNOPE3", "--parity", "N,X"], "--parity", "not N, E or O"),
+    (["scan", "--host", "127.0.0.1", "--ids", "0-2"], "--ids", "unit ids are 1..247"),
+    (["scan", "--host", "127.0.0.1", "--timeout", "0"], "--timeout", "not in (0, 60]"),
+])
+def test_bad_flags_are_refused_naming_the_flag(argv: list[str], flag: str, text: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and f"error: {flag}: " in err and text in err, err
+    assert "does not exist" not in err
+
+
+def test_exception_4_hint_names_the_unit_id_first() -> None:
+    image = live_image(SimUnit(1, profile.load("eastron-sdm120"), MeterModel()))
+
+    async def go() -> DeviceExceptionResponse:
+        async with FaultResponder(image, unit=5, mode="exception", exception_code=4) as fr:
+            m = open_meter(MeterSpec("m", "modbus-rtu-over-tcp", host="127.0.0.1",
+                                     tcp_port=fr.port, unit=5, profile="eastron-sdm120"))
+            try:
+                with pytest.raises(DeviceExceptionResponse) as err:
+                    await m.read(1)
+            finally:
+                await m.close()
+        return err.value
+    err = asyncio.run(go())
+    assert err.code == 4 and err.hint is not None
+    assert err.hint.index("unit id") < err.hint.index("power-cycle")

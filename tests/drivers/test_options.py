@@ -62,3 +62,19 @@ def test_known_options_are_accepted() -> None:
                                       "max_telegram_bytes": 4096}))
     assert m.config.telegram_timeout_s == 3.0  # type: ignore[attr-defined]
     assert m.config.max_telegram_bytes == 4096  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("protocol,fields,key", [
+    ("modbus-rtu", {"port": "/dev/null", "profile": "eastron-sdm120", "baudrate": 0},
+     "baudrate"),
+    ("modbus-rtu", {"port": "/dev/null", "profile": "eastron-sdm120", "stopbits": 0},
+     "stopbits"),
+    ("modbus-tcp", {**MODBUS, "tcp_port": 0}, "tcp_port"),
+    ("dsmr-p1", {"port": "/dev/null", "baudrate": 0}, "baudrate"),
+    ("dsmr-p1", {"port": "/dev/null", "bytesize": 0}, "bytesize"),
+])
+def test_zero_line_settings_are_refused_not_replaced_by_defaults(protocol: str, fields: dict,
+                                                                  key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        open_meter(MeterSpec("m", protocol, **fields))
+    assert err.value.path == key
