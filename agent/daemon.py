@@ -132,7 +132,8 @@ class Agent:
                        m.timeout_s, m.backoff_max_s)
             for meter, m in zip(self.meters, cfg.meters, strict=True)
         ], self.sealer.add, self.clock)
-        self.retention = Retention(cfg.retention, self.store, self.state, required)
+        self.retention = Retention(cfg.retention, self.store, self.state, required,
+                                   optional=[r.name for r in cfg.replicas if not r.required])
         log.info("store open at height %d (%s); %d meter(s), %d replica(s)",
                  self.store.height, cfg.gateway.ledger_dir, len(self.meters),
                  len(self.forwarders))

@@ -60,11 +60,13 @@ class Retention:
     """Applies the retention policy to one store; see the module docstring."""
 
     def __init__(self, cfg: RetentionConfig, store: PrunableStore, cursors: CursorSource,
-                 required: Sequence[str], *, wall: Callable[[], float] = time.time) -> None:
+                 required: Sequence[str], *, optional: Sequence[str] = (),
+                 wall: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.store = store
         self.cursors = cursors
         self.required = list(required)
+        self.optional = list(optional)
         self._wall = wall
         self.state = RetentionState()
 
@@ -110,12 +112,16 @@ class Retention:
             bound = self._age_bound(acked) if acked >= self.store.first_height else (
                 self.store.first_height)
             if bound > self.store.first_height:
+                first_before = self.store.first_height
                 freed = self.store.prune_before(bound)
                 if freed:
                     st.pruned_bytes += freed
                     st.used_bytes = self.store.disk_usage()
-                    log.info("pruned %d bytes below height %d (acknowledged by every required "
-                             "replica and older than %.0f s)", freed, bound, self.cfg.min_age_s)
+                    why = ("acknowledged by every required replica" if self.required
+                           else "no replica is required")
+                    log.info("pruned %d bytes below height %d (%s, older than %.0f s)",
+                             freed, self.store.first_height, why, self.cfg.min_age_s)
+                    self._warn_unsent(first_before, self.store.first_height)
         was_over = st.over_budget
         st.over_budget = st.used_bytes > budget
         if st.over_budget:
@@ -128,6 +134,16 @@ class Retention:
                             st.used_bytes, budget)
             st.problem = None
         return st
+
+    def _warn_unsent(self, first_before: int, first_now: int) -> None:
+        """Say which optional replicas lost blocks they never acknowledged."""
+        for name in self.optional:
+            acked = self.cursors.cursor(name)
+            if acked < first_now - 1:
+                lost_from = max(acked + 1, first_before)
+                log.warning("pruned blocks %d..%d before optional replica %s acknowledged "
+                            "them (it acknowledged up to %d); it can no longer get them from "
+                            "this gateway", lost_from, first_now - 1, name, acked)
 
     def _explain(self, budget: int) -> str:
         behind = [f"{n} (acked {self.cursors.cursor(n)})" for n in self.required

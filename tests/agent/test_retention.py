@@ -112,3 +112,21 @@ def test_pruned_store_reopens_and_keeps_its_head(tmp_path: Path, store: BlockSto
     store.close()
     with BlockStore.open(tmp_path / "ledger") as again:
         assert again.first_height == first and again.head == head
+
+
+def test_pruning_past_an_optional_replica_is_said_loudly(
+        store: BlockStore, state: StateDB, caplog: pytest.LogCaptureFixture) -> None:
+    """With no required replica blocks go by age and budget; an optional replica that had
+    not acknowledged them is named in a warning, never dropped silently."""
+    state.set_cursor("hobby", 5)
+    cfg = RetentionConfig(disk_budget_bytes=1, min_age_s=0)
+    now_ms = _end_ms(store, BLOCKS - 1) + 10**9
+    r = Retention(cfg, store, state, [], optional=["hobby"], wall=lambda: now_ms / 1000)
+    with caplog.at_level("INFO", logger="meterchain.retention"):
+        r.check()
+    first = store.first_height
+    assert first > 6
+    warnings = [rec.getMessage() for rec in caplog.records if rec.levelname == "WARNING"]
+    assert any(f"pruned blocks 6..{first - 1} before optional replica hobby" in w
+               for w in warnings), warnings
+    assert any("no replica is required" in rec.getMessage() for rec in caplog.records)
