@@ -39,6 +39,7 @@ from typing import Any
 from agent import keys
 from agent.errors import ChainError, ForwardingError
 from agent.ledger import Block, ChainVerifier
+from agent.store import BlockStore
 
 DEFAULT_SECONDS = 12.0
 
@@ -63,14 +64,19 @@ def run_pipeline_demo(ledger_dir: str | os.PathLike[str] | None = None, *,
         ChainError: the replica's copy does not verify or differs (never expected).
         ForwardingError: the replica did not receive every block in time.
     """
+    # The ledger is DIR itself (so `meterchain verify DIR` works), its key in DIR/keys as
+    # for --ledger-only, and the demo's other files (state, replica, config) in DIR/demo.
     kept = ledger_dir is not None
-    d = Path(ledger_dir) if kept else Path(tempfile.mkdtemp(prefix="mc-demo-"))  # type: ignore[arg-type]
-    d.mkdir(parents=True, exist_ok=True)
+    top = Path(ledger_dir) if kept else Path(tempfile.mkdtemp(prefix="mc-demo-"))  # type: ignore[arg-type]
+    ledger = top if kept else top / "ledger"
+    work = top / "demo"
+    BlockStore.open(ledger).close()  # a ledger first: the store adopts no non-empty directory
+    work.mkdir(parents=True, exist_ok=True)
     try:
-        return asyncio.run(_pipeline(d, seconds, out))
+        return asyncio.run(_pipeline(work, ledger, top / "keys", seconds, out))
     finally:
         if not kept:
-            shutil.rmtree(d, ignore_errors=True)
+            shutil.rmtree(top, ignore_errors=True)
 
 
 def _free_port() -> int:
@@ -132,13 +138,13 @@ class _ReplicaThread:
             out.extend(base64.b64decode(b) for b in batch)
 
 
-def _config_text(d: Path, tcp_port: int, sunspec_port: int, rtu_port: str, p1_port: str,
-                 replica_url: str) -> str:
+def _config_text(d: Path, ledger: Path, keydir: Path, tcp_port: int, sunspec_port: int,
+                 rtu_port: str, p1_port: str, replica_url: str) -> str:
     return f"""
 [gateway]
 name = "demo gateway"
-key_path = "{d / 'keys' / keys.GATEWAY_KEY}"
-ledger_dir = "{d / 'ledger'}"
+key_path = "{keydir / keys.GATEWAY_KEY}"
+ledger_dir = "{ledger}"
 state_path = "{d / 'state.json'}"
 
 [[meters]]
@@ -192,7 +198,8 @@ level = "warning"
 """
 
 
-async def _pipeline(d: Path, seconds: float, out: Callable[[str], None]) -> PipelineResult:
+async def _pipeline(d: Path, ledger: Path, keydir: Path, seconds: float,
+                    out: Callable[[str], None]) -> PipelineResult:
     from agent.config import load_config
     from agent.daemon import Agent
     from drivers import profile
@@ -202,12 +209,11 @@ async def _pipeline(d: Path, seconds: float, out: Callable[[str], None]) -> Pipe
     from drivers.sim.pty import PtyPair
     from drivers.sim.sunspec import sunspec_unit
 
-    keydir = d / "keys"
     keydir.mkdir(exist_ok=True)
     if not (keydir / keys.GATEWAY_KEY).exists():
         keys.generate_gateway_key(keydir)
     public = keys.load_public_key(str(keydir / keys.GATEWAY_PUB))
-    out(f"gateway key {public.hex()[:16]}...  work directory {d}")
+    out(f"gateway key {public.hex()[:16]}...  ledger {ledger}")
 
     replica = _ReplicaThread(d, public)
     tcp = MeterServer([SimUnit(1, profile.load("eastron-sdm630"), MeterModel(speed=60.0))])
@@ -232,8 +238,8 @@ async def _pipeline(d: Path, seconds: float, out: Callable[[str], None]) -> Pipe
         out(f"meters: SDM630 on Modbus TCP :{tcp.tcp_port}, SDM120 on Modbus RTU {agent_end}, "
             f"SunSpec inverter on :{pv.tcp_port}, DSMR P1 on {p1.port}")
         cfg_path = d / "agent.toml"
-        cfg_path.write_text(_config_text(d, tcp.tcp_port, pv.tcp_port, agent_end, p1.port,
-                                         replica.url))
+        cfg_path.write_text(_config_text(d, ledger, keydir, tcp.tcp_port, pv.tcp_port,
+                                         agent_end, p1.port, replica.url))
         agent = Agent(load_config(cfg_path))
         agent.open()
         assert agent.store is not None
@@ -259,7 +265,7 @@ async def _pipeline(d: Path, seconds: float, out: Callable[[str], None]) -> Pipe
         out(f"done: {height - start_height} block(s) with {readings} reading(s) sealed this run; "
             f"replica holds {len(replica_records)} block(s), verified and identical to the "
             "agent's chain")
-        return PipelineResult(d, height, readings, len(replica_records) - 1, identical)
+        return PipelineResult(ledger, height, readings, len(replica_records) - 1, identical)
     finally:
         if agent is not None:
             agent.close()
