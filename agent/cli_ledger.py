@@ -221,6 +221,8 @@ def cmd_prove(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return EXIT_OK
     out = Path(args.output)
+    if out.exists():
+        raise StoreError(f"{out}: already exists; refusing to overwrite")
     out.write_text(text, encoding="ascii")
     reading, _ = ledger.decode_reading(proof.encoded_reading)
     print(f"wrote {out}: reading {args.index} of block {args.height}: {_reading_text(reading)}")

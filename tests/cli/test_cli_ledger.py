@@ -170,6 +170,10 @@ def test_bad_input_is_one_clear_line(ledger_dir: Path, tmp_path: Path) -> None:
     one_line_error(mc("verify", ledger_dir, "--gateway-key", "zz"), "zz")
     one_line_error(mc("prove", ledger_dir, "--height", 1, "--index", 0, "--utility-key",
                       tmp_path / "none.key"), "not found")
+    (tmp_path / "taken.json").write_text("keep me")
+    one_line_error(mc("prove", ledger_dir, "--height", 1, "--index", 0, "-o",
+                      tmp_path / "taken.json"), "refusing to overwrite")
+    assert (tmp_path / "taken.json").read_text() == "keep me"
     (tmp_path / "f.bin").write_bytes(b"junk")
     p = mc("verify", tmp_path / "f.bin")
     assert p.returncode == 1 and "not a meterchain export" in p.stdout
