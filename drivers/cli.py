@@ -17,7 +17,7 @@ from typing import TextIO
 from agent.errors import ConfigError, DeviceExceptionResponse, DeviceTimeout, FrameError
 from agent.ledger import Quality, Reading
 from drivers import base, decode, profile, quantities
-from drivers.modbus_bus import BusKey, SerialSettings, acquire, check_serial_port
+from drivers.modbus_bus import Bus, BusKey, SerialSettings, acquire, check_serial_port
 from drivers.serialport import check_line
 
 
@@ -128,6 +128,10 @@ def cmd_profile_show(args: argparse.Namespace) -> int:
           f"\n  file: {p.source}")
     if p.probe:
         print(f"  probe: function {p.probe.function} register {p.probe.address} {p.probe.type}")
+    if p.identify:
+        d = p.identify
+        codes = ", ".join(map(str, d.equals)) or f"{d.minimum}..{d.maximum}"
+        print(f"  model code: function {d.function} register {d.address} {d.type} = {codes}")
     rows = []
     for r in p.registers:
         q = quantities.lookup(r.quantity)
@@ -182,18 +186,69 @@ def _key(args: argparse.Namespace) -> BusKey:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    found = asyncio.run(scan(args))
+    try:
+        found = asyncio.run(scan(args))
+    finally:
+        _bar.end()
     if not found:
         print("no devices answered; check wiring, termination, baud rate and parity")
         return 1
-    table([[s, str(u), ", ".join(names) or "(none match; device answers)"]
-           for s, u, names in found], ["settings", "unit", "suggested profiles"])
+    table([[s, str(u), suggestion(names, exact)] for s, u, names, exact in found],
+          ["settings", "unit", "suggested profiles"])
     return 0
 
 
-async def scan(args: argparse.Namespace,
-               progress: Callable[[str], None] | None = None) -> list[tuple[str, int, list[str]]]:
-    """Walk settings x ids; for each answering unit, the profiles whose probe matches.
+def suggestion(names: list[str], exact: bool) -> str:
+    """How a scan reports the profiles that fit a device: one (or several confirmed by a
+    model code) plainly, candidates it cannot tell apart as "one of: ..."."""
+    if not names:
+        return "(none match; device answers)"
+    if exact or len(names) == 1:
+        return ", ".join(names)
+    return "one of: " + ", ".join(names) + " (same probe register; no model code to tell)"
+
+
+async def identify(bus: Bus, unit: int, timeout: float,
+                   candidates: list[profile.Profile]) -> tuple[list[str], bool]:
+    """Narrow the profiles whose probe matched with their ``[identify]`` model-code registers.
+
+    Returns the names to suggest and whether they are confirmed by a model code. A
+    candidate whose code register holds another value, or does not exist (exception
+    response), is dropped; one that cannot be checked (timeout, bad frame) is kept.
+    """
+    values: dict[tuple[int, int, str, str, str], int | float | None | Exception] = {}
+    confirmed: list[str] = []
+    dropped: set[str] = set()
+    for p in candidates:
+        d = p.identify
+        if d is None:
+            continue
+        key = (d.function, d.address, d.type, d.word_order, d.byte_order)
+        if key not in values:
+            try:
+                words = await bus.read_registers(d.function, d.address,
+                                                 decode.TYPES[d.type].registers, unit, timeout)
+                values[key] = decode.decode_raw(d.type, words, d.word_order, d.byte_order)
+            except DeviceExceptionResponse as exc:
+                values[key] = exc  # the device has no such register
+            except (DeviceTimeout, FrameError):
+                values[key] = None  # unknown: neither confirms nor drops
+        value = values[key]
+        if value is None:
+            continue
+        if isinstance(value, Exception) or not d.matches(value):
+            dropped.add(p.name)
+        else:
+            confirmed.append(p.name)
+    if confirmed:
+        return confirmed, True
+    return [p.name for p in candidates if p.name not in dropped], False
+
+
+async def scan(args: argparse.Namespace, progress: Callable[[str], None] | None = None
+               ) -> list[tuple[str, int, list[str], bool]]:
+    """Walk settings x ids; for each answering unit, the profiles whose probe matches,
+    narrowed by model codes (:func:`identify`), and whether a model code confirmed them.
 
     Raises:
         ConfigError: bad arguments. DeviceError: the port cannot be opened.
@@ -214,7 +269,7 @@ async def scan(args: argparse.Namespace,
             probes.setdefault(k, []).append(p)
     total, done, t0 = len(settings) * len(ids), 0, time.monotonic()
     show = progress or _bar
-    found: list[tuple[str, int, list[str]]] = []
+    found: list[tuple[str, int, list[str], bool]] = []
     for s in settings:
         bus = acquire(key, s)
         try:
@@ -222,7 +277,7 @@ async def scan(args: argparse.Namespace,
                 done += 1
                 show(f"{done}/{total} {s.describe() if s else key.where} unit {unit} "
                      f"({time.monotonic() - t0:.0f} s)|{done / total}")
-                names: list[str] = []
+                matched: list[profile.Profile] = []
                 alive = False
                 for (fn, addr, typ, wo, bo), profs in probes.items():
                     try:
@@ -242,22 +297,40 @@ async def scan(args: argparse.Namespace,
                         continue
                     alive = True
                     raw = decode.decode_raw(typ, words, wo, bo)  # type: ignore[arg-type]
-                    names += [p.name for p in profs if p.probe and p.probe.matches(raw)]
+                    matched += [p for p in profs if p.probe and p.probe.matches(raw)]
                 if alive:
-                    found.append((s.describe() if s else key.where, unit, names))
+                    names, exact = await identify(bus, unit, args.timeout,
+                                                  sorted(matched, key=lambda p: p.name))
+                    found.append((s.describe() if s else key.where, unit, names, exact))
         finally:
             await bus.release()
     show("done|1")
     return found
 
 
-def _bar(text: str) -> None:
-    label, _, frac = text.rpartition("|")
-    n = int(float(frac) * 30)
-    sys.stderr.write(f"\r[{'#' * n}{'.' * (30 - n)}] {label:<50}")
-    if float(frac) >= 1:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
+class _ProgressBar:
+    """A one-line progress bar on stderr; :meth:`end` finishes the line (also on error)."""
+
+    def __init__(self) -> None:
+        self.open = False
+
+    def __call__(self, text: str) -> None:
+        label, _, frac = text.rpartition("|")
+        n = int(float(frac) * 30)
+        sys.stderr.write(f"\r[{'#' * n}{'.' * (30 - n)}] {label:<50}")
+        self.open = True
+        if float(frac) >= 1:
+            self.end()
+        sys.stderr.flush()
+
+    def end(self) -> None:
+        if self.open:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self.open = False
+
+
+_bar = _ProgressBar()
 
 
 def spec_from_args(args: argparse.Namespace) -> base.MeterSpec:

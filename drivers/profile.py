@@ -23,6 +23,12 @@ the file. Format (see ``drivers/profiles/eastron-sdm630.toml`` for a full exampl
     max = "500"
     equals = [1648, 1649]            # optional: raw value must be one of these
 
+    [identify]                       # optional: a model-code register that tells models
+    function = "holding"             # sharing a probe apart (same keys as [probe]; needs
+    address = 0xFC02                 # equals or min/max). A scan suggests only the models
+    type = "u16"                     # whose code matches; a model whose code register
+    equals = [112, 121]              # holds another value or does not exist is dropped.
+
     [[register]]
     quantity = "1-0:32.7.0"          # OBIS code from drivers.quantities
     address = 0
@@ -65,7 +71,7 @@ MAX_REQUEST_REGISTERS = 125
 
 # Every key a profile may hold, per table. A key not listed is refused: a typo such as
 # `scael` must not silently fall back to a default and put wrong values into the ledger.
-TOP_KEYS = ("profile", "probe", "register", "point")
+TOP_KEYS = ("profile", "probe", "identify", "register", "point")
 PROFILE_KEYS = ("name", "manufacturer", "model", "datasheet", "description", "protocol",
                 "function", "word_order", "byte_order", "max_gap", "max_registers")
 PROBE_KEYS = ("function", "address", "type", "word_order", "byte_order", "scale", "min",
@@ -144,6 +150,8 @@ class Profile:
     max_gap: int
     max_registers: int
     probe: ProbeDef | None
+    identify: ProbeDef | None
+    """Model-code register that separates models sharing a probe (scan only)."""
     registers: tuple[RegisterDef, ...]
     points: tuple[PointDef, ...]
     source: str
@@ -230,11 +238,17 @@ def parse(data: dict[str, Any], source: str, expect_name: str | None = None) -> 
     registers: list[RegisterDef] = []
     points: list[PointDef] = []
     probe: ProbeDef | None = None
+    identify: ProbeDef | None = None
     if protocol == "modbus":
         if "point" in data:
             raise ConfigError("point", "[[point]] is for sunspec profiles; a modbus profile "
                               "uses [[register]]", source=source)
         probe = _probe(r, r.table(data, "probe"), defaults)
+        if "identify" in data:
+            identify = _probe(r, r.table(data, "identify"), defaults, "identify")
+            if not identify.equals and identify.minimum is None and identify.maximum is None:
+                raise ConfigError("identify", "needs equals or min/max: the values this "
+                                  "model's code register holds", source=source)
         items = r.array(data, "register")
         if not items:
             raise ConfigError("register", "a modbus profile needs at least one [[register]]",
@@ -248,7 +262,7 @@ def parse(data: dict[str, Any], source: str, expect_name: str | None = None) -> 
                                   f"by register[{seen[reg.quantity]}]", source=source)
             seen[reg.quantity] = i
     else:
-        for other in ("register", "probe"):
+        for other in ("register", "probe", "identify"):
             if other in data:
                 raise ConfigError(other, f"a sunspec profile has no [{other}] (the device's "
                                   "model chain is read instead); use [[point]]", source=source)
@@ -264,26 +278,27 @@ def parse(data: dict[str, Any], source: str, expect_name: str | None = None) -> 
         datasheet=r.string(head, "profile.datasheet"),
         description=str(head.get("description", "")),
         protocol=protocol, max_gap=max_gap, max_registers=max_regs, probe=probe,
-        registers=tuple(registers), points=tuple(points), source=source,
+        identify=identify, registers=tuple(registers), points=tuple(points), source=source,
     )
 
 
-def _probe(r: _Reader, t: dict[str, Any], defaults: tuple[str, str, str]) -> ProbeDef:
+def _probe(r: _Reader, t: dict[str, Any], defaults: tuple[str, str, str],
+           where: str = "probe") -> ProbeDef:
     func, word, byte = defaults
-    r.known(t, "probe", PROBE_KEYS)
-    type_name = r.choice(t, "probe.type", tuple(TYPES), None)
+    r.known(t, where, PROBE_KEYS)
+    type_name = r.choice(t, f"{where}.type", tuple(TYPES), None)
     equals = t.get("equals", [])
     if not isinstance(equals, list) or not all(type(v) is int for v in equals):
-        raise ConfigError("probe.equals", "must be a list of integers", source=r.source)
+        raise ConfigError(f"{where}.equals", "must be a list of integers", source=r.source)
     return ProbeDef(
-        function=FUNCTIONS[r.choice(t, "probe.function", tuple(FUNCTIONS), func)],
-        address=r.integer(t, "probe.address", 0, 65535),
+        function=FUNCTIONS[r.choice(t, f"{where}.function", tuple(FUNCTIONS), func)],
+        address=r.integer(t, f"{where}.address", 0, 65535),
         type=type_name,
-        word_order=r.choice(t, "probe.word_order", ORDERS, word),  # type: ignore[arg-type]
-        byte_order=r.choice(t, "probe.byte_order", ORDERS, byte),  # type: ignore[arg-type]
-        scale=r.decimal(t, "probe.scale", "1"),
-        minimum=r.decimal(t, "probe.min", None) if "min" in t else None,
-        maximum=r.decimal(t, "probe.max", None) if "max" in t else None,
+        word_order=r.choice(t, f"{where}.word_order", ORDERS, word),  # type: ignore[arg-type]
+        byte_order=r.choice(t, f"{where}.byte_order", ORDERS, byte),  # type: ignore[arg-type]
+        scale=r.decimal(t, f"{where}.scale", "1"),
+        minimum=r.decimal(t, f"{where}.min", None) if "min" in t else None,
+        maximum=r.decimal(t, f"{where}.max", None) if "max" in t else None,
         equals=tuple(equals),
     )
 

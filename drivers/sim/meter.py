@@ -68,11 +68,11 @@ def live_image(unit: SimUnit) -> RegisterImage:
             words = encode_value(r, unit.model.value(r.quantity))
             for i, w in enumerate(words):
                 image[(r.function, r.address + i)] = w
-        p = unit.profile.probe
-        if p is not None and p.equals:
-            words = decode.encode_raw(p.type, p.equals[0], p.word_order, p.byte_order)
-            for i, w in enumerate(words):
-                image[(p.function, p.address + i)] = w
+        for p in (unit.profile.probe, unit.profile.identify):
+            if p is not None and p.equals:
+                words = decode.encode_raw(p.type, p.equals[0], p.word_order, p.byte_order)
+                for i, w in enumerate(words):
+                    image[(p.function, p.address + i)] = w
     if unit.image_fn is not None:
         image.update(unit.image_fn())
     if unit.image:
@@ -84,9 +84,9 @@ def _ranges(unit: SimUnit, function: int) -> list[tuple[int, int]]:
     """Defined register ranges ``[start, end)`` of one function for a unit."""
     spans = [(r.address, r.address + r.count) for r in unit.profile.registers
              if r.function == function]
-    p = unit.profile.probe
-    if p is not None and p.function == function:
-        spans.append((p.address, p.address + decode.TYPES[p.type].registers))
+    for p in (unit.profile.probe, unit.profile.identify):
+        if p is not None and p.function == function:
+            spans.append((p.address, p.address + decode.TYPES[p.type].registers))
     if unit.image or unit.image_fn:
         spans += [(a, a + 1) for (f, a) in live_image(unit) if f == function]
     if not spans:

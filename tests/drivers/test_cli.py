@@ -22,12 +22,15 @@ from drivers.sim.model import MeterModel
 
 @pytest.fixture
 def sim_port() -> Iterator[int]:
-    """A Modbus TCP server with an SDM630 at unit 3 and an EM24 at unit 9, in its own thread."""
+    """A Modbus TCP server in its own thread: SDM630 at unit 3, SDM120 at 5, SDM72D at 6 and
+    EM24 at 9."""
     ready = threading.Event()
     box: dict[str, object] = {}
 
     async def serve() -> None:
         units = [SimUnit(3, profile.load("eastron-sdm630"), MeterModel(export_w=Decimal(100))),
+                 SimUnit(5, profile.load("eastron-sdm120"), MeterModel()),
+                 SimUnit(6, profile.load("eastron-sdm72d"), MeterModel()),
                  SimUnit(9, profile.load("carlo-gavazzi-em24"), MeterModel())]
         async with MeterServer(units) as srv:
             box["port"] = srv.tcp_port
@@ -62,10 +65,13 @@ def test_scan_finds_devices_and_suggests_profiles(sim_port: int,
                "--timeout", "0.2"])
     out, err = capsys.readouterr()
     assert rc == 0
-    lines = {line.split()[1]: line for line in out.splitlines()[2:]}
-    assert set(lines) == {"3", "9"}
-    assert "eastron-sdm630" in lines["3"] and "carlo-gavazzi-em24" in lines["9"]
-    assert "carlo-gavazzi-em340" not in lines["9"]
+    lines = {line.split()[1]: line.split(None, 2)[2] for line in out.splitlines()[2:]}
+    assert set(lines) == {"3", "5", "6", "9"}
+    # the model-code register tells Eastron models apart that share the voltage probe
+    assert lines["3"] == "eastron-sdm630" and lines["6"] == "eastron-sdm72d"
+    assert lines["9"] == "carlo-gavazzi-em24"
+    # no model code is known for the single-phase models: say so, do not guess
+    assert lines["5"].startswith("one of: eastron-sdm120, eastron-sdm220, eastron-sdm230 (")
     assert "10/10" in err  # progress bar on stderr
 
 

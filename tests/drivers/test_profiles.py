@@ -131,3 +131,18 @@ def test_unknown_key_in_a_sunspec_point_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="did you mean 'exponent'") as err:
         profile.load(str(write(tmp_path, text, "acme-pv")))
     assert err.value.path == "point[0].exponnent"
+
+
+def test_identify_register_is_parsed_and_must_say_what_it_expects(tmp_path: Path) -> None:
+    ident = '[identify]\nfunction = "holding"\naddress = 0xFC02\ntype = "u16"\n'
+    text = GOOD.replace("[[register]]", ident + "equals = [112]\n[[register]]", 1)
+    p = profile.load(str(write(tmp_path, text)))
+    assert p.identify is not None and p.identify.address == 0xFC02 and p.identify.equals == (112,)
+    assert p.identify.matches(112) and not p.identify.matches(137)
+    with pytest.raises(ConfigError) as err:
+        profile.load(str(write(tmp_path, GOOD.replace("[[register]]", ident + "[[register]]", 1))))
+    assert err.value.path == "identify"
+    with pytest.raises(ConfigError) as err:
+        profile.load(str(write(tmp_path, GOOD.replace(
+            "[[register]]", ident + "equals = [1]\nequal = [2]\n[[register]]", 1))))
+    assert err.value.path == "identify.equal"
