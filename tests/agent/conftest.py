@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from drivers import profile
+from drivers.sim.meter import MeterServer, SimUnit
+from drivers.sim.model import MeterModel
+from tests.support.agent import LoopThread
+
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
@@ -28,3 +33,16 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.fixture
+def sim_meter() -> Iterator[MeterServer]:
+    """A simulated SDM630 on a real pymodbus TCP server, run from a thread of its own."""
+    loop = LoopThread()
+    server = MeterServer([SimUnit(1, profile.load("eastron-sdm630"), MeterModel())])
+    loop.call(server.start)
+    try:
+        yield server
+    finally:
+        loop.call(server.stop)
+        loop.close()

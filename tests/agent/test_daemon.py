@@ -14,33 +14,17 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from agent import keys
 from agent.ledger import block_readings, decode_blocks, verify_chain
 from agent.store import BlockStore, StoreOptions
-from drivers import profile
-from drivers.sim.meter import MeterServer, SimUnit
-from drivers.sim.model import MeterModel
-from tests.support.agent import LoopThread, agent_config
+from drivers.sim.meter import MeterServer
+from tests.support.agent import agent_config
 
 ROOT = Path(__file__).resolve().parents[2]
 METRIC_LINE = re.compile(
     r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)'
     r'(?P<labels>\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? '
     r'(?P<value>-?[0-9.e+]+|NaN)$')
-
-
-@pytest.fixture
-def sim_meter() -> object:
-    loop = LoopThread()
-    server = MeterServer([SimUnit(1, profile.load("eastron-sdm630"), MeterModel())])
-    loop.call(server.start)
-    try:
-        yield server
-    finally:
-        loop.call(server.stop)
-        loop.close()
 
 
 def parse_metrics(text: str) -> dict[str, list[tuple[str, float]]]:
