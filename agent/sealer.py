@@ -212,7 +212,8 @@ class Sealer:
             start = max(start, prev.time_end_ms)
         end = max(end, start)
         readings = [r for r, _ in batch]
-        salts = [os.urandom(SALT_SIZE) for _ in batch]
+        buf = os.urandom(SALT_SIZE * len(batch))  # one getrandom call per block
+        salts = [buf[i : i + SALT_SIZE] for i in range(0, len(buf), SALT_SIZE)]
         block = seal_block(
             self._key, prev, readings, salts, start, end,
             recipient_key=self.recipient_key,
