@@ -1,11 +1,15 @@
 """DSMR P1 meters (driver ``dsmr-p1``): a pyserial port that receives pushed telegrams.
 
 The meter pushes a telegram every second (DSMR 5) or ten seconds (DSMR 2.2-4). One
-:meth:`P1Meter.read` flushes what is buffered (stale telegrams), then waits for the
-next telegram that passes its checks and returns its readings. A telegram with a
-bad CRC or malformed content is counted in :attr:`P1Meter.stats` and skipped; reading
-goes on with the next one until the telegram timeout. Port I/O runs in a worker
-thread so the event loop is never blocked.
+:meth:`P1Meter.read` first reads what is already buffered on the port, parses every
+complete telegram in it and returns the newest one that passes its checks; only when
+none is buffered does it wait for the next good telegram, up to the telegram timeout.
+So a poll interval equal to the push interval (10 s on DSMR 4) never depends on the
+phase between the two. A buffered telegram is correct data: its readings carry the
+meter's own timestamp (0-0:1.0.0). Input from before the port was opened is flushed
+once at open; a telegram cut off at the end of a read is completed by the next read.
+A telegram with a bad CRC or malformed content is counted in :attr:`P1Meter.stats` and
+skipped. Port I/O runs in a worker thread so the event loop is never blocked.
 
 Options (``MeterSpec.options``):
 
@@ -137,6 +141,11 @@ class P1Meter(Meter):
         self.last_error: FrameError | None = None
         """The last dropped telegram's error."""
         self._port: serial.Serial | None = None
+        c = self.config
+        self._framer = TelegramFramer(max_telegram_bytes=c.max_telegram_bytes)
+        self._sframer = smarty.SmartyFramer(max_frame_bytes=c.max_telegram_bytes)
+        """Framers live as long as the open port: a telegram split between two reads
+        is completed, not lost."""
         self._lock = threading.Lock()
         self._closing = threading.Event()
 
@@ -196,9 +205,13 @@ class P1Meter(Meter):
     def _open(self) -> serial.Serial:
         if self._port is None:
             c = self.config
-            self._port = open_port(c.port, baudrate=c.baudrate, bytesize=c.bytesize,
-                                   parity=c.parity, stopbits=c.stopbits, timeout_s=c.poll_s,
-                                   what="P1 port")
+            port = open_port(c.port, baudrate=c.baudrate, bytesize=c.bytesize,
+                             parity=c.parity, stopbits=c.stopbits, timeout_s=c.poll_s,
+                             what="P1 port")
+            port.reset_input_buffer()  # bytes from before we opened are not ours
+            self._framer.resync()
+            self._sframer.resync()
+            self._port = port
         return self._port
 
     def _next_telegram(self) -> Telegram:
@@ -213,28 +226,40 @@ class P1Meter(Meter):
 
     def _receive(self, port: serial.Serial) -> Telegram:
         c = self.config
-        framer = TelegramFramer(max_telegram_bytes=c.max_telegram_bytes)
-        sframer = smarty.SmartyFramer(max_frame_bytes=c.max_telegram_bytes)
-        port.reset_input_buffer()
+        framer, sframer = self._framer, self._sframer
+        garbage_before = framer.stats.garbage_bytes + sframer.garbage_bytes
+        truncated_before = framer.stats.truncated
         deadline = time.monotonic() + c.telegram_timeout_s
         received = 0
         dropped_before = (self.stats["crc_errors"] + self.stats["frame_errors"]
                           + self.stats["decrypt_errors"])
         try:
+            # 1. What is already buffered: every complete telegram, keep the newest good one.
+            newest: Telegram | None = None
+            while not self._closing.is_set() and time.monotonic() < deadline:
+                waiting = port.in_waiting
+                if not waiting:
+                    break
+                chunk = port.read(min(waiting, 65_536))
+                received += len(chunk)
+                good = self._newest_good(chunk)
+                newest = good if good is not None else newest
+            if newest is not None:
+                return newest
+            # 2. Nothing good buffered: wait for the next good telegram.
             while time.monotonic() < deadline and not self._closing.is_set():
                 chunk = port.read(max(1, min(port.in_waiting, 4096)))
                 if not chunk:
                     continue
                 received += len(chunk)
-                raws = framer.feed(chunk) if c.key is None else self._decrypt(sframer, chunk)
-                for raw in raws:
-                    telegram = self._check(raw)
-                    if telegram is not None:
-                        return telegram
+                newest = self._newest_good(chunk)
+                if newest is not None:
+                    return newest
         finally:
             self.stats["bytes"] += received
-            self.stats["garbage_bytes"] += framer.stats.garbage_bytes + sframer.garbage_bytes
-            self.stats["truncated"] += framer.stats.truncated
+            self.stats["garbage_bytes"] += (framer.stats.garbage_bytes + sframer.garbage_bytes
+                                            - garbage_before)
+            self.stats["truncated"] += framer.stats.truncated - truncated_before
         if self._closing.is_set():
             raise DeviceError("P1 port closed during a read", bus=c.port)
         if received == 0:
@@ -257,6 +282,18 @@ class P1Meter(Meter):
                  f"({self._describe()}): try variant v2.2/v3 (9600 7E1) or v5 (115200 8N1); "
                  "CRC errors mean noise on the cable",
         )
+
+    def _newest_good(self, chunk: bytes) -> Telegram | None:
+        """Feed ``chunk``; check every telegram it completes (bad ones are counted and
+        skipped) and return the newest good one, if any."""
+        raws = (self._framer.feed(chunk) if self.config.key is None
+                else self._decrypt(self._sframer, chunk))
+        newest = None
+        for raw in raws:
+            telegram = self._check(raw)
+            if telegram is not None:
+                newest = telegram
+        return newest
 
     def _decrypt(self, sframer: smarty.SmartyFramer, chunk: bytes) -> list[bytes]:
         assert self.config.key is not None

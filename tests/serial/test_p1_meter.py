@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import time
 
 import pytest
 
@@ -255,3 +257,51 @@ def test_last_frame_is_the_telegram_read(p1_sim: P1Simulator) -> None:
         assert meter.last_frame is not None and meter.last_frame.endswith(b"\r\n")
         assert meter.last_frame.startswith(b"/ISK5\\2M550T-1012\r\n")
     asyncio.run(go())
+
+
+def test_poll_with_a_timeout_shorter_than_the_push_interval_reads_the_buffered_telegram() -> None:
+    """DSMR 4 pushes every 10 s and the agent polls with timeout_s < poll_interval_s: a read
+    must not wait for the NEXT telegram (it could miss it forever, depending on phase) but
+    take the one already waiting on the port. Here: pushes every 0.6 s, timeout 0.2 s."""
+    async def go() -> list[float]:
+        with P1Simulator(P1SimConfig(interval_s=0.6)) as sim:
+            meter = p1(sim.port, timeout=0.2)
+            took = []
+            try:
+                with contextlib.suppress(DeviceTimeout):  # opens (and flushes) the port
+                    await meter.read(NOW)
+                for _ in range(3):
+                    await asyncio.sleep(0.7)  # a telegram arrives while nobody reads
+                    t0 = time.monotonic()
+                    assert len(await meter.read(NOW)) == 19
+                    took.append(time.monotonic() - t0)
+            finally:
+                await meter.close()
+        assert meter.stats["timeouts"] <= 1  # only the read that opened the port may miss
+        return took
+    took = asyncio.run(go())
+    assert max(took) < 0.15, took  # answered from the buffer, no waiting for the next push
+
+
+@pytest.mark.parametrize(
+    "p1_sim", [P1SimConfig(interval_s=0.1, faults=frozenset({"bad-crc"}), fault_every=2)],
+    indirect=True)
+def test_buffered_telegrams_give_the_newest_good_one_and_count_bad_crcs(
+        p1_sim: P1Simulator) -> None:
+    async def go() -> tuple[int, int, int]:
+        meter = p1(p1_sim.port)
+        try:
+            first = by_obis(await meter.read(NOW))["1-0:1.8.2"].timestamp_ms
+            crc_before = meter.stats["crc_errors"]
+            # ~6 telegrams pushed, every other one with a bad CRC; a pty holds 4 KiB, about
+            # five v5 telegrams, and the simulator drops what does not fit (as a UART would)
+            await asyncio.sleep(0.6)
+            second = by_obis(await meter.read(NOW))["1-0:1.8.2"].timestamp_ms
+        finally:
+            await meter.close()
+        return first, second, meter.stats["crc_errors"] - crc_before
+    first, second, bad = asyncio.run(go())
+    # each telegram advances the meter clock by one DSMR 5 interval (1 s): the newest buffered
+    # good telegram is several seconds of meter time on, the oldest would be about one
+    assert second - first >= 3_000
+    assert bad >= 2  # the bad ones in the buffer were checked, counted and skipped
