@@ -112,11 +112,13 @@ def bench_rss(duration: float) -> dict[str, float]:
                     raise SystemExit(f"agent exited with {proc.returncode}")
                 rss, hwm = _rss_kb(proc.pid)
                 samples.append(rss)
-            status = json.loads((tmp / "status.json").read_text())
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(10)
             sim.close()
+        # the status the agent writes as it exits (while running it is rewritten only
+        # every metrics interval, so a read mid-run undercounts)
+        status = json.loads((tmp / "status.json").read_text())
     warm = samples[min(len(samples) - 1, max(1, len(samples) // 5))]
     return {
         "rss_peak_mb": hwm / 1024,

@@ -1,0 +1,66 @@
+"""Every benchmark runs at a tiny size and keeps its output contract: a table, then one
+JSON object on the last line with plausible figures. (Not a timing test: the figures
+themselves come from full-size runs, see README.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ingest(d: dict[str, Any]) -> None:
+    s = d["summary"]
+    assert s["readings_per_s"] > 0 and s["group_commit_readings_per_s"] > 0
+    assert s["group_commit_blocks_per_sync"] >= 1
+    assert s["write_amplification"] > 0 and s["append_ratio_big_small"] > 0
+
+
+def _poll(d: dict[str, Any]) -> None:
+    assert len(d["rows"]) >= 12
+    for row in d["rows"]:  # coalescing never needs more requests than one per value
+        assert 0 < row["requests"] <= row["naive_requests"]
+
+
+def _replica(d: dict[str, Any]) -> None:
+    assert {r["backend"] for r in d["rows"]} == {"sqlite", "postgres"}
+    assert all(r["readings"] == 5 * 2 * 4 for r in d["rows"])
+
+
+def _agent(d: dict[str, Any]) -> None:
+    assert d["startup"]["stored_readings"] >= 3000 and d["startup"]["ready_s"] > 0
+    assert d["rss"]["reads"] > 0 and d["rss"]["read_errors"] == 0
+
+
+def _forward(d: dict[str, Any]) -> None:
+    assert d["rows"] and all(r["readings_per_s"] > 0 for r in d["rows"])
+
+
+BENCHES: list[tuple[list[str], Callable[[dict[str, Any]], None]]] = [
+    (["ingest.py", "--blocks", "20", "--baseline-readings", "640", "--small-readings", "640",
+      "--big-readings", "2000", "--rounds", "2", "--per-round", "5"], _ingest),
+    (["poll.py"], _poll),
+    (["replica.py", "--gateways", "5", "--blocks", "2", "--readings", "4", "--backend",
+      "both"], _replica),
+    (["agent.py", "--duration", "2", "--readings", "3000"], _agent),
+    (["forward.py", "--readings", "5000"], _forward),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("args", "check"), BENCHES, ids=[b[0][0] for b in BENCHES])
+def test_benchmark_runs_and_reports(args: list[str], check: Callable[[dict[str, Any]], None]
+                                    ) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / args[0]), *args[1:], "--json"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) > 2, proc.stdout  # a table before the JSON line
+    check(json.loads(lines[-1]))
