@@ -19,18 +19,22 @@ from tests.support.store import make_blocks
 STALL_S = 0.3
 
 
+def _slow_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = os.fdatasync
+
+    def slow(fd: int) -> None:
+        time.sleep(STALL_S)
+        real(fd)
+
+    monkeypatch.setattr("agent.store.os.fdatasync", slow)
+
+
 def test_event_loop_keeps_running_while_fsync_stalls(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     store = BlockStore.open(tmp_path / "l")
     blocks = make_blocks(2)
     store.append(blocks[0])  # the segment exists; the next append goes to it
-    real = os.fdatasync
-
-    def slow_fdatasync(fd: int) -> None:
-        time.sleep(STALL_S)  # an SD card stalling
-        real(fd)
-
-    monkeypatch.setattr("agent.store.os.fdatasync", slow_fdatasync)
+    _slow_sync(monkeypatch)  # an SD card stalling
 
     async def go() -> tuple[int, list[int]]:
         ticks = 0
@@ -61,9 +65,7 @@ def test_only_one_append_in_flight(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     store = BlockStore.open(tmp_path / "l")
     blocks = make_blocks(3)
     store.append(blocks[0])
-    real = os.fdatasync
-    monkeypatch.setattr("agent.store.os.fdatasync",
-                        lambda fd: (time.sleep(STALL_S), real(fd))[1])
+    _slow_sync(monkeypatch)
 
     async def go() -> None:
         first = asyncio.create_task(store.append_async(blocks[1]))
@@ -101,16 +103,6 @@ def test_enospc_during_the_sync_is_undone(tmp_path: Path,
     store.close()
     with BlockStore.open(tmp_path / "l") as again:
         assert again.height == 1 and again.get(1).hash == blocks[1].hash
-
-
-def _slow_sync(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = os.fdatasync
-
-    def slow(fd: int) -> None:
-        time.sleep(STALL_S)
-        real(fd)
-
-    monkeypatch.setattr("agent.store.os.fdatasync", slow)
 
 
 def test_cancelled_while_syncing_the_commit_still_completes(
