@@ -259,7 +259,7 @@ def encode_reading(r: Reading, salt: bytes) -> bytes:
     if type(ts) is not int or not 0 <= ts <= MAX_TIMESTAMP_MS:
         raise ValueError(f"timestamp_ms must be an integer in 0..2**63-1: {ts!r}")
     if not isinstance(quality, int) or not 0 <= quality <= KNOWN_QUALITY_BITS:
-        raise ValueError(f"quality has unknown bits: {quality:#x}")
+        raise ValueError(f"quality must be an integer of known flag bits: {quality!r}")
     try:
         clock = _CLOCKS[r.clock]
     except (KeyError, TypeError):
@@ -274,6 +274,53 @@ def encode_reading(r: Reading, salt: bytes) -> bytes:
             _READING_TIME.pack(ts, clock, quality),
         )
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _record_packer(meter_id: str, obis: str, unit: str) -> tuple[struct.Struct, bytes, bytes]:
+    """A struct packing one payload entry (u16 length + encoded reading) for readings
+    with these text fields, and the fields' encodings. Raises like :func:`_text_fields`."""
+    prefix, unit_bytes = _text_fields(meter_id, obis, unit)
+    fmt = f">H{SALT_SIZE}s{len(prefix)}sqbB{len(unit_bytes)}sQBH"
+    return struct.Struct(fmt), prefix, unit_bytes
+
+
+def _encode_entries(readings: Sequence[Reading], salts: Sequence[bytes]
+                    ) -> tuple[bytes, list[bytes]]:
+    """The plain payload of ``readings`` and their Merkle leaf hashes, in one pass.
+
+    Gives the same bytes as :func:`encode_payload` over :func:`encode_reading` (the tests
+    compare them); a reading the fast path cannot vouch for is handed to
+    :func:`encode_reading`, which either encodes it or raises naming the bad field.
+
+    Raises:
+        ValueError: a field is out of its documented range.
+    """
+    entries = []
+    leaves = []
+    sha256 = _sha256
+    leaf = LEAF_PREFIX
+    for r, salt in zip(readings, salts, strict=True):
+        entry = None
+        value, exponent, ts, quality, clock = (r.value, r.exponent, r.timestamp_ms,
+                                               r.quality, r.clock)
+        try:
+            if (type(value) is int and type(exponent) is int and type(ts) is int
+                    and type(salt) is bytes and len(salt) == SALT_SIZE
+                    and type(r.meter_id) is str and type(r.unit) is str
+                    and isinstance(quality, int) and 0 <= quality <= KNOWN_QUALITY_BITS
+                    and ts <= MAX_TIMESTAMP_MS and clock in _CLOCKS):
+                st, prefix, unit = _record_packer(r.meter_id, r.obis, r.unit)
+                entry = st.pack(st.size - 2, salt, prefix, value, exponent, len(unit), unit,
+                                ts, clock, quality)
+        except (struct.error, ValueError, TypeError):
+            entry = None  # out of range: encode_reading below names the field
+        if entry is None:
+            encoded = encode_reading(r, bytes(salt))
+            entry = _U16.pack(len(encoded)) + encoded
+        entries.append(entry)
+        leaves.append(sha256(leaf + entry[2:]).digest())
+    return b"".join(entries), leaves
 
 
 def decode_reading(data: bytes) -> tuple[Reading, bytes]:
@@ -459,11 +506,10 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     if not leaves:
         return EMPTY_ROOT
     level = list(leaves)
+    sha256, node = _sha256, NODE_PREFIX
     while len(level) > 1:
-        nxt = [
-            _sha256(NODE_PREFIX + level[i] + level[i + 1]).digest()
-            for i in range(0, len(level) - 1, 2)
-        ]
+        pairs = iter(level)  # zip(pairs, pairs) walks the level two at a time
+        nxt = [sha256(node + a + b).digest() for a, b in zip(pairs, pairs, strict=False)]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
@@ -737,7 +783,7 @@ class Block:
 
 
 def seal_block(
-    signing_key: bytes,
+    signing_key: bytes | nacl.signing.SigningKey,
     prev: Header | None,
     readings: Sequence[Reading],
     salts: Sequence[bytes],
@@ -749,9 +795,11 @@ def seal_block(
 ) -> Block:
     """Seal readings into the block that follows ``prev`` (``None`` for genesis).
 
-    ``signing_key`` is the gateway's 32-byte Ed25519 seed. ``salts`` gives one 16-byte
-    salt per reading (random when the payload is sealed, so the public Merkle root
-    reveals nothing about low-entropy readings; may be zeros when plain). With
+    ``signing_key`` is the gateway's 32-byte Ed25519 seed, or a ``SigningKey`` made from
+    it (callers sealing many blocks keep one: deriving it costs as much as signing).
+    ``salts`` gives one 16-byte salt per reading (random when the payload is sealed, so
+    the public Merkle root reveals nothing about low-entropy readings; may be zeros when
+    plain). With
     ``recipient_key`` the payload is sealed to that X25519 key using ``ephemeral_sk``.
 
     Raises:
@@ -768,12 +816,13 @@ def seal_block(
             f"time span starts at {time_start_ms}, before the previous block ended "
             f"({prev.time_end_ms})"
         )
-    sk = nacl.signing.SigningKey(signing_key)
-    if prev is not None and bytes(sk.verify_key) != prev.gateway_key:
+    sk = (signing_key if isinstance(signing_key, nacl.signing.SigningKey)
+          else nacl.signing.SigningKey(signing_key))
+    gateway_key = sk.verify_key.encode()
+    if prev is not None and gateway_key != prev.gateway_key:
         raise ValueError("signing key is not the key of the chain being extended")
-    encoded = [encode_reading(r, s) for r, s in zip(readings, salts, strict=True)]
-    root = merkle_root([_sha256(LEAF_PREFIX + e).digest() for e in encoded])
-    plain = encode_payload(encoded)
+    plain, leaves = _encode_entries(readings, salts)
+    root = merkle_root(leaves)
     if recipient_key is None:
         encoding, payload, rkey = PayloadEncoding.PLAIN, plain, ZERO_HASH
     else:
@@ -786,7 +835,7 @@ def seal_block(
     header = Header(
         version=FORMAT_VERSION,
         payload_encoding=encoding,
-        gateway_key=bytes(sk.verify_key),
+        gateway_key=gateway_key,
         height=0 if prev is None else prev.height + 1,
         prev_hash=ZERO_HASH if prev is None else header_hash(prev.encode()),
         time_start_ms=time_start_ms,

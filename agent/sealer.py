@@ -31,6 +31,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+import nacl.signing
+
 from agent.config import SealingConfig
 from agent.errors import StoreError, StoreFullError
 from agent.ledger import SALT_SIZE, Block, ChainHead, Reading, seal_block
@@ -65,7 +67,7 @@ class Sealer:
     ) -> None:
         self.cfg = cfg
         self.store = store
-        self._key = signing_key
+        self._key = nacl.signing.SigningKey(signing_key)  # derived once, not per block
         self.recipient_key = recipient_key
         self.on_commit = on_commit
         self._wall = wall

@@ -70,6 +70,29 @@ def test_reading_make_names_the_bad_field(field: str, value: object, words: str)
         L.Reading.make(**args)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("meter_id", "", "meter_id"), ("meter_id", 7, "text"), ("obis", "1-0:1.8", "OBIS"),
+    ("value", 2**63, "value"), ("value", -(2**63) - 1, "value"), ("value", 1.5, "value"),
+    ("value", True, "value"), ("exponent", -129, "exponent"), ("exponent", 1.0, "exponent"),
+    ("unit", "W h", "unit"), ("unit", None, "text"), ("timestamp_ms", -1, "timestamp"),
+    ("timestamp_ms", 2**63, "timestamp"), ("quality", 0x20, "quality"),
+    ("quality", -1, "quality"), ("quality", "x", "quality"), ("clock", 2, "clock"),
+    ("clock", [0], "clock"),
+])
+def test_seal_block_names_the_bad_field_of_an_unchecked_reading(field: str, value: object,
+                                                                words: str) -> None:
+    """Readings built without ``make`` are checked when sealed, with the same errors."""
+    args: dict[str, object] = {"meter_id": "m", "obis": "1-0:1.8.0", "value": 1,
+                               "exponent": 0, "unit": "Wh", "timestamp_ms": 0}
+    args[field] = value
+    good = L.Reading.make("m", "1-0:1.8.0", 1, 0, "Wh", 0)
+    bad = L.Reading(**args)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=words):
+        L.seal_block(bytes(32), None, [good, bad], [bytes(16)] * 2, 0, 0)
+    with pytest.raises(ValueError, match="salt"):
+        L.seal_block(bytes(32), None, [good], [bytes(15)], 0, 0)
+
+
 def test_obis_and_decimal_text() -> None:
     assert L.parse_obis("1-0:1.8.0") == bytes([1, 0, 1, 8, 0, 255])
     assert L.format_obis(L.parse_obis("1-0:1.8.0*255")) == "1-0:1.8.0"

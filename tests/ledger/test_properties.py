@@ -179,3 +179,16 @@ def test_reading_round_trip(r: L.Reading, salt: bytes) -> None:
     enc = L.encode_reading(r, salt)
     assert L.decode_reading(enc) == (r, salt)
     assert len(enc) == 44 + len(r.meter_id.encode()) + len(r.unit)
+
+
+@settings(max_examples=150, deadline=None)
+@given(group=st.lists(readings, max_size=12), salt_list=st.lists(salts, min_size=12,
+                                                                 max_size=12))
+def test_sealing_fast_path_encodes_as_the_reference(group: list[L.Reading],
+                                                   salt_list: list[bytes]) -> None:
+    """seal_block's one-pass encoder gives exactly encode_reading's bytes and leaves."""
+    ss = salt_list[: len(group)]
+    payload, leaves = L._encode_entries(group, ss)
+    encoded = [L.encode_reading(r, s) for r, s in zip(group, ss, strict=True)]
+    assert payload == L.encode_payload(encoded)
+    assert leaves == [L.leaf_hash(e) for e in encoded]
