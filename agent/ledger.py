@@ -281,7 +281,8 @@ def _record_packer(meter_id: str, obis: str, unit: str) -> tuple[struct.Struct, 
     """A struct packing one payload entry (u16 length + encoded reading) for readings
     with these text fields, and the fields' encodings. Raises like :func:`_text_fields`."""
     prefix, unit_bytes = _text_fields(meter_id, obis, unit)
-    fmt = f">H{SALT_SIZE}s{len(prefix)}sqbB{len(unit_bytes)}sQBH"
+    value_fmt, time_fmt = _READING_VALUE.format[1:], _READING_TIME.format[1:]
+    fmt = f">H{SALT_SIZE}s{len(prefix)}s{value_fmt}{len(unit_bytes)}s{time_fmt}"
     return struct.Struct(fmt), prefix, unit_bytes
 
 
@@ -799,8 +800,8 @@ def seal_block(
     it (callers sealing many blocks keep one: deriving it costs as much as signing).
     ``salts`` gives one 16-byte salt per reading (random when the payload is sealed, so
     the public Merkle root reveals nothing about low-entropy readings; may be zeros when
-    plain). With
-    ``recipient_key`` the payload is sealed to that X25519 key using ``ephemeral_sk``.
+    plain). With ``recipient_key`` the payload is sealed to that X25519 key using
+    ``ephemeral_sk``.
 
     Raises:
         ValueError: inputs out of range (bad reading fields, time span, lengths).
