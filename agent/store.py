@@ -27,11 +27,12 @@ ones is corruption, which is refused (``StoreCorruptError``), never silently tru
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import collections
 import contextlib
 import fcntl
 import logging
 import os
+import threading
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -73,8 +74,28 @@ from agent.segfile import (  # noqa: F401 - FORMAT_TEXT, SEG_MAGIC: re-exported
 log = logging.getLogger(__name__)
 
 
-_SYNC_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-sync")
-"""Where :meth:`BlockStore.append_async` waits for its fsync (one at a time per process)."""
+def _resolve(fut: asyncio.Future[None], exc: BaseException | None) -> None:
+    """Settle a submit's future (its event loop may have ended: then nobody waits)."""
+    if fut.done():
+        return
+    with contextlib.suppress(RuntimeError):  # "Event loop is closed" scheduling callbacks
+        if exc is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(exc)
+
+
+@dataclass
+class _Unsynced:
+    """Blocks written to the last segment by :meth:`BlockStore.submit`, not yet durable."""
+
+    buf_len: int
+    offsets: list[int]
+    end: int  # file offset just past this write
+    head: ChainHead
+    blocks: int
+    future: asyncio.Future[None]
+
 
 @dataclass(frozen=True)
 class StoreOptions:
@@ -104,7 +125,22 @@ class BlockStore:
         self.directory = directory
         self.options = options
         self.head: ChainHead | None = None
-        self._appending = False  # an append_async is waiting for its fsync
+        """The last durable block: what readers see."""
+        self._tip: ChainHead | None = None  # the last block written, durable or not
+        self._unsynced: collections.deque[_Unsynced] = collections.deque()
+        # shared with the sync thread, under _cv: the file end written so far and the end
+        # the last successful fdatasync covered, both in epoch _epoch (a new epoch starts
+        # whenever the write position is reset: a failed sync cut back, a new segment)
+        self._cv = threading.Condition()
+        self._epoch = 0
+        self._want = 0
+        self._synced = 0
+        self._sync_error: OSError | None = None  # a sync of the current epoch failed
+        self._sync_thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self.syncs = 0
+        """fdatasync calls made for appends (group commit makes it less than blocks)."""
         self._segments: list[Segment] = []
         self._lock_fd: int | None = None
         self._fd: int | None = None  # append fd of the last segment
@@ -244,7 +280,7 @@ class BlockStore:
                 return
             if seg.first != 0:
                 raise StoreCorruptError(f"{seg.path}: the only segment holds no block")
-        self.head = prev
+        self.head = self._tip = prev
         if not self.options.read_only:
             self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND)
             self._idx_fd = os.open(seg.idx_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -293,9 +329,10 @@ class BlockStore:
         self.append_many((block,))
 
     def append_many(self, blocks: Sequence[Block]) -> None:
-        """Append blocks that follow the head, with one write and one fsync for all.
+        """Append blocks that follow the tip, with one write and one fsync for all.
 
-        Returns when the blocks are durable. Nothing is changed when it raises.
+        Returns when the blocks are durable; blocks submitted before (:meth:`submit`) are
+        settled first (:meth:`drain`). Nothing is changed when it raises.
 
         Raises:
             ChainError: a block does not link onto the one before it (or is no genesis).
@@ -304,65 +341,214 @@ class BlockStore:
         """
         if not blocks:
             return
-        if self._appending:
-            raise StoreError(f"{self.directory}: another append is in flight")
+        self.drain()
         head, frames = self._prepare(blocks)
         seg = self._segments[-1] if self._segments else None
         if self._needs_new_segment(seg, frames):
             self._append_new_segment(blocks[0].height, frames)
         else:
-            assert seg is not None
-            buf, offsets = self._write(seg, frames)
-            self._sync(seg)
-            self._publish(seg, buf, offsets)
-        self.head = head
+            assert seg is not None and self._fd is not None
+            start = seg.size
+            buf_len, offsets = self._write(seg, frames, start)
+            if self.options.fsync:
+                self.syncs += 1
+                try:
+                    os.fdatasync(self._fd)
+                except OSError as exc:
+                    self._undo(seg, exc, start)
+            self._publish(seg, buf_len, offsets)
+            with self._cv:
+                self._want = self._synced = seg.size
+        self.head = self._tip = head
+
+    def submit(self, blocks: Sequence[Block]) -> asyncio.Future[None]:
+        """Write blocks that follow the tip now; the returned future is done once they
+        are durable. Call it from the event loop's thread.
+
+        This is group commit without waiting: a sync thread of the store fdatasyncs the
+        segment again and again while writes arrive, so blocks written during one sync
+        share the next, and the event loop never waits for the disk. Several submits may
+        be in flight; :attr:`tip` is the last block written. Blocks become visible to
+        readers (``head``, ``height``, ``get``, ``iter_records``) in order and only once
+        an fdatasync covering them has returned. If a sync fails, every block not yet
+        durable is cut off the file and each of their futures fails (StoreFullError when
+        the disk is full, StoreError otherwise); the tip is the head again. Starting a new
+        segment (once per ``segment_bytes``) settles what is in flight and is synchronous.
+
+        Raises (nothing written, the blocks in flight unaffected):
+            ChainError: a block does not link onto the tip (or is no genesis).
+            StoreFullError: no space left on the disk or within ``max_bytes``.
+            StoreError: the store is read-only or closed, or the disk failed.
+        """
+        loop = asyncio.get_running_loop()
+        if self._unsynced and self._loop is not loop:
+            self.drain()  # left in flight by an event loop that has ended
+        fut: asyncio.Future[None] = loop.create_future()
+        if not blocks:
+            fut.set_result(None)
+            return fut
+        head, frames = self._prepare(blocks)
+        seg = self._segments[-1] if self._segments else None
+        if self._needs_new_segment(seg, frames):
+            self.drain()
+            self._append_new_segment(blocks[0].height, frames)
+            self.head = self._tip = head
+            fut.set_result(None)
+            return fut
+        assert seg is not None
+        start = self._unsynced[-1].end if self._unsynced else seg.size
+        buf_len, offsets = self._write(seg, frames, start)
+        end = start + buf_len
+        self._unsynced.append(_Unsynced(buf_len, offsets, end, head, len(blocks), fut))
+        self._tip = head
+        self._loop = loop
+        if self._sync_thread is None:
+            self._sync_thread = threading.Thread(target=self._sync_loop, daemon=True,
+                                                 name=f"store-sync-{self.directory.name}")
+            self._sync_thread.start()
+        with self._cv:
+            self._want = end
+            self._cv.notify_all()
+        return fut
 
     async def append_async(self, block: Block) -> None:
-        """As :meth:`append`, but the fdatasync waits in a worker thread, so the event
-        loop (meter polls, forwarders) keeps running while an SD card stalls.
+        """Append one block, waiting for its fsync off the event loop. See
+        :meth:`append_many_async`."""
+        await self.append_many_async((block,))
 
-        The block becomes visible to readers (``height``, ``get``, ``iter_records``) only
-        once it is durable; until then they see the store as it was. Only one append may
-        be in flight, and the store must not be closed meanwhile. Starting a new segment
-        (once per ``segment_bytes``) is done synchronously.
+    async def append_many_async(self, blocks: Sequence[Block]) -> None:
+        """:meth:`submit` the blocks and wait until they are durable.
+
+        The event loop (meter polls, forwarders, the sealer) keeps running while an SD
+        card stalls. Cancelled while the sync runs (shutdown), it waits for what is in
+        flight to become durable, or to be cut off when the sync fails, before the
+        cancellation goes through, so the store never holds an unsettled record.
 
         Raises:
-            As :meth:`append_many`; StoreError if another append is in flight.
+            As :meth:`submit`, and what the sync raises into the future.
         """
-        if self._appending:
-            raise StoreError(f"{self.directory}: another append is in flight")
-        self._appending = True
+        fut = self.submit(blocks)
         try:
-            head, frames = self._prepare((block,))
-            seg = self._segments[-1] if self._segments else None
-            if self._needs_new_segment(seg, frames):
-                self._append_new_segment(block.height, frames)
-            else:
-                assert seg is not None
-                buf, offsets = self._write(seg, frames)
-                syncing = _SYNC_POOL.submit(self._sync, seg)
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            self.drain()
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # settled; the caller reads the outcome from the store
+            raise
+
+    def drain(self) -> None:
+        """Block until every submitted block is durable or cut off, and settle them
+        (publish the durable ones, fail the futures of the others). Quick when nothing is
+        in flight."""
+        if not self._unsynced:
+            return
+        end = self._unsynced[-1].end
+        with self._cv:
+            while (self._synced < end and self._sync_error is None
+                   and self._sync_thread is not None and self._sync_thread.is_alive()):
+                self._cv.wait()
+            synced, error = self._synced, self._sync_error
+        self._settle(synced, error)
+        if self._unsynced:  # the sync thread is gone (cannot happen before close)
+            self._fail_unsynced(OSError(5, "the store's sync thread stopped"))
+
+    @property
+    def tip(self) -> ChainHead | None:
+        """The last block written (durable or still in flight); the next block links
+        onto it. Equal to :attr:`head` when nothing is in flight."""
+        return self._tip
+
+    @property
+    def in_flight(self) -> int:
+        """Blocks submitted but not yet durable."""
+        return sum(u.blocks for u in self._unsynced)
+
+    def _sync_loop(self) -> None:
+        """The sync thread: fdatasync while anything written is not yet covered, and tell
+        the event loop how far each sync reached."""
+        while True:
+            with self._cv:
+                while not self._stopping and (self._synced >= self._want
+                                              or self._sync_error is not None):
+                    self._cv.wait()
+                if self._stopping:
+                    return
+                epoch, target, fd, loop = self._epoch, self._want, self._fd, self._loop
+            error: OSError | None = None
+            if self.options.fsync:
+                assert fd is not None
+                self.syncs += 1  # only this thread counts while it runs
                 try:
-                    await asyncio.wrap_future(syncing)
-                except asyncio.CancelledError:
-                    # The caller is cancelled (shutdown) while the record is written but
-                    # not yet durable: finish the commit first, so the store never holds
-                    # an unpublished record, then let the cancellation through.
-                    with contextlib.suppress(StoreError):  # failed: _sync undid the write
-                        syncing.result()
-                        self._publish(seg, buf, offsets)
-                        self.head = head
-                    raise
-                self._publish(seg, buf, offsets)
-            self.head = head
-        finally:
-            self._appending = False
+                    os.fdatasync(fd)
+                except OSError as exc:
+                    error = exc
+            with self._cv:
+                if epoch == self._epoch:
+                    if error is None:
+                        self._synced = max(self._synced, target)
+                    else:
+                        self._sync_error = error
+                self._cv.notify_all()
+            if loop is not None:
+                # a closed loop: whoever drains the store settles instead
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._on_synced, epoch)
+
+    def _on_synced(self, epoch: int) -> None:
+        """In the event loop: a sync of ``epoch`` ended; settle what it decided."""
+        with self._cv:
+            if epoch != self._epoch:
+                return  # the write position was reset since: nothing of it is left
+            synced, error = self._synced, self._sync_error
+        self._settle(synced, error)
+
+    def _settle(self, synced: int, error: OSError | None) -> None:
+        """Publish the writes ``synced`` covers, in order; on ``error``, cut off the rest."""
+        seg = self._segments[-1] if self._segments else None
+        while self._unsynced and self._unsynced[0].end <= synced:
+            u = self._unsynced.popleft()
+            assert seg is not None
+            self._publish(seg, u.buf_len, u.offsets)
+            self.head = u.head
+            _resolve(u.future, None)
+        if error is not None:
+            self._fail_unsynced(error)
+
+    def _fail_unsynced(self, exc: OSError) -> None:
+        """A sync failed: cut every write it may not cover off the file, start a new
+        epoch and fail the futures of the blocks cut off."""
+        seg = self._segments[-1]
+        failed = list(self._unsynced)
+        self._unsynced.clear()
+        self._tip = self.head
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, seg.size)
+            os.fsync(self._fd)
+        except OSError as exc2:
+            self._closed = True
+            err: StoreError = StoreError(
+                f"{seg.path}: fdatasync failed ({exc.strerror}) and the unsynced tail "
+                f"could not be cut off ({exc2.strerror}); reopen the store")
+        else:
+            if exc.errno in NO_SPACE:
+                err = StoreFullError(f"{seg.path}: no space left on device")
+            else:
+                err = StoreError(f"{seg.path}: fdatasync failed: {exc.strerror}")
+        with self._cv:
+            self._epoch += 1
+            self._want = self._synced = seg.size
+            self._sync_error = None
+            self._cv.notify_all()
+        for u in failed:
+            _resolve(u.future, type(err)(str(err)))
 
     def _prepare(self, blocks: Sequence[Block]) -> tuple[ChainHead, list[bytes]]:
-        """Check the blocks link onto the head; return the new head and framed records."""
+        """Check the blocks link onto the tip; return the new tip and framed records."""
         if self.options.read_only or self._closed:
             state = "closed" if self._closed else "read-only"
             raise StoreError(f"{self.directory}: store is {state}")
-        head = self.head
+        head = self._tip
         records: list[bytes] = []
         for block in blocks:
             header = block.header
@@ -382,28 +568,31 @@ class BlockStore:
         return head, [frame(r) for r in records]
 
     def _needs_new_segment(self, seg: Segment | None, frames: list[bytes]) -> bool:
+        if seg is None:
+            return True
+        end = self._unsynced[-1].end if self._unsynced else seg.size
         batch_len = sum(len(f) for f in frames)
-        return seg is None or bool(seg.index and seg.size + batch_len > self.options.segment_bytes)
+        return bool(seg.index or self._unsynced) and end + batch_len > self.options.segment_bytes
 
     def _pad(self, end: int) -> bytes:
         return bytes((-end) % self.options.align)
 
     def _check_budget(self, extra: int) -> None:
         budget = self.options.max_bytes
-        if budget is not None and self.disk_usage() + extra > budget:
+        in_flight = sum(u.buf_len + 8 * len(u.offsets) for u in self._unsynced)
+        if budget is not None and self.disk_usage() + in_flight + extra > budget:
             raise StoreFullError(
                 f"{self.directory}: store budget of {self.options.max_bytes} bytes reached"
             )
 
-    def _write(self, seg: Segment, frames: list[bytes]) -> tuple[bytes, list[int]]:
-        """Write framed records (padded) to the end of the last segment, not yet synced.
-
-        Returns the bytes written and each record's offset. Undone when it raises.
-        """
+    def _write(self, seg: Segment, frames: list[bytes], start: int) -> tuple[int, list[int]]:
+        """Write framed records (padded) at ``start``, the end of the last segment's last
+        write; not yet synced. Returns the bytes written and each record's offset.
+        Cut back to ``start`` when it raises."""
         assert self._fd is not None and self._idx_fd is not None and seg.index is not None
-        lead = self._pad(seg.size)  # only after recovery left an unpadded end
+        lead = self._pad(start)  # only after recovery left an unpadded end
         offsets = []
-        pos = seg.size + len(lead)
+        pos = start + len(lead)
         for f in frames:
             offsets.append(pos)
             pos += len(f)
@@ -412,31 +601,21 @@ class BlockStore:
         try:
             write_all(self._fd, buf)
         except OSError as exc:
-            self._undo(seg, exc)
-        return buf, offsets
+            self._undo(seg, exc, start)
+        return len(buf), offsets
 
-    def _sync(self, seg: Segment) -> None:
-        """Make the last write durable (the one fsync of a commit); undone when it fails."""
-        assert self._fd is not None
-        if not self.options.fsync:
-            return
-        try:
-            os.fdatasync(self._fd)
-        except OSError as exc:
-            self._undo(seg, exc)
-
-    def _publish(self, seg: Segment, buf: bytes, offsets: list[int]) -> None:
+    def _publish(self, seg: Segment, buf_len: int, offsets: list[int]) -> None:
         """Make durable records visible: index entries and the segment's size."""
         assert seg.index is not None
         self._idx_write(offsets, 8 * len(seg.index))
         seg.index.extend(offsets)
-        seg.size += len(buf)
+        seg.size += buf_len
 
-    def _undo(self, seg: Segment, exc: OSError) -> None:
-        """Cut a failed write back to the last committed byte, then raise."""
+    def _undo(self, seg: Segment, exc: OSError, start: int) -> None:
+        """Cut a failed write (or sync) back to ``start``, then raise."""
         assert self._fd is not None
         try:
-            os.ftruncate(self._fd, seg.size)
+            os.ftruncate(self._fd, start)
             os.fsync(self._fd)
         except OSError as exc2:
             self._closed = True
@@ -476,6 +655,9 @@ class BlockStore:
         self._idx_behind = False
         self._idx_write(offsets, 0)
         self._segments.append(Segment(first, path, array("Q", offsets), len(buf)))
+        with self._cv:  # offsets start again in the new file
+            self._epoch += 1
+            self._want = self._synced = len(buf)
 
     def _idx_write(self, offsets: Sequence[int], size: int) -> None:
         """Append index entries (not fsynced: the index is rebuilt from data if lost).
@@ -640,7 +822,16 @@ class BlockStore:
         return freed
 
     def close(self) -> None:
-        """Release files and the writer lock. Idempotent."""
+        """Settle blocks in flight, stop the sync thread, release files and the writer
+        lock. Idempotent."""
+        if self._unsynced and not self._closed:
+            self.drain()
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        if self._sync_thread is not None:
+            self._sync_thread.join()
+            self._sync_thread = None
         for fd in (self._fd, self._idx_fd, self._lock_fd, *self._readers.values()):
             if fd is not None:
                 os.close(fd)

@@ -1,6 +1,7 @@
-"""append_async: the commit's fsync waits off the event loop, the block is visible only
-once durable, and a failed sync is undone. The slow or failing fsync is injected into
-the real store's calls."""
+"""submit / append_async: the commit's fsync runs in the store's sync thread, blocks
+written meanwhile share the next fdatasync (group commit), a block is visible only once
+durable, and a failed sync cuts every block it may not cover off the file. The slow or
+failing fsync (and a failing write) is injected into the real store's calls."""
 
 from __future__ import annotations
 
@@ -8,33 +9,56 @@ import asyncio
 import errno
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from agent.errors import StoreError, StoreFullError
+from agent.errors import ChainError, StoreFullError
+from agent.ledger import Block
 from agent.store import BlockStore
 from tests.support.store import make_blocks
 
 STALL_S = 0.3
 
 
-def _slow_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+def _sync_with(monkeypatch: pytest.MonkeyPatch, *, stall_s: float = STALL_S,
+               fail: Callable[[int], bool] = lambda n: False) -> list[int]:
+    """Make fdatasync stall ``stall_s`` (an SD card) and fail with ENOSPC on the calls
+    ``fail`` picks (1-based); returns the calls' sizes of the file at sync time."""
     real = os.fdatasync
+    calls: list[int] = []
 
     def slow(fd: int) -> None:
-        time.sleep(STALL_S)
+        calls.append(os.fstat(fd).st_size)
+        time.sleep(stall_s)
+        if fail(len(calls)):
+            raise OSError(errno.ENOSPC, "No space left on device")
         real(fd)
 
     monkeypatch.setattr("agent.store.os.fdatasync", slow)
+    return calls
+
+
+def _genesis_only(tmp_path: Path, n: int) -> tuple[BlockStore, list[Block]]:
+    """A store holding the first of ``n`` chained blocks: its segment exists, so the
+    next append goes to it (and syncs off the loop)."""
+    store = BlockStore.open(tmp_path / "l")
+    blocks = make_blocks(n)
+    store.append(blocks[0])
+    return store, blocks
+
+
+def _stored_hashes(path: Path) -> list[bytes]:
+    """The block hashes a fresh open of the ledger finds (what survived)."""
+    with BlockStore.open(path) as again:
+        return [again.get(h).hash for h in range(again.height + 1)]
 
 
 def test_event_loop_keeps_running_while_fsync_stalls(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    store = BlockStore.open(tmp_path / "l")
-    blocks = make_blocks(2)
-    store.append(blocks[0])  # the segment exists; the next append goes to it
-    _slow_sync(monkeypatch)  # an SD card stalling
+    store, blocks = _genesis_only(tmp_path, 2)
+    _sync_with(monkeypatch)
 
     async def go() -> tuple[int, list[int]]:
         ticks = 0
@@ -61,58 +85,93 @@ def test_event_loop_keeps_running_while_fsync_stalls(tmp_path: Path,
         assert again.height == 1
 
 
-def test_only_one_append_in_flight(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = BlockStore.open(tmp_path / "l")
-    blocks = make_blocks(3)
-    store.append(blocks[0])
-    _slow_sync(monkeypatch)
+def test_blocks_written_during_a_sync_share_the_next_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, blocks = _genesis_only(tmp_path, 8)
+    calls = _sync_with(monkeypatch)
+    published: list[tuple[int, int]] = []  # (block, store height when its future was done)
 
     async def go() -> None:
-        first = asyncio.create_task(store.append_async(blocks[1]))
-        await asyncio.sleep(0.05)
-        with pytest.raises(StoreError, match="in flight"):
-            await store.append_async(blocks[2])
-        await first
+        first = store.submit([blocks[1]])
+        await asyncio.sleep(0.05)  # the sync thread is inside the first fdatasync now
+        futs = [store.submit([b]) for b in blocks[2:]]
+        assert store.tip is not None and store.tip.height == 7
+        assert store.height == 0 and store.in_flight == 7
+        for i, f in enumerate([first, *futs], start=1):
+            f.add_done_callback(lambda _f, i=i: published.append((i, store.height)))
+        await asyncio.gather(first, *futs)
+
+    asyncio.run(go())
+    assert len(calls) == 2  # one sync for block 1, one for the six written during it
+    assert published == [(i, 1 if i == 1 else 7) for i in range(1, 8)]
+    assert store.height == 7 and store.in_flight == 0
+    store.close()
+    assert _stored_hashes(tmp_path / "l") == [b.hash for b in blocks[:8]]
+
+
+def test_enospc_during_the_sync_cuts_off_everything_in_flight(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, blocks = _genesis_only(tmp_path, 4)
+    size_before = store.disk_usage()
+    seg_file = next((tmp_path / "l" / "segments").glob("*.seg"))
+    seg_bytes = seg_file.stat().st_size
+    _sync_with(monkeypatch, stall_s=0.1, fail=lambda n: n == 1)
+
+    async def go() -> list[BaseException | None]:
+        f1 = store.submit([blocks[1]])
+        await asyncio.sleep(0.02)
+        f2 = store.submit([blocks[2]])  # written after the failing sync started
+        out = await asyncio.gather(f1, f2, return_exceptions=True)
+        return [r if isinstance(r, BaseException) else None for r in out]
+
+    errors = asyncio.run(go())
+    assert all(isinstance(e, StoreFullError) for e in errors)
+    assert store.height == 0 and store.tip == store.head and store.in_flight == 0
+    assert store.disk_usage() == size_before and seg_file.stat().st_size == seg_bytes
+    asyncio.run(store.append_many_async(blocks[1:4]))  # space is back
+    assert store.height == 3
+    store.close()
+    assert _stored_hashes(tmp_path / "l") == [b.hash for b in blocks[:4]]
+
+
+def test_failed_write_leaves_the_blocks_in_flight_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, blocks = _genesis_only(tmp_path, 3)
+    _sync_with(monkeypatch, stall_s=0.1)
+    import agent.store as store_mod
+
+    real_write = store_mod.write_all
+    writes: list[int] = []
+
+    def write_all(fd: int, buf: bytes) -> None:
+        writes.append(len(buf))
+        if len(writes) == 2:  # half of the second block's write, then the disk is full
+            os.write(fd, buf[: len(buf) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(fd, buf)
+
+    monkeypatch.setattr(store_mod, "write_all", write_all)
+
+    async def go() -> None:
+        f1 = store.submit([blocks[1]])
+        with pytest.raises(StoreFullError):
+            store.submit([blocks[2]])
+        assert store.tip is not None and store.tip.height == 1  # block 1 is still coming
+        await f1
 
     asyncio.run(go())
     assert store.height == 1
+    asyncio.run(store.append_async(blocks[2]))
     store.close()
-
-
-def test_enospc_during_the_sync_is_undone(tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    store = BlockStore.open(tmp_path / "l")
-    blocks = make_blocks(2)
-    store.append(blocks[0])
-    size_before = store.disk_usage()
-    real = os.fdatasync
-    calls = []
-
-    def full(fd: int) -> None:
-        calls.append(fd)
-        if len(calls) == 1:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(fd)
-
-    monkeypatch.setattr("agent.store.os.fdatasync", full)
-    with pytest.raises(StoreFullError):
-        asyncio.run(store.append_async(blocks[1]))
-    assert store.height == 0 and store.disk_usage() == size_before
-    asyncio.run(store.append_async(blocks[1]))  # space is back
-    assert store.height == 1
-    store.close()
-    with BlockStore.open(tmp_path / "l") as again:
-        assert again.height == 1 and again.get(1).hash == blocks[1].hash
+    assert _stored_hashes(tmp_path / "l") == [b.hash for b in blocks[:3]]
 
 
 def test_cancelled_while_syncing_the_commit_still_completes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Shutdown cancels the sealer mid-fsync: the written record is finished and published
     before the cancellation goes through, so the store stays consistent."""
-    store = BlockStore.open(tmp_path / "l")
-    blocks = make_blocks(3)
-    store.append(blocks[0])
-    _slow_sync(monkeypatch)
+    store, blocks = _genesis_only(tmp_path, 3)
+    _sync_with(monkeypatch)
 
     async def go() -> None:
         task = asyncio.create_task(store.append_async(blocks[1]))
@@ -130,20 +189,34 @@ def test_cancelled_while_syncing_the_commit_still_completes(
         assert again.height == 2
 
 
-def test_sync_append_refused_while_an_async_one_is_in_flight(
+def test_sync_append_settles_what_is_in_flight_first(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = BlockStore.open(tmp_path / "l")
-    blocks = make_blocks(3)
-    store.append(blocks[0])
-    _slow_sync(monkeypatch)
+    store, blocks = _genesis_only(tmp_path, 3)
+    _sync_with(monkeypatch, stall_s=0.1)
 
     async def go() -> None:
-        task = asyncio.create_task(store.append_async(blocks[1]))
-        await asyncio.sleep(0.05)
-        with pytest.raises(StoreError, match="in flight"):
-            store.append(blocks[2])
-        await task
+        fut = store.submit([blocks[1]])
+        with pytest.raises(ChainError):
+            store.append(blocks[1])  # block 1 is in the store once what is in flight is
+        store.append(blocks[2])  # waits for block 1, then appends block 2
+        assert fut.done() and store.height == 2
 
     asyncio.run(go())
-    assert store.height == 1
     store.close()
+    assert _stored_hashes(tmp_path / "l") == [b.hash for b in blocks[:3]]
+
+
+def test_close_settles_blocks_in_flight(tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    store, blocks = _genesis_only(tmp_path, 3)
+    _sync_with(monkeypatch, stall_s=0.1)
+
+    async def go() -> None:
+        store.submit([blocks[1]])
+        store.submit([blocks[2]])
+        store.close()  # e.g. the agent stopping: what was written becomes durable
+
+    asyncio.run(go())
+    assert store.height == 2
+    with BlockStore.open(tmp_path / "l") as again:
+        assert again.height == 2

@@ -60,7 +60,10 @@ def _run_and_kill(args: list[str], rng: random.Random, *, ready: bool = True
 
 
 @pytest.mark.slow
-def test_sigkill_during_appends_loses_no_committed_block(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["sync", "submit"])
+def test_sigkill_during_appends_loses_no_committed_block(tmp_path: Path, mode: str) -> None:
+    """``sync``: append/append_many; ``submit``: the agent's group commit, several
+    batches in flight while the sync thread fdatasyncs."""
     rng = random.Random(2026)
     d = tmp_path / "ledger"
     verified: ChainHead | None = None
@@ -68,8 +71,8 @@ def test_sigkill_during_appends_loses_no_committed_block(tmp_path: Path) -> None
     reported_max = -1
     total_reported = 0
     for kill in range(KILLS):
-        lines, _ = _run_and_kill([str(WRITER), str(d), str(SEGMENT_BYTES), str(kill)], rng,
-                                 ready=d.exists())
+        lines, _ = _run_and_kill([str(WRITER), str(d), str(SEGMENT_BYTES), str(kill), mode],
+                                 rng, ready=d.exists())
         committed = [int(x) for x in lines if not x.startswith("ready")]
         total_reported += len(committed)
         if committed:
