@@ -123,6 +123,11 @@ class SealingConfig:
     retry_interval_s: float = field(default=5.0, metadata=_doc(
         "Retry period for committing while the store is full or failing.",
         min=0.1, max=3600.0))
+    max_blocks_in_flight: int = field(default=64, metadata=_doc(
+        "Group commit: blocks are sealed and written while an fdatasync runs and the "
+        "next one covers them all; at most this many wait for the disk at once (then "
+        "sealing waits). A block counts as committed only once durable.",
+        min=1, max=4096))
 
 
 @dataclass(frozen=True)

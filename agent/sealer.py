@@ -6,6 +6,17 @@ first. Every reading gets a fresh random 16-byte salt (``os.urandom``); with
 ``seal_to_utility`` the payload is sealed to the utility's X25519 key with a fresh
 ephemeral key per block.
 
+Commits are pipelined (group commit): a block is written to the store
+(:meth:`~agent.store.BlockStore.submit`) as soon as it is sealed, and the store's sync
+thread fdatasyncs while writes arrive. Meanwhile the next due blocks are sealed onto it
+(a block needs only the previous header, which exists before it is durable) and
+written; the next fdatasync covers them all. At most ``max_blocks_in_flight`` blocks
+wait for the disk; beyond that sealing waits. A block counts as committed
+(``on_commit``, the forwarders, the counters) only once an fdatasync covering it has
+returned. If a sync fails, the store cuts off every block it may not cover: their
+readings go back to the front of the pending queue, in order, and are sealed again
+(with fresh salts) later.
+
 Time never goes backwards in the chain: a block's span runs from the gateway time the
 first of its readings was taken to the time the last was taken, clamped to start no
 earlier than the previous block ended (after a clock step back, spans stay at the
@@ -29,6 +40,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import nacl.signing
@@ -46,9 +58,28 @@ class BlockSink(Protocol):
     @property
     def head(self) -> ChainHead | None: ...
 
-    def append(self, block: Block) -> None: ...
+    @property
+    def tip(self) -> ChainHead | None: ...
 
-    async def append_async(self, block: Block) -> None: ...
+    def append_many(self, blocks: Sequence[Block]) -> None: ...
+
+    def submit(self, blocks: Sequence[Block]) -> asyncio.Future[None]: ...
+
+    def drain(self) -> None: ...
+
+
+@dataclass
+class _Sealed:
+    """A signed block and the pending readings it holds, until it is durable."""
+
+    block: Block
+    batch: list[tuple[Reading, int]]
+    since: float | None
+    """When the oldest of these readings became pending (monotonic), for the policy."""
+    future: asyncio.Future[None] | None = None
+    """Done once the store made the block durable (or cut it off)."""
+    submitted: float = 0.0
+    """When it was written (monotonic), for the health heartbeat."""
 
 
 class Sealer:
@@ -74,7 +105,8 @@ class Sealer:
         self._mono = mono
         self._pending: deque[tuple[Reading, int]] = deque()
         self._first_pending_mono: float | None = None
-        self._wake = asyncio.Event()
+        self._inflight: deque[_Sealed] = deque()  # written, not yet durable, in order
+        self._waiter: asyncio.Future[None] | None = None  # run() sleeps on it
         self._retry_at: float | None = None
         self.blocks_committed = 0
         self.readings_committed = 0
@@ -88,7 +120,8 @@ class Sealer:
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        """Readings not yet committed: waiting to be sealed, sealed, or being written."""
+        return len(self._pending) + sum(len(s.batch) for s in self._inflight)
 
     def add(self, readings: Sequence[Reading], taken_ms: int) -> None:
         """Queue readings taken at gateway time ``taken_ms`` (called by the poller)."""
@@ -108,7 +141,7 @@ class Sealer:
                          self.cfg.max_pending_readings, self.last_error or "store failing",
                          self.dropped_readings)
         if len(self._pending) >= self.cfg.max_readings:
-            self._wake.set()
+            self._kick()
 
     # --- policy --------------------------------------------------------------------
 
@@ -133,33 +166,126 @@ class Sealer:
         return max(0.01, min(waits))
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Seal by policy until ``stop`` is set (the caller then calls :meth:`flush`)."""
-        while not stop.is_set():
-            self.heartbeat = self._mono()
-            self._wake.clear()
-            while self.due():
-                if not await self.seal_some_async():
+        """Seal by policy until ``stop`` is set (the caller then calls :meth:`flush`).
+
+        Blocks are written as soon as they are sealed and counted as committed once
+        durable (see the module docs); on return every block written is settled.
+        Cancelled, it waits for the store to settle the blocks in flight and puts the
+        readings of every block that did not become durable back in front of the
+        pending queue.
+
+        Raises:
+            StoreError: the store failed other than by being full.
+        """
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.ensure_future(stop.wait())
+        stopping.add_done_callback(self._kick)
+        try:
+            while not stop.is_set():
+                self._beat()
+                await self._seal_due()
+                self._beat()
+                if stop.is_set():
                     break
-                await asyncio.sleep(0)  # let polls and forwarders run between blocks
-            stop_wait = asyncio.ensure_future(stop.wait())
-            wake_wait = asyncio.ensure_future(self._wake.wait())
+                # sleep until readings are due, a block is durable, or stop
+                self._waiter = loop.create_future()
+                timer = loop.call_later(self._next_wake(), self._kick)
+                try:
+                    await self._waiter
+                finally:
+                    timer.cancel()
+                    self._waiter = None
+            if self._inflight:
+                await asyncio.wait([s.future for s in self._inflight if s.future])
+                self._reap()
+        except asyncio.CancelledError:
+            self._settle_in_flight()
+            raise
+        finally:
+            stopping.cancel()
+
+    def _kick(self, _: object = None) -> None:
+        """Wake :meth:`run` (readings due, a block durable, stop, the policy's timer)."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _beat(self) -> None:
+        """The health heartbeat: now, or when the oldest block still waiting for the disk
+        was written (a stuck disk makes the sealer unhealthy while its loop runs on)."""
+        now = self._mono()
+        self.heartbeat = min(now, self._inflight[0].submitted) if self._inflight else now
+
+    async def _seal_due(self) -> None:
+        """Seal due blocks onto the tip and write them, up to ``max_blocks_in_flight``."""
+        while True:
+            self._reap()
+            if not self.due() or len(self._inflight) >= self.cfg.max_blocks_in_flight:
+                return
+            sealed = self._seal_next()
             try:
-                await asyncio.wait({stop_wait, wake_wait}, timeout=self._next_wake(),
-                                   return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stop_wait.cancel()
-                wake_wait.cancel()
+                fut = self.store.submit([sealed.block])
+            except (StoreFullError, OSError) as exc:
+                self._void([sealed], exc)
+                return
+            sealed.future, sealed.submitted = fut, self._mono()
+            fut.add_done_callback(self._kick)
+            self._inflight.append(sealed)
+            await asyncio.sleep(0)  # let polls, forwarders and the sync's news run
+
+    def _reap(self) -> None:
+        """Count the blocks that became durable, in order; when the store cut blocks off
+        (a failed sync), take their readings back.
+
+        Raises:
+            StoreError: the store failed other than by being full.
+        """
+        while self._inflight:
+            fut = self._inflight[0].future
+            assert fut is not None
+            if not fut.done():
+                return
+            exc = fut.exception()
+            if exc is None:
+                self._committed(self._inflight.popleft())
+                continue
+            # the store cut off this block and every one written after it
+            void = list(self._inflight)
+            self._inflight.clear()
+            for s in void:
+                if s.future is not None and s.future.done():
+                    s.future.exception()  # retrieved: they failed as one
+            if isinstance(exc, StoreFullError | OSError):
+                self._void(void, exc)
+                return
+            self._requeue(void)
+            self.last_error = str(exc)
+            raise exc
+
+    def _settle_in_flight(self) -> None:
+        """Cancelled (shutdown): let the store settle what is in flight; never raises."""
+        if not self._inflight:
+            return
+        self.store.drain()
+        try:
+            self._reap()
+        except StoreError as exc:
+            log.critical("blocks in flight at shutdown were not committed: %s", exc)
+        if self._inflight:  # not settled (cannot happen with a drained store)
+            self._requeue(list(self._inflight))
+            self._inflight.clear()
 
     def flush(self) -> int:
         """Seal and commit everything pending, ignoring the policy (shutdown).
 
-        Returns the number of readings left uncommitted (the store refused them).
+        Call it when :meth:`run` has returned or was cancelled. Returns the number of
+        readings left uncommitted (the store refused them).
         """
         self._retry_at = None
+        self._settle_in_flight()
         while self._pending:
             if not self.seal_some():
                 break
-        left = len(self._pending)
+        left = self.pending
         if left:
             log.critical("%d pending reading(s) could not be committed at shutdown: %s",
                          left, self.last_error)
@@ -168,46 +294,36 @@ class Sealer:
     # --- sealing -------------------------------------------------------------------
 
     def seal_some(self) -> bool:
-        """Seal up to ``max_readings`` pending readings into one block and commit it.
+        """Seal up to ``max_readings`` pending readings into one block and commit it
+        synchronously (one fdatasync).
 
         Returns True if a block was committed, False if the store refused it (the
         readings are back in the queue and a retry is scheduled).
 
         Raises:
             ChainError: the block does not link onto the store's head (a bug).
-            StoreError: the store failed other than by being full.
+            StoreError: the store failed other than by being full, or blocks written by
+                :meth:`run` are still in flight.
         """
-        block, batch = self._seal_next()
+        if self._inflight:
+            raise StoreError("blocks are in flight; let Sealer.run finish first")
+        sealed = self._seal_next()
         try:
-            self.store.append(block)
+            self.store.append_many([sealed.block])
         except (StoreFullError, OSError) as exc:
-            return self._refused(batch, exc)
-        self._committed(block, len(batch))
+            return self._void([sealed], exc)
+        self._committed(sealed)
         return True
 
-    async def seal_some_async(self) -> bool:
-        """As :meth:`seal_some`, with the commit's fsync waiting off the event loop."""
-        block, batch = self._seal_next()
-        try:
-            await self.store.append_async(block)
-        except asyncio.CancelledError:  # shutdown: the store finished or undid the commit
-            head = self.store.head
-            if head is not None and head.hash == block.hash:
-                self._committed(block, len(batch))
-            else:
-                self._pending.extendleft(reversed(batch))
-            raise
-        except (StoreFullError, OSError) as exc:
-            return self._refused(batch, exc)
-        self._committed(block, len(batch))
-        return True
-
-    def _seal_next(self) -> tuple[Block, list[tuple[Reading, int]]]:
-        """Take up to ``max_readings`` pending readings and seal the next block of them."""
+    def _seal_next(self) -> _Sealed:
+        """Take up to ``max_readings`` pending readings and seal the next block of them
+        onto the store's tip (the last block written, durable or not)."""
         n = min(len(self._pending), self.cfg.max_readings)
         batch = [self._pending.popleft() for _ in range(n)]
-        head = self.store.head
-        prev = head.header if head else None
+        since = self._first_pending_mono
+        self._first_pending_mono = self._mono() if self._pending else None
+        tip = self.store.tip
+        prev = tip.header if tip else None
         start = min(t for _, t in batch)
         end = max(t for _, t in batch)
         if prev is not None:
@@ -221,11 +337,19 @@ class Sealer:
             recipient_key=self.recipient_key,
             ephemeral_sk=os.urandom(32) if self.recipient_key else None,
         )
-        return block, batch
+        return _Sealed(block, batch, since)
 
-    def _refused(self, batch: list[tuple[Reading, int]], exc: Exception) -> bool:
-        """Put the batch back; False when the store is full, raise when it is broken."""
-        self._pending.extendleft(reversed(batch))
+    def _requeue(self, void: list[_Sealed]) -> None:
+        """Put the readings of blocks that never became durable back in front, in order."""
+        if not void:
+            return
+        self._pending.extendleft(reversed([r for s in void for r in s.batch]))
+        since = [t for t in (void[0].since, self._first_pending_mono) if t is not None]
+        self._first_pending_mono = min(since) if since else self._mono()
+
+    def _void(self, void: list[_Sealed], exc: Exception) -> bool:
+        """The store refused a commit: requeue; False when it is full, raise when broken."""
+        self._requeue(void)
         if isinstance(exc, StoreFullError):
             self._commit_failed(exc)
             return False
@@ -233,7 +357,8 @@ class Sealer:
         raise StoreError(f"store write failed ({exc}); the store must be reopened "
                          "(restart recovers its tail)") from exc
 
-    def _committed(self, block: Block, n: int) -> None:
+    def _committed(self, sealed: _Sealed) -> None:
+        block = sealed.block
         if self.store_full or self.commit_failures:
             log.warning("store accepts blocks again; committed block %d", block.height)
         self.store_full = False
@@ -241,8 +366,7 @@ class Sealer:
         self._retry_at = None
         self.last_error = None
         self.blocks_committed += 1
-        self.readings_committed += n
-        self._first_pending_mono = self._mono() if self._pending else None
+        self.readings_committed += len(sealed.batch)
         if self.on_commit is not None:
             self.on_commit(block)
 
@@ -259,7 +383,8 @@ class Sealer:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "pending_readings": len(self._pending),
+            "pending_readings": self.pending,
+            "blocks_in_flight": len(self._inflight),
             "blocks_committed": self.blocks_committed,
             "readings_committed": self.readings_committed,
             "dropped_readings": self.dropped_readings,

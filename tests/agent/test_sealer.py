@@ -6,6 +6,7 @@ import asyncio
 import errno
 import os
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import nacl.public
@@ -138,15 +139,22 @@ class FullOnce:
     def head(self):  # type: ignore[no-untyped-def]
         return self.store.head
 
-    def append(self, block: Block) -> None:
-        if self.full:
-            raise StoreFullError("no space left on device")
-        self.store.append(block)
+    @property
+    def tip(self):  # type: ignore[no-untyped-def]
+        return self.store.tip
 
-    async def append_async(self, block: Block) -> None:
+    def append_many(self, blocks: Sequence[Block]) -> None:
         if self.full:
             raise StoreFullError("no space left on device")
-        await self.store.append_async(block)
+        self.store.append_many(blocks)
+
+    def submit(self, blocks: Sequence[Block]) -> asyncio.Future[None]:
+        if self.full:
+            raise StoreFullError("no space left on device")
+        return self.store.submit(blocks)
+
+    def drain(self) -> None:
+        self.store.drain()
 
 
 def test_store_full_keeps_readings_bounded_and_resumes(tmp_path: Path) -> None:
@@ -174,7 +182,7 @@ def test_store_error_other_than_full_stops_with_readings_kept(tmp_path: Path) ->
     store = open_store(tmp_path / "l")
 
     class Broken(FullOnce):
-        def append(self, block: Block) -> None:
+        def append_many(self, blocks: Sequence[Block]) -> None:
             raise OSError(5, "Input/output error")
 
     s = Sealer(SealingConfig(max_readings=10), Broken(store), SEED)
@@ -221,6 +229,23 @@ def test_real_enospc_on_a_small_tmpfs(small_fs: Path) -> None:
     assert values == list(range(n))  # every reading, once, in order
 
 
+def _stall_syncs(monkeypatch: pytest.MonkeyPatch, stall_s: float,
+                 fail_call: int = 0) -> list[int]:
+    """Make the real store's fdatasync stall (an SD card); returns the list of calls."""
+    real = os.fdatasync
+    calls: list[int] = []
+
+    def stalling(fd: int) -> None:
+        calls.append(fd)
+        time.sleep(stall_s)
+        if len(calls) == fail_call:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr("agent.store.os.fdatasync", stalling)
+    return calls
+
+
 @pytest.mark.parametrize("sync_fails", [False, True], ids=["sync-ok", "sync-enospc"])
 def test_cancelled_commit_loses_no_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                           sync_fails: bool) -> None:
@@ -229,28 +254,166 @@ def test_cancelled_commit_loses_no_reading(tmp_path: Path, monkeypatch: pytest.M
     s = Sealer(SealingConfig(max_readings=10), store, SEED)
     s.add(readings("a", 10, 1), 1)
     assert s.seal_some()  # the segment exists, the next commit syncs off the loop
-    real = os.fdatasync
-    calls: list[int] = []
-
-    def stalling(fd: int) -> None:
-        calls.append(fd)
-        time.sleep(0.3)
-        if sync_fails and len(calls) == 1:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(fd)
-
-    monkeypatch.setattr("agent.store.os.fdatasync", stalling)
+    _stall_syncs(monkeypatch, 0.3, fail_call=1 if sync_fails else 0)
     s.add(readings("a", 10, 100, 10), 100)
 
     async def go() -> None:
-        task = asyncio.create_task(s.seal_some_async())
+        task = asyncio.create_task(s.run(asyncio.Event()))
         await asyncio.sleep(0.05)
+        assert s.pending == 10 and store.height == 0  # sealed, being written
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(go())
+    assert store.height == (0 if sync_fails else 1)
     assert s.pending == (10 if sync_fails else 0)
     s.flush()
     values = [r.value for b in chain(store) for r, _ in block_readings(b)]
     assert values == list(range(20)) and s.pending == 0
+
+
+class InFlightWatch(FullOnce):
+    """The real store, never full; records how many blocks were in flight per submit."""
+
+    def __init__(self, store: BlockStore) -> None:
+        super().__init__(store)
+        self.full = False
+        self.in_flight: list[int] = []
+
+    def submit(self, blocks: Sequence[Block]) -> asyncio.Future[None]:
+        fut = self.store.submit(blocks)
+        self.in_flight.append(self.store.in_flight)
+        return fut
+
+
+def _run_until(s: Sealer, done: Callable[[], bool], limit_s: float = 20.0) -> None:
+    async def go() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(s.run(stop))
+        t0 = time.monotonic()
+        while not done() and time.monotonic() - t0 < limit_s and not task.done():
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("limit", [64, 3, 1])
+def test_blocks_sealed_during_a_stalled_sync_share_the_next_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
+    """Group commit: while one fdatasync stalls, the due blocks are sealed onto the block
+    being synced and written (at most max_blocks_in_flight waiting at once); the next
+    fdatasync covers them all. Each is reported committed only once durable."""
+    store = BlockStore.open(tmp_path / "l")
+    sink = InFlightWatch(store)
+    seen: list[tuple[int, int]] = []  # (block committed, store height when reported)
+    s = Sealer(SealingConfig(max_readings=10, max_blocks_in_flight=limit), sink, SEED,
+               on_commit=lambda b: seen.append((b.height, store.height)))
+    s.add(readings("a", 10, 1), 1)
+    assert s.seal_some()  # genesis creates the segment (synchronously)
+    calls = _stall_syncs(monkeypatch, 0.1)
+    s.add(readings("a", 200, 100, 10), 100)
+    _run_until(s, lambda: s.readings_committed == 210)
+    assert s.pending == 0 and store.height == 20 and store.in_flight == 0
+    values = [r.value for b in chain(store) for r, _ in block_readings(b)]
+    assert values == list(range(210))
+    assert max(sink.in_flight) == min(limit, 20)
+    if limit == 1:
+        assert len(calls) == 20  # nothing to share: one fdatasync per block
+    elif limit == 64:  # all 20 were written before or during the first sync
+        assert len(calls) <= 2
+    else:
+        assert 20 / limit <= len(calls) < 20
+    assert all(height <= at for height, at in seen)  # reported only once durable
+    assert [h for h, _ in seen] == list(range(21))
+
+
+def test_failed_sync_voids_the_blocks_written_after_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills while blocks wait for it: the store cuts off every block the
+    failed fdatasync may not cover; their readings are sealed again once space returns:
+    every reading ends up committed exactly once, in order."""
+    store = BlockStore.open(tmp_path / "l")
+    mono = [0.0]
+    s = Sealer(SealingConfig(max_readings=10, retry_interval_s=1, max_blocks_in_flight=4),
+               store, SEED, mono=lambda: mono[0])
+    s.add(readings("a", 10, 1), 1)
+    assert s.seal_some()
+    _stall_syncs(monkeypatch, 0.05, fail_call=2)
+    s.add(readings("a", 90, 2, 10), 2)
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(s.run(stop))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if s.store_full:
+                break
+        # what the first sync covered landed; what the failed one was to cover is cut off
+        assert s.store_full and 1 <= store.height < 9
+        assert store.tip == store.head and store.in_flight == 0
+        landed = store.height
+        assert s.readings_committed == 10 * (landed + 1)
+        assert s.pending == 100 - s.readings_committed == s.to_json()["pending_readings"]
+        await asyncio.sleep(0.1)
+        assert store.height == landed  # waits for the retry interval
+        mono[0] += 1.5
+        s._kick()
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if s.readings_committed == 100:
+                break
+        stop.set()
+        await task
+
+    asyncio.run(go())
+    assert not s.store_full and s.pending == 0
+    values = [r.value for b in chain(store) for r, _ in block_readings(b)]
+    assert values == list(range(100))
+
+
+def test_pipelined_real_enospc_on_a_small_tmpfs(small_fs: Path) -> None:
+    """The run loop on a real filesystem that fills up mid-pipeline: every reading is
+    committed once, in order, after space returns."""
+    store = BlockStore.open(small_fs / "ledger", options=StoreOptions(segment_bytes=1 << 20))
+    s = Sealer(SealingConfig(max_readings=20, max_pending_readings=100_000,
+                             retry_interval_s=0.1, max_blocks_in_flight=8), store, SEED)
+    filler = small_fs / "filler"
+    with open(filler, "wb") as fh:  # leave ~40 KiB free
+        free = os.statvfs(small_fs).f_bavail * os.statvfs(small_fs).f_frsize
+        fh.write(bytes(max(0, free - 40 * 1024)))
+    n = 0
+
+    async def go() -> None:
+        nonlocal n
+        stop = asyncio.Event()
+        task = asyncio.create_task(s.run(stop))
+        full_seen = False
+        for i in range(400):
+            s.add(readings("a", 20, 1_000 + i, n), 1_000 + i)
+            n += 20
+            await asyncio.sleep(0.002)
+            if s.store_full:
+                full_seen = True
+                break
+        assert full_seen
+        height_when_full = store.height
+        await asyncio.sleep(0.3)
+        assert store.height == height_when_full
+        filler.unlink()
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if s.readings_committed == n:
+                break
+        stop.set()
+        await task
+
+    asyncio.run(go())
+    assert s.flush() == 0
+    store.close()
+    reopened = BlockStore.open(small_fs / "ledger")
+    values = [r.value for b in chain(reopened) for r, _ in block_readings(b)]
+    reopened.close()
+    assert values == list(range(n))
