@@ -93,8 +93,12 @@ def render(snap: Snapshot) -> str:
     w.add("meterchain_chain_first_height", "gauge", "Lowest height still stored (pruning).",
           chain.get("first_height", 0))
     sealer = snap.get("sealer", {})
-    w.add("meterchain_pending_readings", "gauge", "Readings waiting to be sealed.",
+    w.add("meterchain_pending_readings", "gauge",
+          "Readings not yet committed (waiting to be sealed, or sealed and waiting for the disk).",
           sealer.get("pending_readings", 0))
+    w.add("meterchain_blocks_in_flight", "gauge",
+          "Blocks written and waiting for an fdatasync to cover them.",
+          sealer.get("blocks_in_flight", 0))
     w.add("meterchain_blocks_committed_total", "counter", "Blocks committed since start.",
           sealer.get("blocks_committed", 0))
     w.add("meterchain_readings_committed_total", "counter", "Readings committed since start.",

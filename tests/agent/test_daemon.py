@@ -117,6 +117,7 @@ timeout_s = 0.3
         assert errors['{meter="absent",driver="modbus-tcp"}'] >= 2
         assert metrics["meterchain_chain_height"] == [("", -1.0)]
         assert metrics["meterchain_pending_readings"][0][1] > 0
+        assert metrics["meterchain_blocks_in_flight"] == [("", 0.0)]  # none written yet
         conn.request("GET", "/nope")
         assert conn.getresponse().status == 404
 
