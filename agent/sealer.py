@@ -51,6 +51,11 @@ from agent.ledger import SALT_SIZE, Block, ChainHead, Reading, seal_block
 
 log = logging.getLogger("meterchain.sealer")
 
+_SEAL_SLICE_S = 0.002
+"""A backlog is sealed in slices of about this long between yields to the event loop:
+short enough for meter polls, long enough that the loop's turn does not cost more than
+the sealing it interleaves with (a 64-reading block seals in ~0.2 ms here)."""
+
 
 class BlockSink(Protocol):
     """What the sealer needs of the block store."""
@@ -216,7 +221,9 @@ class Sealer:
         self.heartbeat = min(now, self._inflight[0].submitted) if self._inflight else now
 
     async def _seal_due(self) -> None:
-        """Seal due blocks onto the tip and write them, up to ``max_blocks_in_flight``."""
+        """Seal due blocks onto the tip and write them, up to ``max_blocks_in_flight``,
+        yielding to the event loop at least every ``_SEAL_SLICE_S`` of sealing."""
+        slice_end = self._mono() + _SEAL_SLICE_S
         while True:
             self._reap()
             if not self.due() or len(self._inflight) >= self.cfg.max_blocks_in_flight:
@@ -230,7 +237,9 @@ class Sealer:
             sealed.future, sealed.submitted = fut, self._mono()
             fut.add_done_callback(self._kick)
             self._inflight.append(sealed)
-            await asyncio.sleep(0)  # let polls, forwarders and the sync's news run
+            if sealed.submitted >= slice_end:
+                await asyncio.sleep(0)  # let polls, forwarders and the sync's news run
+                slice_end = self._mono() + _SEAL_SLICE_S
 
     def _reap(self) -> None:
         """Count the blocks that became durable, in order; when the store cut blocks off
