@@ -143,6 +143,7 @@ class BlockStore:
         self._sync_error: OSError | None = None  # a sync of the current epoch failed
         self._sync_thread: threading.Thread | None = None
         self._sync_idle = False  # the sync thread waits for something to sync
+        self._cut_off: StoreError | None = None  # why blocks in flight were last cut off
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
         self.syncs = 0
@@ -381,9 +382,11 @@ class BlockStore:
         the disk is full, StoreError otherwise); the tip is the head again. Starting a new
         segment (once per ``segment_bytes``) settles what is in flight and is synchronous.
 
-        Raises (nothing written, the blocks in flight unaffected):
+        Raises (nothing written; the blocks in flight are unaffected, except as below):
             ChainError: a block does not link onto the tip (or is no genesis).
-            StoreFullError: no space left on the disk or within ``max_bytes``.
+            StoreFullError: no space left on the disk or within ``max_bytes``; or, when
+                these blocks start a new segment, the blocks in flight before them were
+                cut off (they fail with the same error).
             StoreError: the store is read-only or closed, or the disk failed.
         """
         loop = asyncio.get_running_loop()
@@ -396,7 +399,12 @@ class BlockStore:
         head, frames = self._prepare(blocks)
         seg = self._segments[-1] if self._segments else None
         if self._needs_new_segment(seg, frames):
+            tip = self._tip
             self.drain()
+            if self._tip is not tip:  # a failed sync cut off what these blocks follow
+                assert self._cut_off is not None
+                raise type(self._cut_off)(f"{self.directory}: not written, the blocks "
+                                          f"before them were cut off: {self._cut_off}")
             self._append_new_segment(blocks[0].height, frames)
             self.head = self._tip = head
             fut.set_result(None)
@@ -552,6 +560,7 @@ class BlockStore:
             self._want = self._synced = seg.size
             self._sync_error = None
             self._cv.notify_all()
+        self._cut_off = err
         for u in failed:
             _resolve(u.future, type(err)(str(err)))
 
