@@ -287,6 +287,17 @@ class InFlightWatch(FullOnce):
         return fut
 
 
+async def _commit_all_then_stop(s: Sealer, total: int, stop: asyncio.Event,
+                                task: asyncio.Task[None]) -> None:
+    """Wait (up to 5 s) until ``total`` readings are committed, then stop the run loop."""
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if s.readings_committed == total:
+            break
+    stop.set()
+    await task
+
+
 def _run_until(s: Sealer, done: Callable[[], bool], limit_s: float = 20.0) -> None:
     async def go() -> None:
         stop = asyncio.Event()
@@ -403,12 +414,7 @@ def test_pipelined_real_enospc_on_a_small_tmpfs(small_fs: Path) -> None:
         await asyncio.sleep(0.3)
         assert store.height == height_when_full
         filler.unlink()
-        for _ in range(500):
-            await asyncio.sleep(0.01)
-            if s.readings_committed == n:
-                break
-        stop.set()
-        await task
+        await _commit_all_then_stop(s, n, stop, task)
 
     asyncio.run(go())
     assert s.flush() == 0
@@ -469,12 +475,7 @@ def test_random_disk_failures_commit_every_reading_once_in_order(
             n += k
             await asyncio.sleep(rng.choice((0, 0.002, 0.005)))
         monkeypatch.undo()  # the disk recovers
-        for _ in range(500):
-            await asyncio.sleep(0.01)
-            if s.readings_committed == n:
-                break
-        stop.set()
-        await task
+        await _commit_all_then_stop(s, n, stop, task)
 
     asyncio.run(go())
     assert raised["sync"] >= 2 and raised["write"] >= 2, raised
