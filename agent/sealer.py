@@ -276,12 +276,9 @@ class Sealer:
             return
         self.store.drain()
         try:
-            self._reap()
+            self._reap()  # drained: every block in flight is durable or cut off
         except StoreError as exc:
             log.critical("blocks in flight at shutdown were not committed: %s", exc)
-        if self._inflight:  # not settled (cannot happen with a drained store)
-            self._requeue(list(self._inflight))
-            self._inflight.clear()
 
     def flush(self) -> int:
         """Seal and commit everything pending, ignoring the policy (shutdown).

@@ -93,7 +93,6 @@ class _Unsynced:
     offsets: list[int]
     end: int  # file offset just past this write
     head: ChainHead
-    blocks: int
     future: asyncio.Future[None]
 
 
@@ -410,10 +409,10 @@ class BlockStore:
             fut.set_result(None)
             return fut
         assert seg is not None
-        start = self._unsynced[-1].end if self._unsynced else seg.size
+        start = self._write_end(seg)
         buf_len, offsets = self._write(seg, frames, start)
         end = start + buf_len
-        self._unsynced.append(_Unsynced(buf_len, offsets, end, head, len(blocks), fut))
+        self._unsynced.append(_Unsynced(buf_len, offsets, end, head, fut))
         self._tip = head
         self._loop = loop
         if self._sync_thread is None:
@@ -476,7 +475,7 @@ class BlockStore:
     @property
     def in_flight(self) -> int:
         """Blocks submitted but not yet durable."""
-        return sum(u.blocks for u in self._unsynced)
+        return sum(len(u.offsets) for u in self._unsynced)  # one offset per block
 
     def _sync_loop(self) -> None:
         """The sync thread: fdatasync while anything written is not yet covered, and tell
@@ -591,9 +590,13 @@ class BlockStore:
     def _needs_new_segment(self, seg: Segment | None, frames: list[bytes]) -> bool:
         if seg is None:
             return True
-        end = self._unsynced[-1].end if self._unsynced else seg.size
         batch_len = sum(len(f) for f in frames)
-        return bool(seg.index or self._unsynced) and end + batch_len > self.options.segment_bytes
+        return (bool(seg.index or self._unsynced)
+                and self._write_end(seg) + batch_len > self.options.segment_bytes)
+
+    def _write_end(self, seg: Segment) -> int:
+        """Where the next write to the last segment goes: past what is in flight."""
+        return self._unsynced[-1].end if self._unsynced else seg.size
 
     def _pad(self, end: int) -> bytes:
         return bytes((-end) % self.options.align)
