@@ -31,12 +31,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agent import keys  # noqa: E402
-from agent.ledger import Reading, seal_block  # noqa: E402
-from agent.store import BlockStore, StoreOptions  # noqa: E402
+import keyfiles as keys  # noqa: E402
+from agent.storage.store import BlockStore, StoreOptions  # noqa: E402
 from drivers import profile  # noqa: E402
 from drivers.sim.meter import MeterServer, SimUnit  # noqa: E402
 from drivers.sim.model import MeterModel  # noqa: E402
+from ledger import Reading, seal_block  # noqa: E402
 
 
 def _rss_kb(pid: int) -> tuple[int, int]:
@@ -91,7 +91,7 @@ def _start(cfg: Path, notify: Path | None = None) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     if notify is not None:
         env["NOTIFY_SOCKET"] = str(notify)
-    return subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
+    return subprocess.Popen([sys.executable, "-m", "meterchain", "run", "--config", str(cfg)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
@@ -178,7 +178,7 @@ def bench_startup(readings: int) -> dict[str, float]:
             proc.wait(10)
             sim.close()
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import agent.daemon, drivers.modbus"],
+        subprocess.run([sys.executable, "-c", "import agent.service.daemon, drivers.modbus"],
                        cwd=ROOT, check=True)
         import_s = time.perf_counter() - t0
     return {"stored_readings": readings, "stored_blocks": height + 1,

@@ -26,11 +26,11 @@ sys.path.insert(0, str(ROOT))
 
 from _common import add_common_args, report  # noqa: E402
 
-from agent import keys  # noqa: E402
-from agent.demo import SyntheticMeters, seal_chain  # noqa: E402
-from agent.forwarder import Forwarder, ForwarderOptions  # noqa: E402
-from agent.state import StateDB  # noqa: E402
-from agent.store import BlockStore, StoreOptions  # noqa: E402
+import keyfiles as keys  # noqa: E402
+from agent.pipeline.forwarder import Forwarder, ForwarderOptions  # noqa: E402
+from agent.storage.state import StateDB  # noqa: E402
+from agent.storage.store import BlockStore, StoreOptions  # noqa: E402
+from meterchain.demo import SyntheticMeters, seal_chain  # noqa: E402
 from tests.support.replicaproc import ReplicaProcess  # noqa: E402
 
 

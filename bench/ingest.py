@@ -54,11 +54,11 @@ import nacl.signing  # noqa: E402
 from _common import add_common_args, report  # noqa: E402
 from tinydb import TinyDB  # noqa: E402
 
-from agent import ledger  # noqa: E402
-from agent.config import SealingConfig  # noqa: E402
-from agent.demo import SyntheticMeters  # noqa: E402
-from agent.sealer import Sealer  # noqa: E402
-from agent.store import BlockStore  # noqa: E402
+import ledger  # noqa: E402
+from agent.pipeline.sealer import Sealer  # noqa: E402
+from agent.service.config import SealingConfig  # noqa: E402
+from agent.storage.store import BlockStore  # noqa: E402
+from meterchain.demo import SyntheticMeters  # noqa: E402
 
 SEED = bytes(range(32))
 KEY = nacl.signing.SigningKey(SEED)  # derived once, as the agent's sealer does

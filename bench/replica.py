@@ -60,7 +60,7 @@ def build_all(n: int, blocks: int, readings: int, batch: int) -> list[tuple[str,
 
 
 def start_server(cfg: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "replica", "serve", "--config",
+    proc = subprocess.Popen([sys.executable, "-m", "meterchain", "replica", "serve", "--config",
                              str(cfg)], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60

@@ -4,7 +4,7 @@
 
 Builds a chain of ``--readings`` readings in blocks of ``--block-size`` once (build
 time is printed separately, not counted), then times (best of ``--repeat``, wall clock;
-CPU time alongside, since the machine may be shared) ``agent.ledger.verify_records``
+CPU time alongside, since the machine may be shared) ``ledger.verify_records``
 over the block records: decoding, links, signatures, payload hashes, canonical form
 of every reading and Merkle roots -- everything the spec requires. Target: >= 200,000
 readings/s with 64-reading blocks.
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import nacl.signing  # noqa: E402
 from _common import add_common_args, report  # noqa: E402
 
-from agent import ledger as L  # noqa: E402
+import ledger as L  # noqa: E402
 from tests.ledger import cleanroom  # noqa: E402
 
 SEED = hashlib.sha256(b"bench/verify gateway").digest()

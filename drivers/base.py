@@ -13,8 +13,8 @@ import difflib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from agent.errors import ConfigError
-from agent.ledger import Reading
+from ledger import Reading
+from ledger.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class MeterSpec:
 class Meter(abc.ABC):
     """One meter that can be probed and read. Implementations are async.
 
-    Every failure surfaces as a :class:`~agent.errors.DeviceError` (or a subclass)
+    Every failure surfaces as a :class:`~ledger.errors.DeviceError` (or a subclass)
     naming the bus, unit and register; implementations never let a protocol
     library's own exception escape.
     """

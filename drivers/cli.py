@@ -14,11 +14,11 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import TextIO
 
-from agent.errors import ConfigError, DeviceExceptionResponse, DeviceTimeout, FrameError
-from agent.ledger import Quality, Reading
 from drivers import base, decode, profile, quantities
 from drivers.modbus_bus import Bus, BusKey, SerialSettings, acquire, check_serial_port
 from drivers.serialport import check_line
+from ledger import Quality, Reading
+from ledger.errors import ConfigError, DeviceExceptionResponse, DeviceTimeout, FrameError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

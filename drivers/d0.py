@@ -28,8 +28,6 @@ from dataclasses import dataclass
 
 import serial
 
-from agent.errors import ConfigError, DeviceTimeout, FrameError
-from agent.ledger import Reading
 from drivers.base import Meter, MeterSpec, check_options, register
 from drivers.iec62056 import (
     MODE_C_BAUD,
@@ -45,6 +43,8 @@ from drivers.iec62056 import (
     sign_on,
 )
 from drivers.serialport import open_port, port_error
+from ledger import Reading
+from ledger.errors import ConfigError, DeviceTimeout, FrameError
 
 SIGN_ON_BAUD = 300
 OPTIONS = ("address", "max_baudrate", "switch_delay_s", "readout_timeout_s")

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Literal
 
-from agent.ledger import Quality
+from ledger import Quality
 
 Order = Literal["big", "little"]
 

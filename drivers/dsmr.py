@@ -15,7 +15,7 @@ end with ``!`` and a CRC16 (CRC-16/ARC: polynomial 0xA001 reflected, initial val
 over every byte from ``/`` through ``!``, as four upper-case hex digits. DSMR 2.2 and
 3 end with a bare ``!``. :class:`TelegramFramer` cuts a byte stream into telegrams,
 :func:`parse_telegram` checks and parses one, :func:`telegram_readings` turns it
-into :class:`~agent.ledger.Reading` values (only codes of :mod:`drivers.quantities`).
+into :class:`~ledger.Reading` values (only codes of :mod:`drivers.quantities`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from agent.errors import FrameError
-from agent.ledger import ClockSource, Quality, Reading, format_obis, parse_obis
 from drivers.obisvalue import MeterTime, parse_meter_time, parse_value, vocabulary_unit
+from ledger import ClockSource, Quality, Reading, format_obis, parse_obis
+from ledger.errors import FrameError
 
 
 class CrcError(FrameError):

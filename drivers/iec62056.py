@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from agent.errors import FrameError
-from agent.ledger import ClockSource, Reading, format_obis, parse_obis
 from drivers.obisvalue import parse_value, vocabulary_unit
+from ledger import ClockSource, Reading, format_obis, parse_obis
+from ledger.errors import FrameError
 
 STX = 0x02
 ETX = 0x03

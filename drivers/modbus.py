@@ -17,8 +17,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from agent.errors import ConfigError, DeviceError
-from agent.ledger import Reading
 from drivers import decode
 from drivers.base import Meter, MeterSpec, check_options, register
 from drivers.coalesce import Request, Span, plan
@@ -26,6 +24,8 @@ from drivers.modbus_bus import Bus, BusKey, SerialSettings, acquire
 from drivers.profile import Profile, RegisterDef
 from drivers.profile import load as load_profile
 from drivers.serialport import check_line
+from ledger import Reading
+from ledger.errors import ConfigError, DeviceError
 
 log = logging.getLogger(__name__)
 

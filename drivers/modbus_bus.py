@@ -9,7 +9,7 @@ silent meter costs exactly its own timeout. Meters on different buses run in par
 Buses are reference counted: :func:`acquire` returns the bus for a key (creating it),
 :meth:`Bus.release` closes the client when its last meter is closed.
 
-Every failure is a :class:`~agent.errors.DeviceError` naming bus, unit and register,
+Every failure is a :class:`~ledger.errors.DeviceError` naming bus, unit and register,
 with a hint of what to check.
 """
 
@@ -30,14 +30,14 @@ from pymodbus.framer import FramerType
 from pymodbus.framer.rtu import FramerRTU
 from serial import SerialBase, SerialException
 
-from agent.errors import (
+from drivers.serialport import diagnose, port_error, settings_refused
+from ledger.errors import (
     ConfigError,
     DeviceError,
     DeviceExceptionResponse,
     DeviceTimeout,
     FrameError,
 )
-from drivers.serialport import diagnose, port_error, settings_refused
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 # own message. A DeviceError already carries the bus, unit, register and a hint, and
 # `meterchain read --raw` shows the frames (through trace_packet, not logging), so the
 # library's own log only buries the one line that matters. `meterchain -v` sets the
-# level back to DEBUG (agent/cli.py); a level someone already set is left alone.
+# level back to DEBUG (meterchain/cli.py); a level someone already set is left alone.
 _PYMODBUS_LOG = logging.getLogger("pymodbus")
 if _PYMODBUS_LOG.level == logging.NOTSET:
     _PYMODBUS_LOG.setLevel(logging.CRITICAL)

@@ -37,8 +37,6 @@ from dataclasses import dataclass
 
 import serial
 
-from agent.errors import ConfigError, DeviceError, DeviceTimeout, FrameError
-from agent.ledger import Reading
 from drivers import smarty
 from drivers.base import Meter, MeterSpec, check_options, register
 from drivers.dsmr import (
@@ -51,6 +49,8 @@ from drivers.dsmr import (
     telegram_readings,
 )
 from drivers.serialport import check_line, open_port, port_error
+from ledger import Reading
+from ledger.errors import ConfigError, DeviceError, DeviceTimeout, FrameError
 
 OPTIONS = ("variant", "telegram_timeout_s", "max_telegram_bytes", "key")
 """Option keys a P1 meter accepts (anything else is refused as a likely typo)."""

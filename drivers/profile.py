@@ -60,9 +60,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigError
 from drivers import quantities
 from drivers.decode import ORDERS, TYPES, Order
+from ledger.errors import ConfigError
 
 BUILTIN_DIR = Path(__file__).parent / "profiles"
 FUNCTIONS: dict[str, int] = {"holding": 3, "input": 4}

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from agent.ledger import format_obis, parse_obis
+from ledger import format_obis, parse_obis
 
 Kind = Literal["counter", "instant"]
 

@@ -17,7 +17,7 @@ import termios
 
 import serial
 
-from agent.errors import ConfigError, DeviceError
+from ledger.errors import ConfigError, DeviceError
 
 PARITIES = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
 BAUDRATES: tuple[int, ...] = tuple(b for b in serial.Serial.BAUDRATES if b >= 300)

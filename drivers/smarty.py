@@ -21,7 +21,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from agent.errors import FrameError
+from ledger.errors import FrameError
 
 TAG = 0xDB
 SYSTEM_TITLE_LEN = 8

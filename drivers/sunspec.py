@@ -22,14 +22,14 @@ import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from agent.errors import ConfigError, DeviceError, DeviceExceptionResponse
-from agent.ledger import Reading
 from drivers import decode
 from drivers.base import Meter, MeterSpec, check_options, register
 from drivers.modbus import OPTIONS as MODBUS_OPTIONS
 from drivers.modbus import bus_for, check_timeout, check_unit
 from drivers.profile import Profile
 from drivers.profile import load as load_profile
+from ledger import Reading
+from ledger.errors import ConfigError, DeviceError, DeviceExceptionResponse
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from agent import keys
+import keyfiles as keys
 from replica.config import ReplicaConfig, load_config
 from replica.csvexport import check_exportable, export_csv
 from replica.errors import Refusal, ReplicaStoreError
@@ -265,7 +265,7 @@ def app_from_env() -> FastAPI:
     Raises:
         ConfigError: the variable is unset or the config is wrong.
     """
-    from agent.errors import ConfigError
+    from ledger.errors import ConfigError
 
     path = os.environ.get(CONFIG_ENV)
     if not path:

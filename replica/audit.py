@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.errors import ChainError, HeightError
-from agent.ledger import Block, ChainVerifier, Header, verify_fork
+from ledger import Block, ChainVerifier, Header, verify_fork
+from ledger.errors import ChainError, HeightError
 from replica.client import Head
 
 KINDS = ("missing-gateway", "lagging", "missing-blocks", "fork", "tampered")

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from agent.errors import ForwardingError, ReplicaRefused
+from ledger.errors import ForwardingError, ReplicaRefused
 from replica.audit import (
     ChainCheck,
     ChainChecker,

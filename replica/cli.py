@@ -15,8 +15,15 @@ import os
 import time
 from typing import Any
 
-from agent.cli import missing_extra
-from agent.errors import ConfigError
+from ledger.errors import ConfigError
+
+REPLICA_EXTRA_MODULES = frozenset({"fastapi", "uvicorn", "httpx", "psycopg", "psycopg_pool"})
+"""Top-level modules only the ``replica`` extra installs."""
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """``"replica"`` when ``exc`` is a module of the replica extra, else None."""
+    return "replica" if (exc.name or "").split(".")[0] in REPLICA_EXTRA_MODULES else None
 
 DEFAULT_CONFIG = "replica.toml"
 

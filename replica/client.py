@@ -1,13 +1,13 @@
 """HTTP client for the replica protocol v1 (``docs/replica-api.md``).
 
 One synchronous :class:`ReplicaClient` per replica URL, built on httpx. Every failure
-is raised under :class:`~agent.errors.ForwardingError`:
+is raised under :class:`~ledger.errors.ForwardingError`:
 
-- :class:`~agent.errors.ReplicaRefused` -- the replica answered 4xx; ``status`` and
+- :class:`~ledger.errors.ReplicaRefused` -- the replica answered 4xx; ``status`` and
   ``detail`` (the JSON refusal body: ``error``, ``detail``, ``head``, ...) say why.
 - :class:`ReplicaServerError` -- the replica answered 5xx or a body that does not
   follow the protocol; ``status`` and ``detail`` carry what it said.
-- :class:`~agent.errors.ForwardingError` -- the replica could not be reached at all.
+- :class:`~ledger.errors.ForwardingError` -- the replica could not be reached at all.
 
 Keys and hashes cross this interface as ``bytes``; the wire form (lowercase hex, blocks
 as base64 block records) stays inside this module.
@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from agent.errors import ForwardingError, ReplicaRefused
+from ledger.errors import ForwardingError, ReplicaRefused
 
 
 class ReplicaServerError(ForwardingError):

@@ -24,7 +24,7 @@ Example::
     utility_secret_key = "/etc/meterchain/utility.key"   # optional: opens sealed payloads
 
 Every field is optional and has the documented default below. A bad value raises
-:class:`~agent.errors.ConfigError` naming the key (``limits.max_body_bytes``).
+:class:`~ledger.errors.ConfigError` naming the key (``limits.max_body_bytes``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigError, ConfigErrors
+from ledger.errors import ConfigError, ConfigErrors
 
 
 @dataclass(frozen=True)

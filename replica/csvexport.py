@@ -13,8 +13,8 @@ import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from agent.errors import ChainError
-from agent.ledger import Block, block_readings
+from ledger import Block, block_readings
+from ledger.errors import ChainError
 from replica.errors import Refusal
 from replica.storage.base import GatewayRecord, Storage
 

@@ -1,4 +1,4 @@
-"""Errors of the replica service, under the roots in :mod:`agent.errors`.
+"""Errors of the replica service, under the roots in :mod:`ledger.errors`.
 
 - :class:`Refusal` -- a request is refused with a 4xx status; ``code`` is the protocol's
   stable error code (``gap``, ``fork``, ``bad-signature``, ...), ``extra`` the additional
@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from agent.errors import ConfigError, MeterchainError, StoreError
+from ledger.errors import ConfigError, MeterchainError, StoreError
 
 
 class Refusal(MeterchainError):

@@ -2,7 +2,7 @@
 
 For every gateway the source lists and this replica has enrolled, the blocks after the
 local head are fetched in pages, verified with the ledger core from the local head
-(:class:`agent.ledger.ChainVerifier`, key pinned to the gateway), and pushed into the
+(:class:`ledger.ChainVerifier`, key pinned to the gateway), and pushed into the
 local replica, whose own checks apply again. Mirroring is incremental and repeatable:
 a second run finds nothing new, a resend is a no-op at the replica.
 
@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
-from agent.errors import ChainError, ForwardingError, ReplicaRefused
-from agent.ledger import Block, ChainHead, ChainVerifier
+from ledger import Block, ChainHead, ChainVerifier
+from ledger.errors import ChainError, ForwardingError, ReplicaRefused
 from replica.client import EMPTY_HEAD, Head, ReplicaClient
 from replica.errors import Refusal
 

@@ -1,7 +1,7 @@
 """What the replica decides: which pushed blocks to store, and what to answer.
 
 The HTTP layer (:mod:`replica.app`) only moves bytes; every check happens here, with the
-ledger core (:mod:`agent.ledger`) as the one definition of a valid block and chain.
+ledger core (:mod:`ledger`) as the one definition of a valid block and chain.
 A push is verified completely before anything is written, and written in one
 transaction, so a refused batch stores nothing (fork evidence is the one thing a
 refused push may add). Refusals are :class:`~replica.errors.Refusal` with the
@@ -18,9 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent.errors import ChainError, MalformedError
-from agent.export import proof_to_json
-from agent.ledger import (
+from ledger import (
     Block,
     ChainHead,
     ChainVerifier,
@@ -30,6 +28,8 @@ from agent.ledger import (
     prove_reading,
     verify_signature,
 )
+from ledger.errors import ChainError, MalformedError
+from ledger.prooffile import proof_to_json
 from replica.config import Limits
 from replica.errors import Refusal, StaleHeadError
 from replica.ratelimit import RateLimiter
@@ -340,7 +340,7 @@ class ReplicaService:
         ]}
 
     def forks(self) -> dict[str, Any]:
-        """``GET /v1/forks``: evidence anyone can check with ``agent.ledger.verify_fork``."""
+        """``GET /v1/forks``: evidence anyone can check with ``ledger.verify_fork``."""
         def side(header: bytes, sig: bytes) -> dict[str, str]:
             return {"header": base64.b64encode(header).decode("ascii"), "signature": sig.hex()}
 

@@ -2,7 +2,7 @@
 
 ``register(replica_sub, top_sub)`` adds ``mirror`` to the ``replica`` group and ``audit``
 to the top-level sub-commands (``replica/cli.py`` calls it). Exit codes follow
-:mod:`agent.cli`: 0 all copies agree / mirror complete, 1 a discrepancy was found or
+:mod:`meterchain.cli`: 0 all copies agree / mirror complete, 1 a discrepancy was found or
 the source served invalid blocks, 2 usage errors or an unreachable replica.
 """
 
@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from agent.errors import ForwardingError
+from ledger.errors import ForwardingError
 from replica.auditor import AuditConfig, run_audit
 from replica.client import ClientConfig, ReplicaClient
 from replica.mirror import HttpSink, MirrorConfig, ServiceSink, Sink, mirror

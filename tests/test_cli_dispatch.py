@@ -7,14 +7,14 @@ import sys
 
 
 def test_no_command_prints_help_and_fails() -> None:
-    proc = subprocess.run([sys.executable, "-m", "agent.cli"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "meterchain"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "usage: meterchain" in proc.stdout
 
 
 def test_output_cut_short_by_the_reader_is_not_a_traceback() -> None:
     proc = subprocess.run(
-        f"{sys.executable} -m agent.cli drivers | head -c 10", shell=True, capture_output=True,
+        f"{sys.executable} -m meterchain.cli drivers | head -c 10", shell=True, capture_output=True,
         text=True,
     )
     assert len(proc.stdout) == 10
@@ -25,7 +25,7 @@ def test_missing_optional_extra_names_the_extra() -> None:
     """Without the replica extra (simulated by hiding httpx), audit says what to install."""
     code = (
         "import sys; sys.modules['httpx'] = None\n"
-        "from agent.cli import main\n"
+        "from meterchain.cli import main\n"
         "sys.exit(main(['audit', 'http://127.0.0.1:1', 'http://127.0.0.1:2']))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -39,7 +39,7 @@ def test_command_table_matches_what_the_modules_register() -> None:
     import argparse
     import importlib
 
-    from agent.cli import COMMAND_MODULES, COMMANDS
+    from meterchain.cli import COMMAND_MODULES, COMMANDS
 
     registered: dict[str, str] = {}
     for name in COMMAND_MODULES:
@@ -54,7 +54,7 @@ def test_command_table_matches_what_the_modules_register() -> None:
 def test_running_a_gateway_command_does_not_load_the_replica_stack() -> None:
     code = (
         "import sys\n"
-        "from agent.cli import build_parser\n"
+        "from meterchain.cli import build_parser\n"
         "build_parser(['config', 'check', 'x.toml'])\n"
         "print(sorted(m for m in ('httpx', 'fastapi', 'uvicorn', 'replica.cli') "
         "if m in sys.modules))\n"

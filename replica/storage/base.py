@@ -143,7 +143,7 @@ def open_storage(url: str, *, pool_size: int = 8) -> Storage:
         ConfigError: the URL names no known backend.
         ReplicaStoreError: the database cannot be opened or its schema created.
     """
-    from agent.errors import ConfigError
+    from ledger.errors import ConfigError
 
     if url.startswith("sqlite:///"):
         from replica.storage.sqlite import SqliteStorage

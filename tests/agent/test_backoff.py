@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from agent.backoff import backoff_delay
+from agent.pipeline.backoff import backoff_delay
 
 
 def test_no_failure_no_wait() -> None:
@@ -38,7 +38,7 @@ def test_bad_jitter_is_refused() -> None:
 def test_stopped_within_reports_stop_or_timeout() -> None:
     import asyncio
 
-    from agent.backoff import stopped_within
+    from agent.pipeline.backoff import stopped_within
 
     async def go() -> tuple[bool, bool]:
         stop = asyncio.Event()

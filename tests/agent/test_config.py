@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load_config, parse_config
-from agent.errors import ConfigError, ConfigErrors
+from agent.service.config import load_config, parse_config
+from ledger.errors import ConfigError, ConfigErrors
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ def problems(data: dict) -> list[str]:
 
 
 def test_example_config_passes_check() -> None:
-    proc = subprocess.run([sys.executable, "-m", "agent.cli", "config", "check",
+    proc = subprocess.run([sys.executable, "-m", "meterchain", "config", "check",
                            str(ROOT / "deploy/agent.example.toml")],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
@@ -121,7 +121,7 @@ def test_config_check_cli_lists_problems_and_fails(tmp_path: Path) -> None:
     cfg.write_text('[gateway]\nkey_path = "/k"\nledger_dir = "/l"\nstate_path = "/s"\n'
                    '[[meters]]\nid = "a"\ndriver = "modbus-tcp"\nhost = "h"\nunit = 0\n'
                    'profile = "eastron-sdm630"\npoll_intervall_s = 5\n')
-    proc = subprocess.run([sys.executable, "-m", "agent.cli", "config", "check", str(cfg)],
+    proc = subprocess.run([sys.executable, "-m", "meterchain", "config", "check", str(cfg)],
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2
     assert "meters[0].unit: must be 1..247, got 0" in proc.stderr
@@ -138,7 +138,7 @@ def test_check_includes_what_the_drivers_refuse(tmp_path: Path) -> None:
         'profile = "eastron-sdm630"', 'profile = "eastron-sdm6300"')
     assert bad != text
     ledger = tmp_path / "ledger"
-    subprocess.run([sys.executable, "-m", "agent.cli", "keygen", "--out", str(tmp_path)],
+    subprocess.run([sys.executable, "-m", "meterchain", "keygen", "--out", str(tmp_path)],
                    check=True, capture_output=True, cwd=ROOT)
     bad = bad.replace('ledger_dir = "/var/lib/meterchain/ledger"', f'ledger_dir = "{ledger}"')
     bad = bad.replace('"/var/lib/meterchain/gateway.key"', f'"{tmp_path / "gateway.key"}"')
@@ -146,7 +146,7 @@ def test_check_includes_what_the_drivers_refuse(tmp_path: Path) -> None:
     cfg = tmp_path / "agent.toml"
     cfg.write_text(bad)
     for cmd in (["config", "check", str(cfg)], ["run", "--config", str(cfg)]):
-        proc = subprocess.run([sys.executable, "-m", "agent.cli", *cmd],
+        proc = subprocess.run([sys.executable, "-m", "meterchain", *cmd],
                               capture_output=True, text=True, cwd=ROOT)
         assert proc.returncode == 2, proc.stderr
         assert "meters[0].profile" in proc.stderr and "eastron-sdm6300" in proc.stderr

@@ -14,10 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from agent import keys
-from agent.ledger import block_readings, decode_blocks, verify_chain
-from agent.store import BlockStore, StoreOptions
+import keyfiles as keys
+from agent.storage.store import BlockStore, StoreOptions
 from drivers.sim.meter import MeterServer
+from ledger import block_readings, decode_blocks, verify_chain
 from tests.support.agent import agent_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +83,7 @@ timeout_s = 0.3
     sock.bind(str(sock_path))
     sock.setblocking(False)
     env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"}
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
+    proc = subprocess.Popen([sys.executable, "-m", "meterchain", "run", "--config", str(cfg)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
@@ -121,7 +121,7 @@ timeout_s = 0.3
         conn.request("GET", "/nope")
         assert conn.getresponse().status == 404
 
-        live = subprocess.run([sys.executable, "-m", "agent.cli", "status", "--config",
+        live = subprocess.run([sys.executable, "-m", "meterchain", "status", "--config",
                                str(cfg)], cwd=ROOT, capture_output=True, text=True)
         assert live.returncode == 0, live.stderr
         assert "running (pid" in live.stdout and "absent" in live.stdout
@@ -158,7 +158,7 @@ timeout_s = 0.3
     energy = [r.value for r in values if r.obis == "1-0:1.8.0"]
     assert energy == sorted(energy) and len(energy) >= 5
 
-    stopped = subprocess.run([sys.executable, "-m", "agent.cli", "status", "--config",
+    stopped = subprocess.run([sys.executable, "-m", "meterchain", "status", "--config",
                               str(cfg)], cwd=ROOT, capture_output=True, text=True)
     assert "stopped (status written" in stopped.stdout
     assert f"height {blocks[-1].height}" in stopped.stdout
@@ -169,7 +169,7 @@ def test_bad_config_never_starts(tmp_path: Path) -> None:
     cfg.write_text(agent_config(tmp_path, '[[meters]]\nid = "a"\ndriver = "modbus-tcp"\n'
                                           'host = "127.0.0.1"\nunit = 300\n'
                                           'profile = "no-such-profile"\n'))
-    proc = subprocess.run([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
+    proc = subprocess.run([sys.executable, "-m", "meterchain", "run", "--config", str(cfg)],
                           cwd=ROOT, capture_output=True, text=True, timeout=20)
     assert proc.returncode == 2
     assert "meters[0].unit: must be 1..247, got 300" in proc.stderr

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from agent import keys
-from agent.ledger import block_readings, decode_blocks, verify_chain
-from agent.store import BlockStore, StoreOptions
+import keyfiles as keys
+from agent.storage.store import BlockStore, StoreOptions
 from drivers import profile
 from drivers.sim.meter import MeterServer, SimUnit
 from drivers.sim.model import MeterModel
+from ledger import block_readings, decode_blocks, verify_chain
 from tests.support.agent import LoopThread
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +71,7 @@ check_interval_s = 0.5
 interval_s = 0.2
 """)
     filler = small_fs / "filler"
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", str(cfg)],
+    proc = subprocess.Popen([sys.executable, "-m", "meterchain", "run", "--config", str(cfg)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     status = tmp_path / "status.json"
     try:

@@ -7,8 +7,8 @@ import asyncio
 import random
 import time
 
-from agent.ledger import Quality, Reading
-from agent.poller import ClockWatch, Poller, PollTarget, next_tick
+from agent.pipeline.poller import ClockWatch, Poller, PollTarget, next_tick
+from ledger import Quality, Reading
 from tests.support.agent import ScriptedMeter
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import RetentionConfig
-from agent.ledger import Block, ChainHead, ChainVerifier, verify_block
-from agent.retention import Retention
-from agent.state import StateDB
-from agent.store import BlockStore, StoreOptions
+from agent.service.config import RetentionConfig
+from agent.storage.retention import Retention
+from agent.storage.state import StateDB
+from agent.storage.store import BlockStore, StoreOptions
+from ledger import Block, ChainHead, ChainVerifier, verify_block
 from tests.support.store import make_blocks
 
 BLOCKS = 40

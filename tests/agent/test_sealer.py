@@ -12,9 +12,10 @@ from pathlib import Path
 import nacl.public
 import pytest
 
-from agent.config import SealingConfig
-from agent.errors import StoreFullError
-from agent.ledger import (
+from agent.pipeline.sealer import Sealer
+from agent.service.config import SealingConfig
+from agent.storage.store import BlockStore, StoreOptions
+from ledger import (
     Block,
     PayloadEncoding,
     Reading,
@@ -23,8 +24,7 @@ from agent.ledger import (
     open_block,
     verify_chain,
 )
-from agent.sealer import Sealer
-from agent.store import BlockStore, StoreOptions
+from ledger.errors import StoreFullError
 
 SEED = bytes(range(32))
 
@@ -242,7 +242,7 @@ def _stall_syncs(monkeypatch: pytest.MonkeyPatch, stall_s: float,
             raise OSError(errno.ENOSPC, "No space left on device")
         real(fd)
 
-    monkeypatch.setattr("agent.store.os.fdatasync", stalling)
+    monkeypatch.setattr("agent.storage.store.os.fdatasync", stalling)
     return calls
 
 
@@ -435,7 +435,7 @@ def test_random_disk_failures_commit_every_reading_once_in_order(
     reopened store does not hold."""
     import random
 
-    import agent.store as store_mod
+    import agent.storage.store as store_mod
 
     rng = random.Random(seed)
     real_sync, real_write = os.fdatasync, store_mod.write_all
@@ -461,7 +461,7 @@ def test_random_disk_failures_commit_every_reading_once_in_order(
     s = Sealer(SealingConfig(max_readings=20, retry_interval_s=0.1, max_blocks_in_flight=8,
                              max_pending_readings=100_000), store, SEED,
                on_commit=reported.append)
-    monkeypatch.setattr("agent.store.os.fdatasync", flaky_sync)
+    monkeypatch.setattr("agent.storage.store.os.fdatasync", flaky_sync)
     monkeypatch.setattr(store_mod, "write_all", flaky_write)
     n = 0
 

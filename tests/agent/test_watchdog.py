@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import daemon, keys
-from agent.config import load_config
-from agent.daemon import Agent
+import keyfiles as keys
+from agent.service import daemon
+from agent.service.config import load_config
+from agent.service.daemon import Agent
 from drivers.sim.meter import MeterServer
 from tests.support.agent import agent_config
 
@@ -72,7 +73,7 @@ timeout_s = 0.15
             time.sleep(STALL_S)  # the SD card stalls once
         real(fd)
 
-    monkeypatch.setattr("agent.store.os.fdatasync", fdatasync)
+    monkeypatch.setattr("agent.storage.store.os.fdatasync", fdatasync)
 
     async def scenario() -> tuple[float, float, int, int]:
         agent = Agent(load_config(cfg_path))

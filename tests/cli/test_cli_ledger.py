@@ -1,4 +1,4 @@
-"""The ledger commands, run as real processes (`python -m agent.cli ...`)."""
+"""The ledger commands, run as real processes (`python -m meterchain.cli ...`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import keys, ledger
-from agent.store import BlockStore, StoreOptions
+import keyfiles as keys
+import ledger
+from agent.storage.store import BlockStore, StoreOptions
 from tests.support.store import make_blocks, public_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +20,7 @@ BLOCKS = make_blocks(20, meters=2)  # salts are random: build once, compare agai
 
 
 def mc(*args: object, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent.cli", *map(str, args)], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "meterchain", *map(str, args)], cwd=cwd,
                           capture_output=True, text=True, timeout=60,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
 

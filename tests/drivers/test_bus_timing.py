@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.errors import DeviceTimeout
 from drivers import profile
 from drivers.base import MeterSpec, open_meter
 from drivers.modbus import ModbusMeter
@@ -19,6 +18,7 @@ from drivers.sim.faults import FaultResponder
 from drivers.sim.meter import SimUnit, live_image
 from drivers.sim.model import MeterModel
 from drivers.sim.rtupty import RtuPtyResponder
+from ledger.errors import DeviceTimeout
 
 NAME = "eastron-sdm630"
 

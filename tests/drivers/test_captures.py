@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from agent.ledger import Quality, Reading
 from drivers import profile
 from drivers.base import MeterSpec, open_meter
 from drivers.sim.meter import MeterServer, RegisterImage, SimUnit
+from ledger import Quality, Reading
 
 CAPTURES = Path(__file__).resolve().parents[1] / "captures" / "modbus"
 FUNCTIONS = {"holding": 3, "input": 4}

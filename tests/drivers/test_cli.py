@@ -11,13 +11,13 @@ from decimal import Decimal
 
 import pytest
 
-from agent.cli import main
-from agent.errors import DeviceExceptionResponse
 from drivers import profile
 from drivers.base import MeterSpec, open_meter
 from drivers.sim.faults import FaultResponder
 from drivers.sim.meter import MeterServer, SimUnit, live_image
 from drivers.sim.model import MeterModel
+from ledger.errors import DeviceExceptionResponse
+from meterchain.cli import main
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def run_cli_against(mode: str, before: tuple[str, ...] = (),
     async def go() -> tuple[int, str]:
         async with FaultResponder(image, unit=5, mode=mode) as fr:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "agent.cli", *before, "read", "--host", "127.0.0.1",
+                sys.executable, "-m", "meterchain", *before, "read", "--host", "127.0.0.1",
                 "--tcp-port", str(fr.port), "--rtu-over-tcp", "--unit", "5", "--profile",
                 "eastron-sdm120", "--timeout", "0.3", *after,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -9,19 +9,19 @@ from decimal import Decimal
 
 import pytest
 
-from agent.errors import (
-    ConfigError,
-    DeviceError,
-    DeviceExceptionResponse,
-    DeviceTimeout,
-    FrameError,
-)
 from drivers import profile
 from drivers.base import MeterSpec, open_meter
 from drivers.modbus import ModbusMeter
 from drivers.sim.faults import FaultResponder
 from drivers.sim.meter import MeterServer, SimUnit, live_image
 from drivers.sim.model import MeterModel
+from ledger.errors import (
+    ConfigError,
+    DeviceError,
+    DeviceExceptionResponse,
+    DeviceTimeout,
+    FrameError,
+)
 
 MODBUS_PROFILES = sorted(n for n in profile.available() if profile.load(n).protocol == "modbus")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.errors import ConfigError
 from drivers.base import MeterSpec, open_meter
+from ledger.errors import ConfigError
 
 MODBUS = {"host": "127.0.0.1", "profile": "eastron-sdm120"}
 

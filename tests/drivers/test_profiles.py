@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigError
 from drivers import profile, quantities
+from ledger.errors import ConfigError
 
 REQUIRED = ["eastron-sdm120", "eastron-sdm230", "eastron-sdm630", "eastron-sdm72d",
             "carlo-gavazzi-em24", "carlo-gavazzi-em340", "abb-b2x", "schneider-iem3155",

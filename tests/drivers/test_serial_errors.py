@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import serial
 
-from agent.cli import main
-from agent.errors import DeviceError
 from drivers.base import MeterSpec, open_meter
 from drivers.serialport import port_error
+from ledger.errors import DeviceError
+from meterchain.cli import main
 
 
 @pytest.fixture

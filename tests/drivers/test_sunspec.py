@@ -7,13 +7,13 @@ from decimal import Decimal
 
 import pytest
 
-from agent.errors import DeviceError
 from drivers import profile
 from drivers.base import MeterSpec, open_meter
 from drivers.sim.meter import MeterServer, SimUnit
 from drivers.sim.model import MeterModel
 from drivers.sim.sunspec import sunspec_unit
 from drivers.sunspec import SunSpecMeter
+from ledger.errors import DeviceError
 
 
 @pytest.mark.parametrize("base", [40000, 0, 50000])

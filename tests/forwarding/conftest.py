@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from agent.forwarder import Forwarder, ForwarderOptions
-from agent.ledger import Block
-from agent.state import StateDB
-from agent.store import BlockStore, StoreOptions
+from agent.pipeline.forwarder import Forwarder, ForwarderOptions
+from agent.storage.state import StateDB
+from agent.storage.store import BlockStore, StoreOptions
+from ledger import Block
 from tests.support.chains import gateway_key, make_chain
 from tests.support.replicaproc import ReplicaProcess
 

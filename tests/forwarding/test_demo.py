@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.ledger import Block, ChainVerifier, block_readings
-from agent.store import BlockStore
+from agent.storage.store import BlockStore
+from ledger import Block, ChainVerifier, block_readings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ def _leftovers(marker: str) -> list[str]:
 
 
 def _demo(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "agent.cli", "demo", *args], cwd=ROOT,
+    return subprocess.Popen([sys.executable, "-m", "meterchain", "demo", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
 

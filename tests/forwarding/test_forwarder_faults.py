@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.forwarder import Forwarder
-from agent.ledger import Block, block_readings
-from agent.replica_client import spki_sha256
-from agent.store import BlockStore
+from agent.pipeline.forwarder import Forwarder
+from agent.pipeline.replica_client import spki_sha256
+from agent.storage.store import BlockStore
+from ledger import Block, block_readings
 from tests.forwarding.conftest import FAST, run_until, same_chain
 from tests.support.chains import make_chain
 from tests.support.faultproxy import FAULTS, FaultProxy

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ConfigError
-from agent.forwarder import Forwarder
-from agent.ledger import Block
+from agent.pipeline.forwarder import Forwarder
+from ledger import Block
+from ledger.errors import ConfigError
 from tests.forwarding.conftest import FAST, open_state, open_store, run_until, same_chain
 from tests.support.chains import make_chain
 from tests.support.minireplica import MiniReplica

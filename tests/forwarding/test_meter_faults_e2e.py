@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.ledger import block_readings
-from agent.store import BlockStore
+from agent.storage.store import BlockStore
 from drivers import profile
 from drivers.sim.faults import FaultResponder
 from drivers.sim.meter import SimUnit, live_image
 from drivers.sim.model import MeterModel
+from ledger import block_readings
 from tests.support.pipeline import AgentProcess, SimMeters
 from tests.support.replicaproc import ReplicaProcess
 

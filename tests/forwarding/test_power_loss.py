@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.ledger import Block, ChainHead, ChainVerifier
-from agent.state import StateDB
-from agent.store import BlockStore
+from agent.storage.state import StateDB
+from agent.storage.store import BlockStore
+from ledger import Block, ChainHead, ChainVerifier
 from tests.support.pipeline import AgentProcess, SimMeters
 from tests.support.replicaproc import ReplicaProcess
 

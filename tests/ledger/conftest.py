@@ -6,7 +6,7 @@ import hashlib
 
 from hypothesis import strategies as st
 
-from agent import ledger as L
+import ledger as L
 
 GATEWAY_SEED = hashlib.sha256(b"tests/ledger gateway").digest()
 OTHER_SEED = hashlib.sha256(b"tests/ledger other gateway").digest()

@@ -11,9 +11,9 @@ import nacl.public
 import nacl.signing
 import pytest
 
-import agent.errors as E
-from agent import ledger as L
-from agent.errors import (
+import ledger as L
+import ledger.errors as E
+from ledger.errors import (
     BrokenLinkError,
     ChainError,
     ForkError,
@@ -40,17 +40,29 @@ def chain(n: int, seed: bytes = GATEWAY_SEED) -> list[L.Block]:
     return out
 
 
-def test_core_module_is_pure() -> None:
-    tree = ast.parse(Path(L.__file__).read_text())
+CORE_MODULES = sorted(Path(L.__file__).parent.glob("*.py"))
+
+
+@pytest.mark.parametrize("path", CORE_MODULES, ids=lambda p: p.name)
+def test_core_module_is_pure(path: Path) -> None:
+    tree = ast.parse(path.read_text())
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
                 for a in n.names}
     imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree)
                  if isinstance(n, ast.ImportFrom)}
     assert not imported & {"os", "io", "time", "datetime", "socket", "random", "secrets",
-                           "pathlib", "subprocess", "threading", "asyncio", "logging"}
+                           "pathlib", "subprocess", "threading", "asyncio", "logging",
+                           "agent", "drivers", "replica", "keyfiles", "meterchain"}
     calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call)
              and isinstance(n.func, ast.Name)}
     assert "open" not in calls and "print" not in calls
+    assert "time" not in {n.value.id for n in ast.walk(tree)
+                          if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
+
+
+def test_core_is_split_into_small_modules() -> None:
+    assert len(CORE_MODULES) >= 8
+    assert all(len(p.read_text().splitlines()) <= 450 for p in CORE_MODULES)
 
 
 @pytest.mark.parametrize(("field", "value", "words"), [

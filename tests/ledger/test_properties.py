@@ -9,8 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import ledger as L
-from agent.errors import ChainError, DecryptError, MalformedError
+import ledger as L
+from ledger.errors import ChainError, DecryptError, MalformedError
+from ledger.readings import _encode_entries as encode_entries
 from tests.ledger.conftest import GATEWAY_SEED, UTILITY_SK, WRONG_SK, readings, salts
 
 UTILITY_PK = bytes(nacl.public.PrivateKey(UTILITY_SK).public_key)
@@ -188,7 +189,7 @@ def test_sealing_fast_path_encodes_as_the_reference(group: list[L.Reading],
                                                    salt_list: list[bytes]) -> None:
     """seal_block's one-pass encoder gives exactly encode_reading's bytes and leaves."""
     ss = salt_list[: len(group)]
-    payload, leaves = L._encode_entries(group, ss)
+    payload, leaves = encode_entries(group, ss)
     encoded = [L.encode_reading(r, s) for r, s in zip(group, ss, strict=True)]
     assert payload == L.encode_payload(encoded)
     assert leaves == [L.leaf_hash(e) for e in encoded]

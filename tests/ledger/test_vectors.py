@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from agent import ledger as L
-from agent.errors import ChainError
+import ledger as L
+from ledger.errors import ChainError
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 FILES = ["readings.json", "chains.json", "corrupt.json", "merkle.json", "proofs.json"]

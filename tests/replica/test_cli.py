@@ -14,8 +14,8 @@ import httpx
 import nacl.public
 import pytest
 
-from agent.errors import ConfigError, KeyFileError
-from agent.keys import load_utility_secret
+from keyfiles import load_utility_secret
+from ledger.errors import ConfigError, KeyFileError
 from replica.config import load_config
 from tests.replica.conftest import StorageFactory
 from tests.support.chains import encode_b64, gateway_key, make_chain
@@ -23,7 +23,7 @@ from tests.support.pgserver import free_port
 
 
 def mc(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "meterchain", *args], capture_output=True,
                           text=True, timeout=60)
 
 
@@ -68,7 +68,7 @@ def test_missing_config_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def _serve(cfg: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "agent.cli", "replica", "serve", "--config",
+    return subprocess.Popen([sys.executable, "-m", "meterchain", "replica", "serve", "--config",
                              str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
@@ -207,7 +207,7 @@ def test_replica_commands_without_the_replica_extra(tmp_path: Path) -> None:
         "import sys\n"
         "for m in ('httpx', 'fastapi', 'uvicorn', 'psycopg', 'psycopg_pool'):\n"
         "    sys.modules[m] = None\n"
-        "from agent.cli import main\n"
+        "from meterchain.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
-from agent.ledger import Block, verify_chain
+from ledger import Block, verify_chain
 from tests.replica.conftest import RunningReplica, StorageFactory, enroll
 from tests.support.chains import make_chain
 

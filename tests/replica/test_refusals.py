@@ -12,7 +12,7 @@ from collections.abc import Callable
 import nacl.signing
 import pytest
 
-from agent.ledger import Block, Header, header_hash, verify_fork
+from ledger import Block, Header, header_hash, verify_fork
 from replica.config import Limits
 from tests.replica.conftest import RunningReplica, enroll
 from tests.support.chains import encode_b64, gateway_key, make_chain, signing_seed

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ProofError
-from agent.export import PROOF_FORMAT, proof_from_json
-from agent.ledger import PayloadHashMismatchError, Quality, block_readings
+from ledger import PayloadHashMismatchError, Quality, block_readings
+from ledger.errors import ProofError
+from ledger.prooffile import PROOF_FORMAT, proof_from_json
 from replica.config import Limits
 from tests.replica.conftest import RunningReplica, enroll
 from tests.support.chains import make_chain, utility_keypair

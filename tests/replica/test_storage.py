@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.ledger import Block
+from ledger import Block
 from replica.errors import EnrollmentError, StaleHeadError
 from replica.storage.base import ForkRecord, Storage, StoredBlock
 from tests.replica.conftest import StorageFactory

@@ -16,7 +16,7 @@ import httpx
 import pytest
 import uvicorn
 
-from agent.ledger import Block
+from ledger import Block
 from replica.app import create_app
 from replica.config import Limits, ReplicaConfig
 from replica.storage.base import open_storage

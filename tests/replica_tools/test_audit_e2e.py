@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from agent.cli import main
-from agent.ledger import Block
+from ledger import Block
+from meterchain.cli import main
 from tests.replica_tools.conftest import LiveReplica
 from tests.support.chains import gateway_key, make_chain
 
@@ -89,7 +89,7 @@ def test_reading_altered_in_the_database_is_found(replicas, capsys) -> None:
 def test_header_and_hash_index_rewritten_is_found_by_binary_search(replicas, capsys) -> None:
     """An attacker rewrites a block's header and the stored hash to match: the served
     hashes diverge from height 11 and the block no longer verifies there."""
-    from agent.ledger import header_hash
+    from ledger import header_hash
 
     reps = three(replicas)
     record = reps[2].records(KEY_A)[11]

@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.ledger import Block
+from ledger import Block
 from replica.audit import (
     ChainCheck,
     assess_forks,

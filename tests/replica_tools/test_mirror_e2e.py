@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from meterchain.cli import main
 from tests.replica_tools.conftest import LiveReplica
 from tests.support.chains import gateway_key, make_chain
 

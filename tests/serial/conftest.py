@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.ledger import ClockSource, Reading
 from drivers.sim.d0 import D0SimConfig, D0Simulator
 from drivers.sim.p1 import P1SimConfig, P1Simulator
+from ledger import ClockSource, Reading
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
 

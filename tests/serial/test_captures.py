@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import FrameError
 from drivers.dsmr import VARIANTS, crc16, parse_telegram, telegram_readings
 from drivers.iec62056 import (
     BccError,
@@ -17,6 +16,7 @@ from drivers.iec62056 import (
     readout_readings,
 )
 from drivers.quantities import QUANTITIES
+from ledger.errors import FrameError
 from tests.serial.conftest import CAPTURES, expected_readings, iso_ms, load_expected
 
 P1 = sorted((CAPTURES / "p1").glob("*.dsmr"))

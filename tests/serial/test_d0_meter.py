@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from agent.errors import ConfigError, DeviceTimeout, FrameError
-from agent.ledger import ClockSource
 from drivers.base import MeterSpec, open_meter
 from drivers.d0 import D0Meter
 from drivers.iec62056 import ACK, BccError, ack_option_select, sign_on
 from drivers.sim.d0 import D0SimConfig, D0Simulator
+from ledger import ClockSource
+from ledger.errors import ConfigError, DeviceTimeout, FrameError
 
 NOW = 1_700_000_000_000
 

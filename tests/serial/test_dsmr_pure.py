@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.errors import FrameError
-from agent.ledger import format_decimal
 from drivers.dsmr import CrcError, TelegramFramer, crc16, parse_telegram, with_crc
 from drivers.obisvalue import parse_decimal, parse_meter_time, parse_value
+from ledger import format_decimal
+from ledger.errors import FrameError
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures" / "p1"
 

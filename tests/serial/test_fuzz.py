@@ -7,9 +7,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.errors import FrameError
 from drivers.dsmr import TelegramFramer, parse_telegram, telegram_readings, with_crc
 from drivers.iec62056 import check_data_message, data_message, parse_data_block, readout_readings
+from ledger.errors import FrameError
 
 CAPTURES = Path(__file__).resolve().parent.parent / "captures"
 TELEGRAMS = [p.read_bytes() for p in sorted((CAPTURES / "p1").glob("*.dsmr"))]

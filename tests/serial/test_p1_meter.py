@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from agent.errors import ConfigError, DeviceError, DeviceTimeout, FrameError
-from agent.ledger import ClockSource, Quality
 from drivers.base import MeterSpec, open_meter
 from drivers.dsmr import VARIANTS
 from drivers.p1 import P1Meter
 from drivers.sim.p1 import P1SimConfig, P1Simulator, P1State, meter_time
+from ledger import ClockSource, Quality
+from ledger.errors import ConfigError, DeviceError, DeviceTimeout, FrameError
 
 NOW = 1_700_000_000_000
 

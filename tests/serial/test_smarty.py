@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from agent.errors import ConfigError, FrameError
 from drivers.base import MeterSpec, open_meter
 from drivers.dsmr import parse_telegram, telegram_readings
 from drivers.p1 import P1Meter
 from drivers.sim.p1 import P1SimConfig, P1Simulator
 from drivers.smarty import DecryptError, SmartyFramer, decrypt, encrypt, parse_key
+from ledger.errors import ConfigError, FrameError
 from tests.serial.conftest import CAPTURES, expected_readings, iso_ms, load_expected
 
 KEY = bytes.fromhex("000102030405060708090A0B0C0D0E0F")

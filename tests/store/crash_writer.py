@@ -16,7 +16,7 @@ import asyncio
 import random
 import sys
 
-from agent.store import BlockStore, StoreOptions
+from agent.storage.store import BlockStore, StoreOptions
 from tests.support.store import make_blocks
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ChainError, StoreFullError
-from agent.ledger import Block
-from agent.store import BlockStore, StoreOptions
+from agent.storage.store import BlockStore, StoreOptions
+from ledger import Block
+from ledger.errors import ChainError, StoreFullError
 from tests.support.store import make_blocks
 
 STALL_S = 0.3
@@ -36,7 +36,7 @@ def _sync_with(monkeypatch: pytest.MonkeyPatch, *, stall_s: float = STALL_S,
             raise OSError(errno.ENOSPC, "No space left on device")
         real(fd)
 
-    monkeypatch.setattr("agent.store.os.fdatasync", slow)
+    monkeypatch.setattr("agent.storage.store.os.fdatasync", slow)
     return calls
 
 
@@ -138,7 +138,7 @@ def test_failed_write_leaves_the_blocks_in_flight_alone(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store, blocks = _genesis_only(tmp_path, 3)
     _sync_with(monkeypatch, stall_s=0.1)
-    import agent.store as store_mod
+    import agent.storage.store as store_mod
 
     real_write = store_mod.write_all
     writes: list[int] = []
@@ -257,8 +257,8 @@ def test_random_failures_never_lose_or_invent_a_durable_block(
     chain verifies."""
     import random
 
-    import agent.store as store_mod
-    from agent.ledger import verify_chain
+    import agent.storage.store as store_mod
+    from ledger import verify_chain
 
     rng = random.Random(seed)
     real_sync, real_write = os.fdatasync, store_mod.write_all
@@ -275,7 +275,7 @@ def test_random_failures_never_lose_or_invent_a_durable_block(
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(fd, buf)
 
-    monkeypatch.setattr("agent.store.os.fdatasync", flaky_sync)
+    monkeypatch.setattr("agent.storage.store.os.fdatasync", flaky_sync)
     monkeypatch.setattr(store_mod, "write_all", flaky_write)
     store = BlockStore.open(tmp_path / "l", options=StoreOptions(
         segment_bytes=40 * 1024, group_commit_delay_s=0.0005))

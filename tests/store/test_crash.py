@@ -22,10 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from agent import ledger, store
-from agent.ledger import Block, ChainHead, ChainVerifier
-from agent.state import StateDB
-from agent.store import BlockStore, StoreOptions
+import ledger
+from agent.storage import store
+from agent.storage.state import StateDB
+from agent.storage.store import BlockStore, StoreOptions
+from ledger import Block, ChainHead, ChainVerifier
 from tests.support.store import make_blocks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,7 +161,7 @@ def test_truncation_anywhere_in_the_last_two_blocks(shm_path: Path, align: int,
 
 _STATE_WRITER = """
 import sys
-from agent.state import StateDB
+from agent.storage.state import StateDB
 db = StateDB(sys.argv[1])
 i = max(db.cursor("r1"), 0)  # restart after the last fully written round
 print("ready", flush=True)

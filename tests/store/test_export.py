@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import export, ledger
-from agent.errors import ChainError, MalformedError, MismatchError, ProofError
+import ledger
+from ledger import export, prooffile
+from ledger.errors import ChainError, MalformedError, MismatchError, ProofError
 from tests.support.store import make_blocks, public_key
 
 BLOCKS = make_blocks(4, meters=1)
@@ -86,12 +87,12 @@ def _proof() -> ledger.InclusionProof:
 
 
 def test_proof_file_round_trip() -> None:
-    text = export.proof_to_json(_proof())
-    proof, reading = export.verify_proof_text(text, public_key())
+    text = prooffile.proof_to_json(_proof())
+    proof, reading = prooffile.verify_proof_text(text, public_key())
     assert proof == _proof()
     assert reading == ledger.block_readings(BLOCKS[2])[2][0]
     doc = json.loads(text)
-    assert doc["format"] == export.PROOF_FORMAT and doc["height"] == 2 and doc["index"] == 2
+    assert doc["format"] == prooffile.PROOF_FORMAT and doc["height"] == 2 and doc["index"] == 2
 
 
 @pytest.mark.parametrize("field,value,error", [
@@ -105,7 +106,7 @@ def test_proof_file_round_trip() -> None:
     ("extra", 1, MalformedError),
 ])
 def test_tampered_proof_files_fail(field: str, value: object, error: type) -> None:
-    doc = json.loads(export.proof_to_json(_proof()))
+    doc = json.loads(prooffile.proof_to_json(_proof()))
     if value is None:  # flip one bit in the hex field
         if field == "path":
             raw = bytearray(bytes.fromhex(doc["path"][0]))
@@ -118,15 +119,15 @@ def test_tampered_proof_files_fail(field: str, value: object, error: type) -> No
     else:
         doc[field] = value
     with pytest.raises(error):
-        export.verify_proof_text(json.dumps(doc))
+        prooffile.verify_proof_text(json.dumps(doc))
 
 
 def test_proof_for_another_gateway_fails() -> None:
     with pytest.raises(ChainError, match="key-change"):
-        export.verify_proof_text(export.proof_to_json(_proof()), bytes(32))
+        prooffile.verify_proof_text(prooffile.proof_to_json(_proof()), bytes(32))
 
 
 @pytest.mark.parametrize("text", [b"not json", b"[]", b"{}", b"\xff\xfe"])
 def test_garbage_proof_files_fail_cleanly(text: bytes) -> None:
     with pytest.raises(MalformedError):
-        export.proof_from_json(text)
+        prooffile.proof_from_json(text)

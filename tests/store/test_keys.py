@@ -9,8 +9,8 @@ import nacl.public
 import nacl.signing
 import pytest
 
-from agent import keys
-from agent.errors import KeyFileError
+import keyfiles as keys
+from ledger.errors import KeyFileError
 
 
 def test_gateway_key_files(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import StoreError
-from agent.state import StateDB
+from agent.storage.state import StateDB
+from ledger.errors import StoreError
 
 
 def test_values_and_cursors_persist(tmp_path: Path) -> None:

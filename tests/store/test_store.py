@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import ledger, store
-from agent.errors import (
+import ledger
+from agent.storage import store
+from agent.storage.store import BlockStore, StoreOptions
+from ledger.errors import (
     BrokenLinkError,
     ChainError,
     HeightError,
@@ -21,7 +23,6 @@ from agent.errors import (
     StoreError,
     StoreFullError,
 )
-from agent.store import BlockStore, StoreOptions
 from tests.support.store import make_blocks
 
 SMALL = StoreOptions(segment_bytes=16 * 1024)
@@ -264,9 +265,9 @@ def test_budget_full_keeps_the_store_consistent(tmp_path: Path) -> None:
 _ENOSPC_SCENARIO = """
 import subprocess, sys
 from pathlib import Path
-from agent import ledger
-from agent.errors import StoreFullError
-from agent.store import BlockStore
+import ledger
+from ledger.errors import StoreFullError
+from agent.storage.store import BlockStore
 from tests.support.store import make_blocks
 
 mnt = Path(sys.argv[1])

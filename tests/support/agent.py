@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.errors import DeviceError
-from agent.ledger import Reading
 from drivers.base import Meter, MeterSpec
+from ledger import Reading
+from ledger.errors import DeviceError
 
 
 class ScriptedMeter(Meter):

@@ -19,7 +19,7 @@ import hashlib
 import nacl.public
 import nacl.signing
 
-from agent.ledger import Block, Reading, seal_block
+from ledger import Block, Reading, seal_block
 
 DEFAULT_START_MS = 1_700_000_000_000
 """2023-11-14T22:13:20Z: the first block's start time unless told otherwise."""

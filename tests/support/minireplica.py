@@ -20,8 +20,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from agent.errors import ChainError
-from agent.ledger import Block, ChainHead, ChainVerifier
+from ledger import Block, ChainHead, ChainVerifier
+from ledger.errors import ChainError
 
 
 class _Chain:

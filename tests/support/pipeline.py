@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent import keys
+import keyfiles as keys
 from drivers import profile
 from drivers.sim.meter import MeterServer, SimUnit
 from drivers.sim.model import MeterModel
@@ -103,7 +103,7 @@ level = "info"
     def start(self) -> AgentProcess:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agent.cli", "run", "--config", str(self.config)],
+                [sys.executable, "-m", "meterchain", "run", "--config", str(self.config)],
                 stdout=log, stderr=log, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
         return self
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent import ledger
-from agent.demo import SyntheticMeters, seal_chain
-from agent.ledger import Block, Header
+import ledger
+from ledger import Block, Header
+from meterchain.demo import SyntheticMeters, seal_chain
 
 SEED = bytes(range(32))
 """Fixed Ed25519 seed of the test gateway (tests only)."""

@@ -12,7 +12,7 @@ Writes, deterministically (same bytes on every run):
 - ``proofs.json``    -- signed-block inclusion proofs and fork evidence.
 
 All byte strings are lowercase hex. Every vector's outcome is computed by
-``agent.ledger`` at generation time and the script refuses to write a corruption
+``ledger`` at generation time and the script refuses to write a corruption
 vector that unexpectedly verifies.
 """
 
@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import nacl.public  # noqa: E402
 import nacl.signing  # noqa: E402
 
-from agent import ledger as L  # noqa: E402
-from agent.errors import ChainError  # noqa: E402
+import ledger as L  # noqa: E402
+from ledger.errors import ChainError  # noqa: E402
 
 # --- hard-coded key material (never use these anywhere else) ----------------------------
 

@@ -1,6 +1,6 @@
 """``meterchain run``, ``meterchain config check`` and ``meterchain status``.
 
-(``meterchain demo`` is registered by ``agent.cli_ledger``.)
+(``meterchain demo`` is registered by ``meterchain.demo_cli``: it wires every package.)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 import sys
 import time
 
-from agent.config import DEFAULT_CONFIG_PATH, load_config
+from agent.service.config import DEFAULT_CONFIG_PATH, load_config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,8 +41,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agent.daemon import run_agent
-    from agent.logsetup import setup_logging
+    from agent.service.daemon import run_agent
+    from agent.service.logsetup import setup_logging
 
     cfg = load_config(args.config)
     setup_logging(cfg.logging.level if not args.verbose else "debug", cfg.logging.format)
@@ -50,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from agent.daemon import open_meters
+    from agent.service.daemon import open_meters
 
     cfg = load_config(args.file)
     # Each meter's driver checks its own settings (profile, options, serial settings)
@@ -62,7 +62,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from agent.status import exit_code, read_status, render_status
+    from agent.service.status import exit_code, read_status, render_status
 
     path = args.status_file or str(load_config(args.config).status_path)
     snap = read_status(path)

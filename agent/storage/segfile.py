@@ -1,7 +1,7 @@
 """Segment files of the block store: framing, headers, index files, scanning, durable writes.
 
 The byte layout is described in ``docs/export-format.md`` ("Ledger directory"); the
-store (``agent/store.py``) decides when to write what. Everything here works on bytes,
+store (``agent/storage/store.py``) decides when to write what. Everything here works on bytes,
 file descriptors and paths handed in.
 """
 
@@ -15,9 +15,9 @@ from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import ledger
-from agent.errors import StoreCorruptError
-from agent.ledger import Header
+import ledger
+from ledger import Header
+from ledger.errors import StoreCorruptError
 
 FORMAT_FILE = "FORMAT"
 FORMAT_TEXT = b"meterchain-ledger-v1\n"

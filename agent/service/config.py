@@ -3,7 +3,7 @@
 Every section is a frozen dataclass whose fields are the TOML keys; each field's
 ``metadata["doc"]`` documents it (``docs/agent.md`` is the reference) and its default
 is the documented default. :func:`load_config` reports EVERY problem at once as a
-:class:`~agent.errors.ConfigErrors`, each naming its key path
+:class:`~ledger.errors.ConfigErrors`, each naming its key path
 (``meters[2].unit: must be 1..247, got 0``); unknown keys are refused with the closest
 valid name. A config that does not validate never starts the daemon.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent.errors import ConfigError, ConfigErrors
+from ledger.errors import ConfigError, ConfigErrors
 
 DEFAULT_CONFIG_PATH = "/etc/meterchain/agent.toml"
 

@@ -11,7 +11,7 @@ never delays the others.
 A wall-clock step (NTP setting the clock) is detected by comparing wall-clock and
 monotonic deltas (:class:`ClockWatch`); it is logged and the next reading of every
 meter carries ``Quality.CLOCK_STEP``. Time never goes backwards in the chain: the
-sealer clamps block time spans (see :mod:`agent.sealer`).
+sealer clamps block time spans (see :mod:`agent.pipeline.sealer`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.backoff import backoff_delay, stopped_within
-from agent.errors import DeviceError, DeviceTimeout
-from agent.ledger import SALT_SIZE, Quality, Reading, encode_reading
+from agent.pipeline.backoff import backoff_delay, stopped_within
 from drivers.base import Meter
+from ledger import SALT_SIZE, Quality, Reading, encode_reading
+from ledger.errors import DeviceError, DeviceTimeout
 
 BACKOFF_JITTER = 0.5
 """A failing meter's wait is shortened by a random fraction in [0, 0.5)."""

@@ -8,7 +8,7 @@ Export file (all integers big-endian)::
     count x ( u32 length | block record )
     "MCEXEND\\0" (8) | SHA-256 of every byte before this digest (32)
 
-and nothing after. The block records are ``agent.ledger.Block.encode()``; the digest makes
+and nothing after. The block records are ``ledger.Block.encode()``; the digest makes
 any change to the file detectable even where the signed chain would not show it (the
 file header, the framing). Authenticity comes from the signed, hash-linked blocks.
 """
@@ -16,15 +16,21 @@ file header, the framing). Authenticity comes from the signed, hash-linked block
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
-from agent import ledger
-from agent.errors import MalformedError, MismatchError, UnsupportedVersionError
-from agent.ledger import Block, ChainHead, ChainVerifier, InclusionProof, Reading
+from ledger.blocks import Block
+from ledger.constants import HEADER_SIZE, MAX_PAYLOAD_SIZE, SIGNATURE_SIZE
+from ledger.errors import (
+    HeightError,
+    KeyChangeError,
+    MalformedError,
+    MismatchError,
+    UnsupportedVersionError,
+)
+from ledger.verify import ChainHead, ChainVerifier, verify_block
 
 EXPORT_MAGIC = b"MCEXPORT"
 EXPORT_VERSION = 1
@@ -32,8 +38,7 @@ TRAILER_MAGIC = b"MCEXEND\x00"
 _HEAD = struct.Struct(">8sHHQQ")
 EXPORT_HEADER_SIZE = _HEAD.size  # 28
 _U32 = struct.Struct(">I")
-MAX_RECORD = ledger.HEADER_SIZE + ledger.SIGNATURE_SIZE + 4 + ledger.MAX_PAYLOAD_SIZE
-PROOF_FORMAT = "meterchain-inclusion-proof-v1"
+MAX_RECORD = HEADER_SIZE + SIGNATURE_SIZE + 4 + MAX_PAYLOAD_SIZE
 
 
 # --- export --------------------------------------------------------------------------
@@ -133,7 +138,7 @@ def read_export(src: IO[bytes]) -> tuple[ExportHeader, Iterator[bytes]]:
         for i in range(count):
             h = first + i
             (n,) = _U32.unpack(r.read_exact(4, f"the length of record {i}", h))
-            if not ledger.HEADER_SIZE + ledger.SIGNATURE_SIZE + 4 <= n <= MAX_RECORD:
+            if not HEADER_SIZE + SIGNATURE_SIZE + 4 <= n <= MAX_RECORD:
                 raise MalformedError(f"record length {n} out of range", height=h)
             yield r.read_exact(n, f"record {i}", h)
         trailer = r.read_exact(len(TRAILER_MAGIC), "the trailer")
@@ -184,14 +189,14 @@ def verify_records(
         block = Block.decode(rec)
         if blocks == 0 and first_height > 0:
             if block.height != first_height:
-                raise ledger.HeightError("first block is not at the announced height",
+                raise HeightError("first block is not at the announced height",
                                          expected=first_height, actual=block.height,
                                          height=block.height)
             if gateway_key is not None and block.header.gateway_key != gateway_key:
-                raise ledger.KeyChangeError("block signed by a different gateway key",
+                raise KeyChangeError("block signed by a different gateway key",
                                             expected=gateway_key,
                                             actual=block.header.gateway_key, height=block.height)
-            verifier = ChainVerifier(ChainHead(block.header, ledger.verify_block(block)))
+            verifier = ChainVerifier(ChainHead(block.header, verify_block(block)))
         else:
             verifier.add(block)
         blocks += 1
@@ -212,83 +217,3 @@ def verify_export(src: IO[bytes], *, gateway_key: bytes | None = None) -> Verify
     if result.blocks != header.count:  # read_export enforces it; kept as a guard
         raise MismatchError("record count", expected=header.count, actual=result.blocks)
     return result
-
-
-# --- inclusion proof file -------------------------------------------------------------
-
-
-def proof_to_json(proof: InclusionProof) -> str:
-    """The proof file text: a JSON object with hex fields (see docs/export-format.md)."""
-    doc = {
-        "format": PROOF_FORMAT,
-        "height": proof.header.height,
-        "block_hash": ledger.header_hash(proof.header.encode()).hex(),
-        "index": proof.index,
-        "header": proof.header.encode().hex(),
-        "signature": proof.signature.hex(),
-        "reading": proof.encoded_reading.hex(),
-        "path": [p.hex() for p in proof.path],
-    }
-    return json.dumps(doc, indent=2) + "\n"
-
-
-_PROOF_FIELDS = {"format", "height", "block_hash", "index", "header", "signature", "reading",
-                 "path"}
-
-
-def _hex(doc: dict[str, Any], key: str) -> bytes:
-    v = doc[key]
-    if not isinstance(v, str):
-        raise MalformedError(f"proof field {key!r} must be a hex string")
-    try:
-        return bytes.fromhex(v)
-    except ValueError:
-        raise MalformedError(f"proof field {key!r} is not hex") from None
-
-
-def proof_from_json(text: str | bytes) -> InclusionProof:
-    """Parse a proof file strictly (every field required, no unknown ones).
-
-    Raises:
-        MalformedError: not a proof file of this format.
-        MismatchError: the informational ``height``/``block_hash`` disagree with the header.
-    """
-    try:
-        doc = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedError(f"proof file is not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise MalformedError("proof file must hold a JSON object")
-    if doc.get("format") != PROOF_FORMAT:
-        raise MalformedError(f"proof format is {doc.get('format')!r}, want {PROOF_FORMAT!r}")
-    if set(doc) != _PROOF_FIELDS:
-        missing, extra = _PROOF_FIELDS - set(doc), set(doc) - _PROOF_FIELDS
-        raise MalformedError(f"proof fields wrong: missing {sorted(missing)}, "
-                             f"unknown {sorted(extra)}")
-    for key in ("height", "index"):
-        if type(doc[key]) is not int or doc[key] < 0:
-            raise MalformedError(f"proof field {key!r} must be a non-negative integer")
-    if not isinstance(doc["path"], list):
-        raise MalformedError("proof field 'path' must be a list of hex strings")
-    header = ledger.Header.decode(_hex(doc, "header"))
-    if doc["height"] != header.height:
-        raise MismatchError("proof height differs from its header", expected=header.height,
-                            actual=doc["height"], height=header.height)
-    bhash = ledger.header_hash(header.encode())
-    if _hex(doc, "block_hash") != bhash:
-        raise MismatchError("proof block_hash differs from its header's hash", expected=bhash,
-                            actual=_hex(doc, "block_hash"), height=header.height)
-    path = tuple(_hex({"p": p}, "p") for p in doc["path"])
-    return InclusionProof(header, _hex(doc, "signature"), doc["index"], _hex(doc, "reading"),
-                          path)
-
-
-def verify_proof_text(text: str | bytes, gateway_key: bytes | None = None
-                      ) -> tuple[InclusionProof, Reading]:
-    """Parse and verify a proof file; return the proof and the proven reading.
-
-    Raises:
-        ChainError: the file is malformed or the proof does not verify.
-    """
-    proof = proof_from_json(text)
-    return proof, proof.verify(gateway_key)

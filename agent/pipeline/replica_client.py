@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.errors import ConfigError, ForwardingError
+from ledger.errors import ConfigError, ForwardingError
 
 USER_AGENT = "meterchain-agent/1"
 

@@ -7,7 +7,7 @@ first. Every reading gets a fresh random 16-byte salt (``os.urandom``); with
 ephemeral key per block.
 
 Commits are pipelined (group commit): a block is written to the store
-(:meth:`~agent.store.BlockStore.submit`) as soon as it is sealed, and the store's sync
+(:meth:`~agent.storage.store.BlockStore.submit`) as soon as it is sealed, and the store's sync
 thread fdatasyncs while writes arrive. Meanwhile the next due blocks are sealed onto it
 (a block needs only the previous header, which exists before it is durable) and
 written; the next fdatasync covers them all. At most ``max_blocks_in_flight`` blocks
@@ -23,12 +23,12 @@ earlier than the previous block ended (after a clock step back, spans stay at th
 previous end until the clock catches up). Readings keep the timestamps they were
 taken with.
 
-Disk full: when the store raises :class:`~agent.errors.StoreFullError` the block is
+Disk full: when the store raises :class:`~ledger.errors.StoreFullError` the block is
 discarded unsaved, its readings go back to the front of the pending queue and commits
 are retried every ``retry_interval_s`` while polling goes on. Pending readings are
 bounded by ``max_pending_readings``; beyond it the OLDEST PENDING readings are dropped,
 counted and logged as critical. Committed readings are never dropped. Any other store
-failure is raised (:class:`~agent.errors.StoreError`): the daemon stops and its restart
+failure is raised (:class:`~ledger.errors.StoreError`): the daemon stops and its restart
 recovers the store's tail.
 """
 
@@ -45,9 +45,9 @@ from typing import Any, Protocol
 
 import nacl.signing
 
-from agent.config import SealingConfig
-from agent.errors import StoreError, StoreFullError
-from agent.ledger import SALT_SIZE, Block, ChainHead, Reading, seal_block
+from agent.service.config import SealingConfig
+from ledger import SALT_SIZE, Block, ChainHead, Reading, seal_block
+from ledger.errors import StoreError, StoreFullError
 
 log = logging.getLogger("meterchain.sealer")
 

@@ -4,7 +4,7 @@ forwarders, retention, metrics, status and systemd notification together.
 Start-up: validate the config (every problem at once), open the store (recovering a
 torn tail), open the state DB, load the gateway key (refusing a key that differs from
 the chain's), open every meter through its driver, start one forwarder per replica
-(``agent.forwarder.Forwarder``: ``run(stop_event)`` task, ``notify()`` after each
+(``agent.pipeline.forwarder.Forwarder``: ``run(stop_event)`` task, ``notify()`` after each
 commit, ``status`` dict), then send ``READY=1``. SIGTERM/SIGINT: stop polling, seal and
 commit what is pending, let forwarders save their cursors, close meters, write the
 final status and exit 0 -- all within ``gateway.stop_timeout_s``.
@@ -22,21 +22,21 @@ import signal
 import time
 from typing import Any
 
-from agent import keys
-from agent.backoff import stopped_within
-from agent.config import TCP_PROTOCOLS, AgentConfig, MeterConfig
-from agent.errors import ConfigError, ConfigErrors, KeyFileError, StoreError
-from agent.forwarder import Forwarder, ForwarderOptions
-from agent.ledger import Block
-from agent.metrics import MetricsServer, render, write_textfile
-from agent.notify import Notifier
-from agent.poller import ClockWatch, Poller, PollTarget
-from agent.retention import Retention
-from agent.sealer import Sealer
-from agent.state import StateDB
-from agent.status import STATUS_VERSION, write_status
-from agent.store import BlockStore, StoreOptions
+import keyfiles as keys
+from agent.pipeline.backoff import stopped_within
+from agent.pipeline.forwarder import Forwarder, ForwarderOptions
+from agent.pipeline.poller import ClockWatch, Poller, PollTarget
+from agent.pipeline.sealer import Sealer
+from agent.service.config import TCP_PROTOCOLS, AgentConfig, MeterConfig
+from agent.service.metrics import MetricsServer, render, write_textfile
+from agent.service.notify import Notifier
+from agent.service.status import STATUS_VERSION, write_status
+from agent.storage.retention import Retention
+from agent.storage.state import StateDB
+from agent.storage.store import BlockStore, StoreOptions
 from drivers.base import Meter, MeterSpec, open_meter
+from ledger import Block
+from ledger.errors import ConfigError, ConfigErrors, KeyFileError, StoreError
 
 log = logging.getLogger("meterchain.agent")
 

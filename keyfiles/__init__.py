@@ -21,7 +21,7 @@ from pathlib import Path
 import nacl.public
 import nacl.signing
 
-from agent.errors import KeyFileError
+from ledger.errors import KeyFileError
 
 GATEWAY_KEY = "gateway.key"
 GATEWAY_PUB = "gateway.pub"

@@ -10,8 +10,8 @@ Use (one :class:`Forwarder` per configured replica, each in its own asyncio task
     fw.status            # dict for status/metrics (see Forwarder.status)
     stop_event.set(); await task   # returns promptly (in-flight request is aborted)
 
-``store`` is the :class:`agent.store.BlockStore` (only ``height``, ``first_height`` and
-``iter_records`` / ``get_record`` are used); ``state`` is the :class:`agent.state.StateDB`
+``store`` is the :class:`agent.storage.store.BlockStore` (only ``height``, ``first_height`` and
+``iter_records`` / ``get_record`` are used); ``state`` is the :class:`agent.storage.state.StateDB`
 (``cursor`` / ``set_cursor``). Both are touched only from the event loop's thread.
 Network I/O runs in the forwarder's own worker thread, so one slow or dead replica never
 holds back another replica, the poller or the sealer.
@@ -47,10 +47,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from agent.backoff import backoff_delay, stopped_within
-from agent.errors import ConfigError, ForwardingError, ReplicaDiscrepancy, ReplicaRefused
-from agent.ledger import HEADER_SIZE, header_hash
-from agent.replica_client import (
+from agent.pipeline.backoff import backoff_delay, stopped_within
+from agent.pipeline.replica_client import (
     PUSH_BODY_OVERHEAD,
     PinMismatch,
     ReplicaClient,
@@ -58,6 +56,8 @@ from agent.replica_client import (
     Response,
     push_body_size,
 )
+from ledger import HEADER_SIZE, header_hash
+from ledger.errors import ConfigError, ForwardingError, ReplicaDiscrepancy, ReplicaRefused
 
 log = logging.getLogger("meterchain.forwarder")
 T = TypeVar("T")
@@ -112,7 +112,7 @@ class ForwarderOptions:
 
     @classmethod
     def from_config(cls, rc: Any, **overrides: Any) -> ForwarderOptions:
-        """Options from an :class:`agent.config.ReplicaConfig` (``[[replicas]]`` entry)."""
+        """Options from an :class:`agent.service.config.ReplicaConfig` (``[[replicas]]`` entry)."""
         values: dict[str, Any] = {
             "ca_file": rc.ca_cert, "pin_sha256": rc.pinned_key_sha256,
             "required": rc.required, "timeout_s": rc.timeout_s,

@@ -1,7 +1,7 @@
 """Append-only, crash-safe block store: framed records in segment files, one fsync per append.
 
 On-disk layout (normative description: ``docs/export-format.md``, "Ledger directory";
-framing, index files and scanning live in ``agent/segfile.py``)::
+framing, index files and scanning live in ``agent/storage/segfile.py``)::
 
     LEDGER/
       FORMAT                          "meterchain-ledger-v1\\n"; the writer holds a flock on it
@@ -12,7 +12,7 @@ framing, index files and scanning live in ``agent/segfile.py``)::
 
 Segment header: ``b"MCSEG001"`` then the first height (u64, big-endian). A frame is
 ``u32 length | u32 CRC32 | record`` where the CRC32 (zlib, IEEE polynomial) covers the four
-length bytes and the record, and the record is ``agent.ledger.Block.encode()``. A length of 0
+length bytes and the record, and the record is ``ledger.Block.encode()``. A length of 0
 starts padding: zero bytes up to the next multiple of ``StoreOptions.align`` in the file. Each
 append writes its frames plus padding to the next boundary in one ``write`` and one
 ``fdatasync``, so a committed page is never rewritten. A new segment is written to a temporary
@@ -39,10 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from agent import ledger
-from agent.errors import HeightError, StoreCorruptError, StoreError, StoreFullError
-from agent.ledger import Block, ChainHead
-from agent.segfile import (  # noqa: F401 - FORMAT_TEXT, SEG_MAGIC: re-exported
+import ledger
+from agent.storage.segfile import (  # noqa: F401 - FORMAT_TEXT, SEG_MAGIC: re-exported
     FORMAT_FILE,
     FORMAT_TEXT,
     FRAME_SIZE,
@@ -70,6 +68,8 @@ from agent.segfile import (  # noqa: F401 - FORMAT_TEXT, SEG_MAGIC: re-exported
     write_durably,
     write_index,
 )
+from ledger import Block, ChainHead
+from ledger.errors import HeightError, StoreCorruptError, StoreError, StoreFullError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ On one machine, with nothing to configure:
   on Modbus TCP, an SDM120 on Modbus RTU over a pseudo-terminal pair, a SunSpec
   inverter (rooftop generation) on Modbus TCP, and a DSMR 5 P1 meter pushing telegrams
   on a pseudo-terminal;
-- the gateway agent (the same :class:`agent.daemon.Agent` as ``meterchain run``) polling
+- the gateway agent (the same :class:`agent.service.daemon.Agent` as ``meterchain run``) polling
   them, sealing blocks every second and forwarding them;
 - a replica (the ``replica`` app, SQLite) on 127.0.0.1, in a background thread.
 
@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent import keys
-from agent.errors import ChainError, ForwardingError
-from agent.ledger import Block, ChainVerifier
-from agent.store import BlockStore
+import keyfiles as keys
+from agent.storage.store import BlockStore
+from ledger import Block, ChainVerifier
+from ledger.errors import ChainError, ForwardingError
 
 DEFAULT_SECONDS = 12.0
 
@@ -200,8 +200,8 @@ level = "warning"
 
 async def _pipeline(d: Path, ledger: Path, keydir: Path, seconds: float,
                     out: Callable[[str], None]) -> PipelineResult:
-    from agent.config import load_config
-    from agent.daemon import Agent
+    from agent.service.config import load_config
+    from agent.service.daemon import Agent
     from drivers import profile
     from drivers.sim.meter import MeterServer, SimUnit
     from drivers.sim.model import MeterModel
@@ -295,7 +295,7 @@ def _progress(snap: dict[str, Any], elapsed: float, out: Callable[[str], None]) 
 
 
 async def _drain(agent: Any, public: bytes) -> None:
-    from agent.forwarder import Forwarder, ForwarderOptions
+    from agent.pipeline.forwarder import Forwarder, ForwarderOptions
 
     fw0 = agent.forwarders[0]
     fw = Forwarder(fw0.name, fw0.url, agent.store, agent.state, gateway_key=public,

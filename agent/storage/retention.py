@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from agent.config import RetentionConfig
-from agent.ledger import Block
+from agent.service.config import RetentionConfig
+from ledger import Block
 
 log = logging.getLogger("meterchain.retention")
 

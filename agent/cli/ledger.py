@@ -1,4 +1,4 @@
-"""Ledger commands: keygen, verify, export, show, prove, verify-proof, demo.
+"""Ledger commands: keygen, verify, export, show, prove, verify-proof.
 
 Exit codes: 0 success; 1 the command ran and found the ledger, export or proof invalid
 (the first failing height and reason are printed); 2 bad input (missing path, not a
@@ -13,9 +13,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent import export, keys, ledger
-from agent.errors import ChainError, KeyFileError, StoreCorruptError, StoreError
-from agent.store import BlockStore, StoreOptions
+import keyfiles as keys
+import ledger
+from agent.storage.store import BlockStore, StoreOptions
+from ledger import export, prooffile
+from ledger.errors import ChainError, KeyFileError, StoreCorruptError, StoreError
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -56,18 +58,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--gateway-key", metavar="HEX|FILE", help="require this gateway key")
     p.set_defaults(func=cmd_verify_proof)
-
-    p = sub.add_parser("demo", help="run simulated meters, the agent and a local replica "
-                       "(or, with --ledger-only, seal synthetic readings into a ledger)")
-    p.add_argument("--ledger", metavar="DIR", help="keep the ledger in DIR (default: temporary)")
-    p.add_argument("--seconds", type=float, default=12.0, metavar="S",
-                   help="how long the pipeline demo runs (default 12)")
-    p.add_argument("--ledger-only", action="store_true",
-                   help="only seal synthetic readings into a verified ledger (no meters, "
-                   "agent or replica)")
-    p.add_argument("--blocks", type=int, default=12, metavar="N",
-                   help="blocks to seal with --ledger-only (default 12)")
-    p.set_defaults(func=cmd_demo)
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -216,7 +206,7 @@ def cmd_prove(args: argparse.Namespace) -> int:
         raise StoreError(f"reading index {args.index} out of range: block {args.height} "
                          f"holds {block.header.reading_count} readings")
     proof = ledger.prove_reading(block, args.index, usk)
-    text = export.proof_to_json(proof)
+    text = prooffile.proof_to_json(proof)
     if args.output is None:
         sys.stdout.write(text)
         return EXIT_OK
@@ -234,7 +224,7 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
     path = Path(args.file)
     text = path.read_bytes()
     try:
-        proof, reading = export.verify_proof_text(text, gateway_key)
+        proof, reading = prooffile.verify_proof_text(text, gateway_key)
     except ChainError as exc:
         return _failed(f"verifying proof {path}", exc)
     h = proof.header
@@ -243,20 +233,4 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
     print(f"signed by gateway key {h.gateway_key.hex()}"
           + ("" if gateway_key else " (not pinned: pass --gateway-key to require it)"))
     print(f"reading: {_reading_text(reading)}")
-    return EXIT_OK
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from agent.demo import run_ledger_demo
-
-    if not args.ledger_only:
-        from agent.demo_pipeline import run_pipeline_demo
-
-        if not 1.0 <= args.seconds <= 3600.0:
-            raise StoreError(f"--seconds must be in 1..3600, got {args.seconds}")
-        run_pipeline_demo(args.ledger, seconds=args.seconds)
-        return EXIT_OK
-    if args.blocks < 1:
-        raise StoreError(f"--blocks must be at least 1, got {args.blocks}")
-    run_ledger_demo(args.ledger, blocks=args.blocks)
     return EXIT_OK

@@ -4,7 +4,7 @@ The daemon writes one JSON snapshot atomically (temp file, fsync, rename) next t
 state file every ``[metrics] interval_s`` and when it stops. The same snapshot feeds the
 Prometheus metrics. Snapshot keys: ``version``, ``written_ms``, ``pid``, ``started_ms``,
 ``running``, ``interval_s``, ``gateway`` (``name``, ``key``), ``health`` (``state`` ok /
-degraded / critical, ``problems``), ``meters`` (see ``agent.poller.MeterStats``),
+degraded / critical, ``problems``), ``meters`` (see ``agent.pipeline.poller.MeterStats``),
 ``chain`` (``height``, ``head_hash``, ``head_time_ms``, ``first_height``), ``sealer``,
 ``replicas`` (the forwarder's status dicts), ``disk`` (``used_bytes``, ``budget_bytes``,
 ``free_bytes``, ``pruned_bytes``, ``over_budget``), ``clock`` (``steps``,
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.errors import StoreError
+from ledger.errors import StoreError
 
 STATUS_VERSION = 1
 STALE_FACTOR = 3.0

@@ -1,6 +1,6 @@
 """Prometheus text exposition (format 0.0.4) of the agent's status snapshot.
 
-The daemon builds one JSON-ready snapshot (see :mod:`agent.status`) and this module
+The daemon builds one JSON-ready snapshot (see :mod:`agent.service.status`) and this module
 renders it, so ``/metrics``, the textfile and ``meterchain status`` always agree.
 Served by :class:`MetricsServer` on a loopback address (``[metrics] listen``) or
 written atomically to a ``.prom`` file for node_exporter's textfile collector

@@ -17,7 +17,7 @@ from typing import Any
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
-from agent.errors import StoreError
+from ledger.errors import StoreError
 
 _META_TABLE = "meta"
 _CURSOR_TABLE = "cursors"

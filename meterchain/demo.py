@@ -15,10 +15,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import keys, ledger
-from agent.errors import StoreError
-from agent.ledger import Block, ChainVerifier, Header, Reading
-from agent.store import BlockStore
+import keyfiles as keys
+import ledger
+from agent.storage.store import BlockStore
+from ledger import Block, ChainVerifier, Header, Reading
+from ledger.errors import StoreError
 
 INTERVAL_MS = 15 * 60 * 1000
 """Demo readings are taken every 15 minutes (one block per interval)."""

@@ -2,7 +2,7 @@
 
 Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)`` which adds its
 sub-commands and sets ``func`` on each parser; ``func(args)`` returns the exit code.
-A :class:`~agent.errors.MeterchainError` (or a missing file) is printed as one clear
+A :class:`~ledger.errors.MeterchainError` (or a missing file) is printed as one clear
 line on stderr with a non-zero exit code, never as a traceback.
 """
 
@@ -16,21 +16,21 @@ import os
 import sys
 from collections.abc import Sequence
 
-from agent.errors import MeterchainError
+from ledger.errors import MeterchainError
 
 COMMANDS: dict[str, str] = {
     # command -> the module that registers it. Only that module is imported to run a
     # command, so `meterchain run` on a gateway does not load the replica's HTTP stack.
-    "keygen": "agent.cli_ledger",
-    "verify": "agent.cli_ledger",
-    "export": "agent.cli_ledger",
-    "show": "agent.cli_ledger",
-    "prove": "agent.cli_ledger",
-    "verify-proof": "agent.cli_ledger",
-    "demo": "agent.cli_ledger",
-    "run": "agent.cli_agent",
-    "config": "agent.cli_agent",
-    "status": "agent.cli_agent",
+    "keygen": "agent.cli.ledger",
+    "verify": "agent.cli.ledger",
+    "export": "agent.cli.ledger",
+    "show": "agent.cli.ledger",
+    "prove": "agent.cli.ledger",
+    "verify-proof": "agent.cli.ledger",
+    "demo": "meterchain.demo_cli",
+    "run": "agent.cli.run",
+    "config": "agent.cli.run",
+    "status": "agent.cli.run",
     "drivers": "drivers.cli",
     "profile": "drivers.cli",
     "scan": "drivers.cli",
