@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import ConfigError, ConfigErrors
+from replica.ui.config import AuditPeersConfig, UiConfig, parse_audit, parse_ui
 from replica.auth import DEFAULT_PUBLIC, PUBLIC_GROUPS
 
 
@@ -83,6 +84,10 @@ class ReplicaConfig:
     in addition to tokens."""
     source: str | None = None
     """The file this was loaded from (for messages)."""
+    ui: UiConfig = field(default_factory=UiConfig)
+    """``[ui]``: the web view (see :mod:`replica.ui.config`)."""
+    audit: AuditPeersConfig = field(default_factory=AuditPeersConfig)
+    """``[audit]``: other replicas whose heads the audit page compares."""
 
 
 _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
@@ -121,13 +126,19 @@ def parse_config(data: dict[str, Any], *, source: str | None = None,
     top: dict[str, Any] = {}
     limit_values: dict[str, Any] = {}
     limit_types = {f.name: type(getattr(Limits(), f.name)) for f in fields(Limits)}
+    extra: dict[str, Any] = {}
     for section, body in data.items():
-        if section not in (*_SECTIONS, "limits"):
+        if section not in (*_SECTIONS, "limits", "ui", "audit"):
             errors.append(ConfigError(section, "unknown section (want listen, storage, "
-                                      "limits, keys, auth)", source=source))
+                                      "limits, keys, auth, ui, audit)", source=source))
             continue
         if not isinstance(body, dict):
             errors.append(ConfigError(section, "must be a table", source=source))
+            continue
+        if section in ("ui", "audit"):
+            parsed, problems = (parse_ui if section == "ui" else parse_audit)(body, source)
+            extra[section] = parsed
+            errors.extend(problems)
             continue
         for key, value in body.items():
             where = f"{section}.{key}"
@@ -170,7 +181,7 @@ def parse_config(data: dict[str, Any], *, source: str | None = None,
         rel = url[len("sqlite:///"):]
         if not rel.startswith("/") and rel != ":memory:":
             top["storage_url"] = "sqlite:///" + str((base / rel).resolve())
-    return ReplicaConfig(limits=Limits(**limit_values), source=source, **top)
+    return ReplicaConfig(limits=Limits(**limit_values), source=source, **top, **extra)
 
 
 def _typed(value: Any, want: type) -> Any:

@@ -11,6 +11,8 @@ need_apt=()
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# the web view's tests drive Debian's Chromium headless (tests/support/browser.py)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need_apt+=(postgresql)
 fi
