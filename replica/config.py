@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import ConfigError, ConfigErrors
-from replica.ui.config import AuditPeersConfig, UiConfig, parse_audit, parse_ui
 from replica.auth import DEFAULT_PUBLIC, PUBLIC_GROUPS
+from replica.ui.config import AuditPeersConfig, UiConfig, parse_audit, parse_ui
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,8 @@ def parse_config(data: dict[str, Any], *, source: str | None = None,
             errors.append(ConfigError(section, "must be a table", source=source))
             continue
         if section in ("ui", "audit"):
-            parsed, problems = (parse_ui if section == "ui" else parse_audit)(body, source)
+            parsed, problems = (parse_ui(body, source) if section == "ui"
+                                else parse_audit(body, source, base))
             extra[section] = parsed
             errors.extend(problems)
             continue
