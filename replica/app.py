@@ -25,6 +25,7 @@ from replica.access import AccessControl
 from replica.config import ReplicaConfig, load_config
 from replica.csvexport import check_exportable, export_csv
 from replica.errors import Refusal, ReplicaStoreError
+from replica.facts import install_facts
 from replica.service import ReplicaService
 from replica.storage.base import Storage, open_storage
 
@@ -261,7 +262,17 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         """Liveness and version."""
         return {"status": "ok", "version": _version()}
 
+    install_facts(app, svc, config.audit)
+    _install_ui(app, config, svc)
     return app
+
+
+def _install_ui(app: FastAPI, config: ReplicaConfig, svc: Any) -> None:
+    """The web view at /ui (its own package; jinja2 is imported only here)."""
+    from replica.ui.login import replica_token_check
+    from replica.ui.router import install_ui
+
+    install_ui(app, config, replica_token_check(svc))
 
 
 def app_from_env() -> FastAPI:

@@ -68,6 +68,10 @@ def public_if(group: str, otherwise: str) -> Rule:
 
 
 GATEWAY_SIGNATURE = Rule("gateway-signature")
+WEB_VIEW = Rule("web-view")
+"""The web view's pages, login and static files (``replica/ui``): open to the browser;
+the pages need a login session and hold no data (their scripts read ``/v1`` with the
+session's token, under the rules of this table)."""
 
 GW = "/v1/gateways/{gw}"
 
@@ -83,6 +87,17 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET",  f"{GW}/readings.csv"):          scope(READ_READINGS),
     ("GET",  "/v1/health"):                  public_if("health", READ_CHAIN),
     ("GET",  "/openapi.json"):               public_if("openapi", READ_CHAIN),
+    ("GET",  f"{GW}/facts"):                 scope(READ_CHAIN),
+    ("GET",  f"{GW}/forks"):                 scope(READ_CHAIN),
+    ("GET",  "/v1/peers/heads"):             scope(READ_CHAIN),
+    ("GET",  "/ui"):                         WEB_VIEW,
+    ("GET",  "/ui/login"):                   WEB_VIEW,
+    ("POST", "/ui/login"):                   WEB_VIEW,
+    ("POST", "/ui/logout"):                  WEB_VIEW,
+    ("GET",  "/ui/overview"):                WEB_VIEW,
+    ("GET",  "/ui/gateways/{key}"):          WEB_VIEW,
+    ("GET",  "/ui/audit"):                   WEB_VIEW,
+    ("GET",  "/ui/static"):                  WEB_VIEW,
 }
 # fmt: on
 
@@ -116,7 +131,7 @@ def decide(rule: Rule | None, public: frozenset[str], token_scopes: tuple[str, .
     if rule is None:
         return Decision(False, 403, "unlisted-route",
                         "this endpoint is not open to any client (deny by default)")
-    if rule.kind == "gateway-signature":
+    if rule.kind in ("gateway-signature", "web-view"):
         return ALLOW
     if rule.kind == "public-if-configured" and rule.group in public:
         return ALLOW

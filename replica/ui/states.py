@@ -1,0 +1,34 @@
+"""A gateway's state on the overview, from ``GET /v1/gateways`` and ``GET /v1/forks``.
+
+``static/overview.js`` applies the same rule in the browser; the tests hold the two
+together. In order of precedence:
+
+- ``revoked``: its revocation time has passed;
+- ``fork``: this replica recorded fork evidence for it;
+- ``silent``: no block accepted yet, or the last more than ``silent_after_s`` ago;
+- ``behind``: the last block accepted more than ``behind_after_s`` ago;
+- ``ok``: otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+STATES = ("ok", "behind", "silent", "revoked", "fork")
+
+
+def gateway_state(row: Mapping[str, Any], fork_keys: Collection[str], now_ms: int,
+                  behind_after_s: int, silent_after_s: int) -> str:
+    """The state of one ``/v1/gateways`` row at ``now_ms``."""
+    revoked = row.get("revoked_at_ms")
+    if revoked is not None and revoked <= now_ms:
+        return "revoked"
+    if row["key"] in fork_keys:
+        return "fork"
+    seen = row.get("last_seen_ms")
+    if seen is None or now_ms - seen > silent_after_s * 1000:
+        return "silent"
+    if now_ms - seen > behind_after_s * 1000:
+        return "behind"
+    return "ok"

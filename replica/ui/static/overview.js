@@ -1,0 +1,62 @@
+// Overview: every gateway with its state (rule: replica/ui/states.py), counts per state.
+"use strict";
+(() => {
+  const STATES = ["ok", "behind", "silent", "revoked", "fork"];
+  const behindMs = Number(document.body.dataset.behindS) * 1000;
+  const silentMs = Number(document.body.dataset.silentS) * 1000;
+
+  function state(g, forkKeys, now) {
+    if (g.revoked_at_ms !== null && g.revoked_at_ms <= now) return "revoked";
+    if (forkKeys.has(g.key)) return "fork";
+    if (g.last_seen_ms === null || now - g.last_seen_ms > silentMs) return "silent";
+    if (now - g.last_seen_ms > behindMs) return "behind";
+    return "ok";
+  }
+
+  function render(r) {
+    const tr = document.createElement("tr");
+    tr.dataset.key = r.key;
+    tr.dataset.state = r.state;
+    const name = MC.el("td");
+    const a = MC.el("a", r.name);
+    a.href = `/ui/gateways/${r.key}`;
+    name.appendChild(a);
+    tr.appendChild(name);
+    tr.appendChild(MC.el("td", r.site === null ? "" : r.site));
+    tr.appendChild(MC.el("td", r.height, "num"));
+    const age = MC.el("td", MC.age(r.age), "num");
+    if (r.last_seen_ms !== null) age.title = MC.iso(r.last_seen_ms);
+    tr.appendChild(age);
+    tr.appendChild(MC.el("td", r.state, `state state-${r.state}`));
+    tr.appendChild(MC.el("td", r.key.slice(0, 16) + "…", "key"));
+    return tr;
+  }
+
+  async function main() {
+    const [gw, forks] = await Promise.all([MC.api("/v1/gateways"), MC.api("/v1/forks")]);
+    const now = Date.now();
+    const forkKeys = new Set(forks.forks.map((f) => f.key));
+    const rows = gw.gateways.map((g) => ({
+      ...g, state: state(g, forkKeys, now),
+      age: g.last_seen_ms === null ? null : now - g.last_seen_ms,
+    }));
+    const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
+    for (const r of rows) counts[r.state] += 1;
+    const ul = document.getElementById("counts");
+    for (const s of STATES) {
+      const li = MC.el("li", null, `state-${s}`);
+      li.dataset.state = s;
+      li.appendChild(MC.el("span", counts[s], "count"));
+      li.appendChild(MC.el("span", ` ${s}`));
+      ul.appendChild(li);
+    }
+    const table = MC.sortableTable(document.getElementById("gateways"), render);
+    table.set(rows);
+    document.getElementById("filter").addEventListener("input", (e) => {
+      const q = e.target.value.trim().toLowerCase();
+      table.filter(q ? (r) => [r.name, r.site || "", r.key, r.state].some((v) => v.toLowerCase().includes(q)) : () => true);
+    });
+    MC.ready();
+  }
+  main().catch(MC.failed);
+})();
