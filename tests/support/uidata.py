@@ -32,9 +32,10 @@ class UiDataSet:
     expected_state: dict[str, str] = field(default_factory=dict)
 
 
-def _push(storage: Storage, key: bytes, seed: bytes, n: int, start_ms: int,
-          seen_ms: int) -> None:
-    blocks = make_chain(seed, n, 4, start_ms=start_ms, span_ms=900_000)
+def push_chain(storage: Storage, key: bytes, seed: bytes, n: int, start_ms: int,
+               seen_ms: int, per_block: int = 4) -> None:
+    """Push ``n`` blocks of ``per_block`` readings through the service, seen at ``seen_ms``."""
+    blocks = make_chain(seed, n, per_block, start_ms=start_ms, span_ms=900_000)
     svc = ReplicaService(storage, Limits(rate_per_gateway=0), clock_ms=lambda: seen_ms)
     body = json.dumps({"blocks": [base64.b64encode(b.encode()).decode() for b in blocks]})
     svc.push(key.hex(), body.encode())
@@ -53,15 +54,15 @@ def build(storage: Storage, now_ms: int, extra: int = 0) -> UiDataSet:
         return key
 
     k = enroll("north", "plant-1", "ok")
-    _push(storage, k, b"north", 6, start, now_ms - 60_000)
+    push_chain(storage, k, b"north", 6, start, now_ms - 60_000)
     k = enroll("east", "plant-2", "behind")
-    _push(storage, k, b"east", 3, start, now_ms - (BEHIND_S + 600) * 1000)
+    push_chain(storage, k, b"east", 3, start, now_ms - (BEHIND_S + 600) * 1000)
     enroll("south", None, "silent")
     k = enroll("west", "plant-1", "revoked")
-    _push(storage, k, b"west", 2, start, now_ms - 120_000)
+    push_chain(storage, k, b"west", 2, start, now_ms - 120_000)
     storage.revoke(k, now_ms - 60_000)
     k = enroll("forky", "plant-3", "fork")
-    _push(storage, k, b"forky", 3, start, now_ms - 30_000)
+    push_chain(storage, k, b"forky", 3, start, now_ms - 30_000)
     a = make_chain(b"forky", 3, 4, start_ms=start, span_ms=900_000)[2]
     b = make_chain(b"forky", 3, 5, start_ms=start, span_ms=900_000)[2]
     storage.add_fork(ForkRecord(k, 2, a.header.encode(), a.signature, b.header.encode(),
@@ -72,5 +73,5 @@ def build(storage: Storage, now_ms: int, extra: int = 0) -> UiDataSet:
         age = ages[i % 3]
         k = enroll(name, f"site-{i % 37}", ("ok", "behind", "silent")[i % 3])
         if age is not None:
-            _push(storage, k, name.encode(), 2, start, now_ms - age * 1000)
+            push_chain(storage, k, name.encode(), 2, start, now_ms - age * 1000)
     return ds
