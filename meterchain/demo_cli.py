@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "agent or replica)")
     p.add_argument("--blocks", type=int, default=12, metavar="N",
                    help="blocks to seal with --ledger-only (default 12)")
+    p.add_argument("--ui", action="store_true",
+                   help="afterwards keep the replica and its web view (/ui) running until "
+                   "Ctrl-C; prints the URL and a login token")
     p.set_defaults(func=cmd_demo)
 
 
@@ -31,8 +34,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         if not 1.0 <= args.seconds <= 3600.0:
             raise StoreError(f"--seconds must be in 1..3600, got {args.seconds}")
-        run_pipeline_demo(args.ledger, seconds=args.seconds)
+        run_pipeline_demo(args.ledger, seconds=args.seconds, ui=args.ui)
         return EXIT_OK
+    if args.ui:
+        raise StoreError("--ui needs the pipeline demo (leave out --ledger-only)")
     if args.blocks < 1:
         raise StoreError(f"--blocks must be at least 1, got {args.blocks}")
     run_ledger_demo(args.ledger, blocks=args.blocks)

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -57,8 +58,11 @@ class PipelineResult:
 
 def run_pipeline_demo(ledger_dir: str | os.PathLike[str] | None = None, *,
                       seconds: float = DEFAULT_SECONDS,
-                      out: Callable[[str], None] = print) -> PipelineResult:
+                      out: Callable[[str], None] = print, ui: bool = False) -> PipelineResult:
     """Run the whole pipeline for ``seconds``; keep the work directory only if given.
+
+    With ``ui``, the replica and its web view keep running afterwards until Ctrl-C
+    (KeyboardInterrupt), with the URL and a login token printed.
 
     Raises:
         ChainError: the replica's copy does not verify or differs (never expected).
@@ -73,7 +77,7 @@ def run_pipeline_demo(ledger_dir: str | os.PathLike[str] | None = None, *,
     BlockStore.open(ledger).close()  # a ledger first: the store adopts no non-empty directory
     work.mkdir(parents=True, exist_ok=True)
     try:
-        return asyncio.run(_pipeline(work, ledger, top / "keys", seconds, out))
+        return asyncio.run(_pipeline(work, ledger, top / "keys", seconds, out, ui))
     finally:
         if not kept:
             shutil.rmtree(top, ignore_errors=True)
@@ -96,6 +100,7 @@ class _ReplicaThread:
         from replica.storage import open_storage
 
         url = f"sqlite:///{directory / 'replica.db'}"
+        self.storage_url = url
         from replica.auth import READ_CHAIN
         from replica.tokens import create_token
 
@@ -131,6 +136,20 @@ class _ReplicaThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+    def ui_token(self) -> str:
+        """A new token for the web view that may read the chain and the readings."""
+        from replica.auth import READ_CHAIN, READ_READINGS
+        from replica.storage import open_storage
+        from replica.tokens import create_token
+
+        storage = open_storage(self.storage_url)
+        try:
+            text, _ = create_token(storage, "demo-ui", (READ_CHAIN, READ_READINGS),
+                                   int(time.time() * 1000))
+        finally:
+            storage.close()
+        return text
 
     def fetch_all(self, key: bytes) -> list[bytes]:
         out: list[bytes] = []
@@ -205,7 +224,7 @@ level = "warning"
 
 
 async def _pipeline(d: Path, ledger: Path, keydir: Path, seconds: float,
-                    out: Callable[[str], None]) -> PipelineResult:
+                    out: Callable[[str], None], ui: bool = False) -> PipelineResult:
     from agent.service.config import load_config
     from agent.service.daemon import Agent
     from drivers import profile
@@ -271,6 +290,8 @@ async def _pipeline(d: Path, ledger: Path, keydir: Path, seconds: float,
         out(f"done: {height - start_height} block(s) with {readings} reading(s) sealed this run; "
             f"replica holds {len(replica_records)} block(s), verified and identical to the "
             "agent's chain")
+        if ui:
+            await _serve_ui(replica, out)
         return PipelineResult(ledger, height, readings, len(replica_records) - 1, identical)
     finally:
         if agent is not None:
@@ -282,6 +303,23 @@ async def _pipeline(d: Path, ledger: Path, keydir: Path, seconds: float,
         await pv.stop()
         await tcp.stop()
         replica.stop()
+
+
+async def _serve_ui(replica: _ReplicaThread, out: Callable[[str], None]) -> None:
+    """Keep the replica serving its web view until Ctrl-C; print the URL and a token."""
+    token = replica.ui_token()
+    out(f"web view: {replica.url}/ui  (Ctrl-C stops the replica)")
+    out(f"log in with this token (scopes read:chain, read:readings): {token}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # replaces the stopped agent's handlers
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    out("stopping the replica")
 
 
 def _progress(snap: dict[str, Any], elapsed: float, out: Callable[[str], None]) -> None:
