@@ -47,6 +47,13 @@ def _forward(d: dict[str, Any]) -> None:
     assert d["rows"] and all(r["readings_per_s"] > 0 for r in d["rows"])
 
 
+def _ui(d: dict[str, Any]) -> None:
+    pages = {(r["page"], r["gateways"]) for r in d["rows"]}
+    assert ("overview", 20) in pages and ("overview", 5) in pages
+    assert all(0 < r["median_ms"] <= r["max_ms"] for r in d["rows"])
+    assert d["summary"]["calibration_js_sort_ms"] > 0
+
+
 BENCHES: list[tuple[list[str], Callable[[dict[str, Any]], None]]] = [
     (["ingest.py", "--blocks", "20", "--baseline-readings", "640", "--small-readings", "640",
       "--big-readings", "2000", "--rounds", "2", "--per-round", "5"], _ingest),
@@ -55,6 +62,7 @@ BENCHES: list[tuple[list[str], Callable[[dict[str, Any]], None]]] = [
       "both"], _replica),
     (["agent.py", "--duration", "2", "--readings", "3000"], _agent),
     (["forward.py", "--readings", "5000"], _forward),
+    (["ui.py", "--gateways", "20", "--rounds", "1"], _ui),
 ]
 
 
