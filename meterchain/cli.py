@@ -47,6 +47,7 @@ OPTIONAL_DEPENDENCIES: dict[str, str] = {
     "httpx": "replica",
     "psycopg": "replica",
     "psycopg_pool": "replica",
+    "jinja2": "replica",
 }
 """Modules only some installs have: a gateway installs ``meterchain`` without extras."""
 
