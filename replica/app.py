@@ -8,7 +8,9 @@ Every refusal is JSON ``{"error": code, "detail": sentence, ...}`` with a 4xx st
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -23,11 +25,13 @@ from starlette.concurrency import run_in_threadpool
 import keyfiles as keys
 from replica.access import AccessControl
 from replica.config import ReplicaConfig, load_config
-from replica.csvexport import check_exportable, export_csv
+from replica.csvexport import MAX_LISTED, build_export, check_exportable
 from replica.errors import Refusal, ReplicaStoreError
 from replica.facts import install_facts
 from replica.service import ReplicaService
 from replica.storage.base import Storage, open_storage
+
+log = logging.getLogger("replica")
 
 CONFIG_ENV = "MC_REPLICA_CONFIG"
 API_PREFIX = "/v1"
@@ -147,6 +151,21 @@ async def _read_body(request: Request, limit: int, service: ReplicaService,
     return b"".join(chunks)
 
 
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def query_int(name: str, text: str) -> int:
+    """A query or path integer: decimal digits only, 0..2**63-1 (no sign, dot, ``_``).
+
+    Raises:
+        Refusal: 400 ``malformed`` otherwise.
+    """
+    if not _DIGITS.fullmatch(text) or int(text) > 2**63 - 1:
+        raise Refusal(400, "malformed", f"{name} must be an integer in 0..2**63-1 written "
+                      f"in decimal digits, got {text[:40]!r}")
+    return int(text)
+
+
 def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI:
     """Build the replica app. Storage is opened at startup unless given (and then not closed).
 
@@ -198,8 +217,10 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
 
     @app.exception_handler(ReplicaStoreError)
     async def _store_down(_request: Request, exc: ReplicaStoreError) -> JSONResponse:
-        return JSONResponse({"error": "storage-unavailable", "detail": str(exc)},
-                            status_code=503)
+        log.error("storage unavailable: %s", exc)  # the detail (paths, hosts) stays in the log
+        return JSONResponse({"error": "storage-unavailable", "detail": "the replica's database "
+                             "cannot be reached; retry later"}, status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.post(f"{API_PREFIX}/gateways/{{gw}}/blocks", responses={200: {"model": PushOk},
               **_REFUSALS}, openapi_extra=_PUSH_BODY_SCHEMA)
@@ -218,34 +239,40 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/blocks", response_model=BlocksModel,
              responses=_REFUSALS)
-    def blocks(gw: str, from_: int = Query(0, alias="from"),
-               limit: int = Query(100)) -> dict[str, Any]:
+    def blocks(gw: str, from_: str = Query("0", alias="from"),
+               limit: str = Query("100")) -> dict[str, Any]:
         """Consecutive block records from ``from``, at most ``limit`` (capped by config)."""
-        return svc().blocks(gw, from_, limit)
+        return svc().blocks(gw, query_int("from", from_), query_int("limit", limit))
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/blocks/{{height}}/hash", responses=_REFUSALS)
-    def block_hash(gw: str, height: int) -> dict[str, Any]:
+    def block_hash(gw: str, height: str) -> dict[str, Any]:
         """The hash of the block at ``height`` (cheap comparison across replicas)."""
-        return svc().block_hash(gw, height)
+        return svc().block_hash(gw, query_int("height", height))
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/proof", responses=_REFUSALS)
-    def proof(gw: str, height: int = Query(...), index: int = Query(...)) -> dict[str, Any]:
+    def proof(gw: str, height: str = Query(...), index: str = Query(...)) -> dict[str, Any]:
         """Inclusion proof of reading ``index`` of block ``height``."""
-        return svc().proof(gw, height, index)
+        return svc().proof(gw, query_int("height", height), query_int("index", index))
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/readings.csv", responses=_REFUSALS,
              response_class=StreamingResponse)
-    def readings_csv(gw: str, from_ms: int = Query(0),
-                     to_ms: int = Query(2**63 - 1)) -> Response:
+    def readings_csv(gw: str, from_ms_text: str = Query("0", alias="from_ms"),
+                     to_ms_text: str = Query(str(2**63 - 1), alias="to_ms"),
+                     skip_unreadable: str = Query("")) -> Response:
         """Readings with timestamps in ``[from_ms, to_ms)`` as CSV (decrypted with the key)."""
+        from_ms, to_ms = query_int("from_ms", from_ms_text), query_int("to_ms", to_ms_text)
         service = svc()
         rec = service.enrolled(gw)
         check_exportable(service.storage, rec, from_ms, to_ms, service.utility_sk)
-        return StreamingResponse(
-            export_csv(service.storage, rec, from_ms, to_ms, service.utility_sk),
-            media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{gw}.csv"'},
-        )
+        skip = skip_unreadable not in ("", "0", "false")
+        export = build_export(service.storage, rec, from_ms, to_ms, service.utility_sk,
+                              skip_unreadable=skip)
+        headers = {"Content-Disposition": f'attachment; filename="{gw}.csv"',
+                   "X-Meterchain-Omitted-Count": str(len(export.omitted))}
+        if export.omitted:
+            headers["X-Meterchain-Omitted-Heights"] = ",".join(
+                str(h) for h in export.omitted[:MAX_LISTED])
+        return StreamingResponse(export.chunks(), media_type="text/csv", headers=headers)
 
     @app.get(f"{API_PREFIX}/gateways", response_model=GatewaysModel)
     def gateways() -> dict[str, Any]:

@@ -153,8 +153,13 @@ class ReplicaService:
     def _decode_batch(self, body: bytes, rec: GatewayRecord) -> list[Block]:
         head = head_json(rec)
         try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            text = body.decode("utf-8")  # json.loads(bytes) would also take UTF-16/32
+        except UnicodeDecodeError:
+            raise Refusal(400, "malformed", "body is not UTF-8 (JSON must be UTF-8)",
+                          head=head) from None
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
             raise Refusal(400, "malformed", f"body is not JSON: {exc}", head=head) from None
         except RecursionError:  # e.g. 50 kB of '[': nested deeper than the parser goes
             raise Refusal(400, "malformed", "body is JSON nested too deeply", head=head
@@ -199,8 +204,7 @@ class ReplicaService:
     def _push_blocks(self, rec: GatewayRecord, blocks: list[Block]) -> PushResult:
         head = head_json(rec)
         now = self.clock_ms()
-        if not blocks:
-            self.storage.touch(rec.key, now)
+        if not blocks:  # nothing to store: answers the head, changes nothing
             return PushResult(head, 0, 0)
         if rec.revoked_at_ms is not None:
             for b in blocks:
@@ -216,8 +220,7 @@ class ReplicaService:
                           expected_height=rec.height + 1)
         duplicates = self._check_existing(rec, blocks, now)
         new = blocks[duplicates:]
-        if not new:
-            self.storage.touch(rec.key, now)
+        if not new:  # a resend (anyone can replay signed blocks): last-seen stays
             return PushResult(head, 0, duplicates)
         stored_head = None
         if rec.head_header is not None and rec.head_hash is not None:
@@ -318,6 +321,7 @@ class ReplicaService:
         """
         rec = self.enrolled(key_hex)
         block = self.block(rec, height)
+        _check_range("index", index)
         if not 0 <= index < block.header.reading_count:
             raise Refusal(404, "no-reading", f"block {height} has "
                           f"{block.header.reading_count} readings, no index {index}")
@@ -325,7 +329,11 @@ class ReplicaService:
         if sealed and self.utility_sk is None:
             raise Refusal(409, "sealed", f"block {height} is sealed and this replica has no "
                           "utility secret key to open it")
-        proof = prove_reading(block, index, self.utility_sk if sealed else None)
+        try:
+            proof = prove_reading(block, index, self.utility_sk if sealed else None)
+        except ChainError as exc:  # sealed to another key, or contents contradict the header
+            raise Refusal(422, "unreadable-block", f"block {height} cannot be opened or does "
+                          f"not match its header ({exc.reason})", height=height) from None
         doc: dict[str, Any] = json.loads(proof_to_json(proof))
         return doc
 
