@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
@@ -24,6 +24,8 @@ import keyfiles as keys
 from replica.config import ReplicaConfig, load_config
 from replica.csvexport import check_exportable, export_csv
 from replica.errors import Refusal, ReplicaStoreError
+from replica.meterdata.api import router as meterdata_router
+from replica.queryparams import parse_time_param, reject_unknown_query
 from replica.service import ReplicaService
 from replica.storage.base import Storage, open_storage
 
@@ -171,6 +173,7 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
                 state.pop("service", None)
 
     app = FastAPI(title="meterchain replica", version=_version(), lifespan=lifespan,
+                  dependencies=[Depends(reject_unknown_query)],
                   description="Receives, verifies, stores and compares gateway ledgers "
                   "(protocol v1, docs/replica-api.md).")
 
@@ -229,14 +232,16 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/readings.csv", responses=_REFUSALS,
              response_class=StreamingResponse)
-    def readings_csv(gw: str, from_ms: int = Query(0),
-                     to_ms: int = Query(2**63 - 1)) -> Response:
-        """Readings with timestamps in ``[from_ms, to_ms)`` as CSV (decrypted with the key)."""
+    def readings_csv(gw: str, from_ms: str = Query("0", max_length=64),
+                     to_ms: str = Query(str(2**63 - 1), max_length=64)) -> Response:
+        """Readings with timestamps in ``[from_ms, to_ms)`` as CSV (decrypted with the key);
+        times in ms or ISO 8601 (a date is its UTC midnight)."""
         service = svc()
         rec = service.enrolled(gw)
-        check_exportable(service.storage, rec, from_ms, to_ms, service.utility_sk)
+        start, end = parse_time_param("from_ms", from_ms), parse_time_param("to_ms", to_ms)
+        check_exportable(service.storage, rec, start, end, service.utility_sk)
         return StreamingResponse(
-            export_csv(service.storage, rec, from_ms, to_ms, service.utility_sk),
+            export_csv(service.storage, rec, start, end, service.utility_sk),
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{gw}.csv"'},
         )
@@ -256,6 +261,7 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         """Liveness and version."""
         return {"status": "ok", "version": _version()}
 
+    app.include_router(meterdata_router(svc))
     return app
 
 
