@@ -23,6 +23,7 @@ from replica.meterdata.vee import (
     Finding,
     Origin,
     PowerSample,
+    RegisterColumns,
     RegisterSample,
     screen,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "Origin",
     "PowerSample",
     "Quality",
+    "RegisterColumns",
     "RegisterSample",
     "compute_intervals",
     "default_tolerance_ms",

@@ -29,6 +29,7 @@ from replica.meterdata.vee import (
     Finding,
     Origin,
     PowerSample,
+    RegisterColumns,
     RegisterSample,
     Screened,
     screen,
@@ -162,7 +163,7 @@ def _check_grid(
 
 
 def compute_intervals(
-    samples: Sequence[RegisterSample],
+    samples: Sequence[RegisterSample] | RegisterColumns,
     *,
     start_ms: int,
     end_ms: int,
@@ -176,9 +177,10 @@ def compute_intervals(
 ) -> IntervalSeries:
     """Validate ``samples`` and compute the intervals of ``[start_ms, end_ms)``.
 
-    ``samples`` may come in any order and may (should) extend beyond the range: the
-    last reading before it and the first after it anchor its edges, and readings up to
-    :data:`PROFILE_LOOKBACK_MS` before a long gap give its comparable days.
+    ``samples`` (objects or :class:`RegisterColumns`) may come in any order and should
+    extend beyond the range: the last reading before it and the first after it anchor
+    its edges, and readings up to :data:`PROFILE_LOOKBACK_MS` before a long gap give its
+    comparable days.
     ``tolerance_ms`` defaults to :func:`default_tolerance_ms`. The result is a function
     of the arguments alone (no clock, no randomness): equal inputs, equal output.
 
@@ -228,7 +230,7 @@ def intervals_from_screened(
     step = interval_ms
     tol = tolerance_ms
     _check_grid(start_ms, end_ms, step, tol, max_linear_gap_ms)
-    ts, wh, seg, org = sc.ts, sc.wh, sc.seg, sc.origins
+    ts, wh, seg, origin = sc.ts, sc.wh, sc.seg, sc.origin
     n = len(ts)
     nb = (end_ms - start_ms) // step + 1
 
@@ -256,7 +258,7 @@ def intervals_from_screened(
             vals[k] = wh[c]
             segs[k] = seg[c]
             kinds[k] = _READ
-            traces[k] = (org[c],)
+            traces[k] = (origin(c),)
         elif p == 0:
             rules[k] = RULE_NO_EARLIER_READING
         elif p == n:
@@ -267,7 +269,7 @@ def intervals_from_screened(
                 rules[k] = RULE_METER_EXCHANGE
             else:
                 ta, tb = ts[a], ts[p]
-                traces[k] = (org[a], org[p])
+                traces[k] = (origin(a), origin(p))
                 segs[k] = seg[a]
                 if tb - ta <= max_linear_gap_ms:
                     vals[k] = wh[a] + (wh[p] - wh[a]) * (t - ta) // (tb - ta)

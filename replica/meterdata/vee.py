@@ -14,6 +14,7 @@ interval engine (:mod:`replica.meterdata.intervals`) works from.
 
 from __future__ import annotations
 
+import operator
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -107,25 +108,81 @@ class Finding:
         return (self.ts_ms, self.kind, self.origins)
 
 
+#: Ledger reading quality bits the engine reads (docs/ledger-format.md section 3.1).
+FLAG_CLOCK_UNSYNCED = 0x0001
+FLAG_CLOCK_STEP = 0x0002
+FLAG_COUNTER_RESET = 0x0008
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterColumns:
+    """One register's readings as parallel columns, as a database query returns them.
+
+    The same information as a sequence of :class:`RegisterSample`, without one object
+    per reading: ``flags`` holds the ledger's quality bits (``FLAG_*``; None means all
+    zero). Origins are built only for the readings that end up in a trace or finding.
+    """
+
+    ts_ms: Sequence[int]
+    wh: Sequence[int]
+    gateway: Sequence[str]
+    height: Sequence[int]
+    index: Sequence[int]
+    flags: Sequence[int] | None = None
+
+    @classmethod
+    def from_samples(cls, samples: Sequence[RegisterSample]) -> RegisterColumns:
+        """The columns of ``samples`` (their clock and reset fields become flag bits)."""
+        return cls(
+            [s.ts_ms for s in samples],
+            [s.wh for s in samples],
+            [s.origin.gateway for s in samples],
+            [s.origin.height for s in samples],
+            [s.origin.index for s in samples],
+            [
+                (0 if s.clock_ok else FLAG_CLOCK_UNSYNCED)
+                | (FLAG_CLOCK_STEP if s.clock_step else 0)
+                | (FLAG_COUNTER_RESET if s.counter_reset else 0)
+                for s in samples
+            ],
+        )
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[tuple[int, int, str, int, int, int]]) -> RegisterColumns:
+        """Columns from ``(ts_ms, wh, gateway, height, index, flags)`` rows."""
+        if not rows:
+            return cls([], [], [], [], [], [])
+        ts, wh, gw, h, ix, fl = zip(*rows, strict=True)
+        return cls(ts, wh, gw, h, ix, fl)
+
+    def __len__(self) -> int:
+        return len(self.ts_ms)
+
+    def origin(self, i: int) -> Origin:
+        """The ledger position of reading ``i``."""
+        return Origin(self.gateway[i], self.height[i], self.index[i])
+
+
 @dataclass(slots=True)
 class Screened:
     """The accepted readings of one register, in strictly increasing time order.
 
     ``wh`` holds unwrapped register values (rollovers undone); ``seg`` numbers the
     series a reading belongs to (a new number after each meter exchange); interval
-    energy is only ever the difference of two values of the same series.
+    energy is only ever the difference of two values of the same series. ``src`` is
+    each accepted reading's position in ``cols``.
     """
 
+    cols: RegisterColumns
     ts: list[int] = field(default_factory=list)
     wh: list[int] = field(default_factory=list)
     seg: list[int] = field(default_factory=list)
-    origins: list[Origin] = field(default_factory=list)
+    src: list[int] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
 
-
-def _origin_key(s: RegisterSample) -> tuple[str, int, int]:
-    o = s.origin
-    return (o.gateway, o.height, o.index)
+    def origin(self, j: int) -> Origin:
+        """The ledger position of accepted reading ``j``."""
+        return self.cols.origin(self.src[j])
 
 
 def _is_rollover(
@@ -136,7 +193,7 @@ def _is_rollover(
     rated_max_w: int | None,
     counter_reset: bool,
 ) -> bool:
-    """A decrease ``prev_raw -> raw`` is a rollover when docs/intervals.md V3 says so."""
+    """A decrease ``prev_raw -> raw`` is a rollover when docs/intervals.md V4 says so."""
     if modulus is None or counter_reset:
         return False
     step = raw - prev_raw + modulus
@@ -147,19 +204,51 @@ def _is_rollover(
     return step <= modulus // 2
 
 
+def _clean(cols: RegisterColumns, rated_max_w: int | None) -> bool:
+    """True when the readings, in the order given, already are what V1-V5 would accept.
+
+    That is: no flags, one gateway, origins and timestamps strictly increasing and the
+    register never decreasing, with no step above the rating. Only a shortcut: when it
+    says False, the general path decides.
+    """
+    ts, wh = cols.ts_ms, cols.wh
+    n = len(ts)
+    if n < 2:
+        return cols.flags is None or not any(cols.flags)
+    if cols.flags is not None and any(cols.flags):
+        return False
+    if len(set(cols.gateway)) != 1:
+        return False
+    h, ix = cols.height, cols.index
+    if not all(map(operator.lt, ts, ts[1:])) or not all(map(operator.le, wh, wh[1:])):
+        return False
+    if not all(map(operator.le, h, h[1:])):
+        return False
+    pos = list(zip(h, ix, strict=True))
+    if not all(map(operator.lt, pos, pos[1:])):
+        return False
+    if rated_max_w is not None:
+        limit = rated_max_w
+        return all(
+            (b - a) * MS_PER_HOUR <= limit * (tb - ta)
+            for a, b, ta, tb in zip(wh, wh[1:], ts, ts[1:], strict=False)
+        )
+    return True
+
+
 def screen(
-    samples: Sequence[RegisterSample],
+    samples: Sequence[RegisterSample] | RegisterColumns,
     *,
     rated_max_w: int | None = None,
     register_modulus: int | None = None,
     power_samples: Sequence[PowerSample] = (),
     register_resolution_wh: int = 1,
 ) -> Screened:
-    """Validate ``samples`` (any order) and return the accepted readings and findings.
+    """Validate one register's readings (any order); return the accepted ones and findings.
 
-    Raises :class:`MeterDataInputError` when two samples carry the same origin but
-    differ (the caller passed two different readings under one ledger position), or a
-    parameter is out of range.
+    Raises :class:`MeterDataInputError` when two readings carry the same origin but
+    differ (two different readings under one ledger position), the columns differ in
+    length, or a parameter is out of range.
     """
     if register_modulus is not None and register_modulus <= 0:
         raise MeterDataInputError("register_modulus", register_modulus, "must be positive")
@@ -169,108 +258,136 @@ def screen(
         raise MeterDataInputError(
             "register_resolution_wh", register_resolution_wh, "must be positive"
         )
-    out = Screened()
+    cols = (
+        samples if isinstance(samples, RegisterColumns) else RegisterColumns.from_samples(samples)
+    )
+    n = len(cols.ts_ms)
+    lengths = {len(cols.wh), len(cols.gateway), len(cols.height), len(cols.index)}
+    if cols.flags is not None:
+        lengths.add(len(cols.flags))
+    if lengths != {n}:
+        raise MeterDataInputError("columns", sorted(lengths), "must all have the same length")
+    out = Screened(cols)
     findings = out.findings
+    ts, wh = cols.ts_ms, cols.wh
+    flags = cols.flags if cols.flags is not None else [0] * n
+    if _clean(cols, rated_max_w):
+        # the common case, decided in C-speed passes: nothing for V1-V5 to find
+        out.ts, out.wh, out.seg, out.src = list(ts), list(wh), [0] * n, list(range(n))
+        if power_samples:
+            _frozen(out, power_samples, register_resolution_wh)
+        findings.sort(key=Finding.sort_key)
+        return out
 
     # V1/V2: ledger order per gateway; flagged clocks. Input order does not matter.
-    by_origin = sorted(samples, key=_origin_key)
-    kept: list[RegisterSample] = []
-    prev: RegisterSample | None = None
-    for s in by_origin:
-        o = s.origin
+    keys = list(zip(cols.gateway, cols.height, cols.index, strict=True))
+    order = sorted(range(n), key=keys.__getitem__)
+    kept: list[int] = []
+    prev = -1
+    for i in order:
+        k = keys[i]
+        f = flags[i]
         ok = True
-        if prev is not None and prev.origin.gateway == o.gateway:
-            if prev.origin == o:
-                if prev != s:
+        if prev >= 0 and keys[prev][0] == k[0]:
+            if keys[prev] == k:
+                if (ts[prev], wh[prev], flags[prev]) != (ts[i], wh[i], f):
                     raise MeterDataInputError(
-                        "samples", o, "two different samples carry the same origin"
+                        "samples", cols.origin(i), "two different readings carry the same origin"
                     )
                 continue  # the same reading passed twice
-            if s.ts_ms <= prev.ts_ms:
+            if ts[i] <= ts[prev]:
                 findings.append(
                     Finding(
                         TIME_BACKWARDS,
-                        s.ts_ms,
-                        f"timestamp {s.ts_ms} is not after {prev.ts_ms}, the timestamp of "
+                        ts[i],
+                        f"timestamp {ts[i]} is not after {ts[prev]}, the timestamp of "
                         "the gateway's previous reading of this register",
-                        (o, prev.origin),
-                        prev.ts_ms,
+                        (cols.origin(i), cols.origin(prev)),
+                        ts[prev],
                         EFFECT_EXCLUDED,
                     )
                 )
                 ok = False
-        prev = s
-        if not s.clock_ok:
+        prev = i
+        if f & FLAG_CLOCK_UNSYNCED:
             findings.append(
                 Finding(
                     CLOCK_UNSYNCHRONISED,
-                    s.ts_ms,
+                    ts[i],
                     "the gateway's clock was not known to be synchronised",
-                    (o,),
+                    (cols.origin(i),),
                     None,
                     EFFECT_EXCLUDED,
                 )
             )
             ok = False
-        if s.clock_step:
+        if f & FLAG_CLOCK_STEP:
             findings.append(
                 Finding(
                     CLOCK_STEP,
-                    s.ts_ms,
+                    ts[i],
                     "the gateway's clock stepped since this meter's previous reading",
-                    (o,),
+                    (cols.origin(i),),
                     None,
                     EFFECT_EXCLUDED,
                 )
             )
             ok = False
         if ok:
-            kept.append(s)
+            kept.append(i)
 
     # V3: one reading per instant. Stable sort keeps origin order among equal times.
-    kept.sort(key=lambda s: s.ts_ms)
-    accepted: list[RegisterSample] = []
-    i, n = 0, len(kept)
-    while i < n:
-        j = i + 1
-        ts = kept[i].ts_ms
-        while j < n and kept[j].ts_ms == ts:
-            j += 1
-        if j - i == 1:
-            accepted.append(kept[i])
+    kept.sort(key=ts.__getitem__)
+    accepted: list[int] = []
+    j, m = 0, len(kept)
+    while j < m:
+        i = kept[j]
+        t = ts[i]
+        e = j + 1
+        while e < m and ts[kept[e]] == t:
+            e += 1
+        if e - j == 1:
+            accepted.append(i)
         else:
-            group = kept[i:j]
-            if all(g.wh == group[0].wh for g in group):
-                accepted.append(group[0])
+            group = kept[j:e]
+            if all(wh[g] == wh[i] for g in group):
+                accepted.append(i)
             else:
                 findings.append(
                     Finding(
                         CONFLICTING_READINGS,
-                        ts,
+                        t,
                         "readings at the same instant disagree: "
-                        + ", ".join(str(g.wh) for g in group)
+                        + ", ".join(str(wh[g]) for g in group)
                         + " Wh",
-                        tuple(g.origin for g in group),
+                        tuple(cols.origin(g) for g in group),
                         None,
                         EFFECT_EXCLUDED,
                     )
                 )
-        i = j
+        j = e
 
     # V4/V5: decreases (rollover or exchange), power above rated.
-    ts_out, wh_out, seg_out, org_out = out.ts, out.wh, out.seg, out.origins
+    ts_out, wh_out, seg_out, src_out = out.ts, out.wh, out.seg, out.src
     offset = 0
     seg = 0
-    prev_raw = 0
-    prev_ts = 0
-    prev_o: Origin | None = None
-    for s in accepted:
-        raw = s.wh
-        t = s.ts_ms
-        if prev_o is not None:
+    prev = -1
+    for i in accepted:
+        raw = wh[i]
+        t = ts[i]
+        if prev >= 0:
+            prev_raw = wh[prev]
+            prev_ts = ts[prev]
             dt = t - prev_ts
             if raw < prev_raw:
-                if _is_rollover(prev_raw, raw, dt, register_modulus, rated_max_w, s.counter_reset):
+                if _is_rollover(
+                    prev_raw,
+                    raw,
+                    dt,
+                    register_modulus,
+                    rated_max_w,
+                    bool(flags[i] & FLAG_COUNTER_RESET),
+                ):
                     assert register_modulus is not None
                     offset += register_modulus
                     findings.append(
@@ -279,7 +396,7 @@ def screen(
                             t,
                             f"register fell from {prev_raw} to {raw} Wh: rollover at modulus "
                             f"{register_modulus}, step {raw - prev_raw + register_modulus} Wh",
-                            (prev_o, s.origin),
+                            (cols.origin(prev), cols.origin(i)),
                             prev_ts,
                             EFFECT_UNWRAPPED,
                         )
@@ -289,8 +406,8 @@ def screen(
                     offset = 0
                     why = (
                         "the meter reported a counter reset"
-                        if s.counter_reset
-                        else "not a rollover"
+                        if flags[i] & FLAG_COUNTER_RESET
+                        else "no register modulus is configured"
                         if register_modulus is None
                         else f"not a plausible rollover at modulus {register_modulus}"
                     )
@@ -300,7 +417,7 @@ def screen(
                             t,
                             f"register fell from {prev_raw} to {raw} Wh ({why}): meter "
                             "exchange or reset, the series is split",
-                            (prev_o, s.origin),
+                            (cols.origin(prev), cols.origin(i)),
                             prev_ts,
                             EFFECT_SPLIT,
                         )
@@ -313,7 +430,7 @@ def screen(
                         f"{raw - prev_raw} Wh in {dt} ms is "
                         f"{(raw - prev_raw) * MS_PER_HOUR // dt} W, above the rated "
                         f"{rated_max_w} W",
-                        (prev_o, s.origin),
+                        (cols.origin(prev), cols.origin(i)),
                         prev_ts,
                         EFFECT_NONE,
                     )
@@ -321,8 +438,8 @@ def screen(
         ts_out.append(t)
         wh_out.append(raw + offset)
         seg_out.append(seg)
-        org_out.append(s.origin)
-        prev_raw, prev_ts, prev_o = raw, t, s.origin
+        src_out.append(i)
+        prev = i
 
     if power_samples:
         _frozen(out, power_samples, register_resolution_wh)
@@ -334,7 +451,7 @@ def _frozen(out: Screened, power_samples: Sequence[PowerSample], resolution_wh: 
     """V6: runs of unchanged register while every power reading in the run is positive."""
     power = sorted(power_samples, key=lambda p: (p.ts_ms, p.origin))
     pts = [p.ts_ms for p in power]
-    ts, wh, seg, org = out.ts, out.wh, out.seg, out.origins
+    ts, wh, seg = out.ts, out.wh, out.seg
     run_start: int | None = None
     run_min: PowerSample | None = None
 
@@ -346,7 +463,7 @@ def _frozen(out: Screened, power_samples: Sequence[PowerSample], resolution_wh: 
                 ts[end],
                 f"register stayed at {wh[end]} Wh for {ts[end] - ts[run_start]} ms while "
                 f"the meter's power was at least {run_min.w} W",
-                (org[run_start], org[end], run_min.origin),
+                (out.origin(run_start), out.origin(end), run_min.origin),
                 ts[run_start],
                 EFFECT_NONE,
             )
