@@ -12,8 +12,8 @@ the field, repeats the value and shows a form that would be accepted.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from replica.meterdata.errors import MeterDataInputError
@@ -88,8 +88,7 @@ def month_range(year: int, month: int, tz: ZoneInfo) -> tuple[int, int]:
     return _local_midnight_ms(date(year, month, 1), tz), _local_midnight_ms(nxt, tz)
 
 
-@dataclass(frozen=True, slots=True)
-class Period:
+class Period(NamedTuple):
     """One local day or month: its label (``2026-03-29``, ``2026-03``) and UTC range."""
 
     label: str

@@ -35,6 +35,10 @@ from replica.meterdata.vee import (
     screen,
 )
 
+#: Version of the rules in docs/intervals.md; fixtures and exports carry it. Any change
+#: that can change a computed value (rounding, tolerance, estimation) bumps it.
+RULES_VERSION = 1
+
 MS_PER_MINUTE = 60_000
 MS_PER_HOUR = 3_600_000
 MS_PER_DAY = 86_400_000
@@ -107,10 +111,51 @@ class IntervalSeries:
     interval_ms: int
     intervals: tuple[Interval, ...]
     findings: tuple[Finding, ...]
+    boundaries: tuple[Boundary, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Boundary:
+    """The register value at one grid boundary (docs/intervals.md I2-I4).
+
+    ``how`` is ``read`` (a reading within tolerance), ``linear``, ``estimated`` or
+    ``none`` (no value: ``wh`` and ``series`` are None and ``rule`` says why).
+    ``wh`` is in the unwrapped scale of series number ``series`` (a new series starts
+    at each meter exchange; rollovers before it have added the modulus), so only
+    differences of two boundaries of the same series are energies.
+    """
+
+    at_ms: int
+    wh: int | None
+    how: str
+    series: int | None
+    rule: str | None
+    trace: tuple[Origin, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodTotal:
+    """The energy of one period (a local day or month) from its intervals.
+
+    ``wh`` is the sum, or None when any interval is missing; ``known_wh`` sums the
+    intervals that have a value; ``quality`` is the worst quality among the intervals
+    (measured < substituted < estimated < missing); ``counts`` counts each quality.
+    """
+
+    label: str
+    start_ms: int
+    end_ms: int
+    wh: int | None
+    known_wh: int
+    quality: Quality
+    intervals: int
+    counts: dict[str, int]
 
 
 # boundary kinds
 _READ, _LINEAR, _ESTIMATED, _NONE = 0, 1, 2, 3
+_HOW = ("read", "linear", "estimated", "none")
+_RANK = {Quality.MEASURED: 0, Quality.SUBSTITUTED: 1, Quality.ESTIMATED: 2, Quality.MISSING: 3}
 
 
 def default_tolerance_ms(interval_ms: int) -> int:
@@ -174,13 +219,15 @@ def compute_intervals(
     register_modulus: int | None = None,
     power_samples: Sequence[PowerSample] = (),
     register_resolution_wh: int = 1,
+    with_boundaries: bool = False,
 ) -> IntervalSeries:
     """Validate ``samples`` and compute the intervals of ``[start_ms, end_ms)``.
 
     ``samples`` (objects or :class:`RegisterColumns`) may come in any order and should
     extend beyond the range: the last reading before it and the first after it anchor
     its edges, and readings up to :data:`PROFILE_LOOKBACK_MS` before a long gap give its
-    comparable days.
+    comparable days. With ``with_boundaries`` the result also lists the register value
+    at every boundary (:class:`Boundary`).
     ``tolerance_ms`` defaults to :func:`default_tolerance_ms`. The result is a function
     of the arguments alone (no clock, no randomness): equal inputs, equal output.
 
@@ -197,21 +244,25 @@ def compute_intervals(
         power_samples=power_samples,
         register_resolution_wh=register_resolution_wh,
     )
-    intervals = intervals_from_screened(
-        sc,
-        start_ms=start_ms,
-        end_ms=end_ms,
-        interval_ms=interval_ms,
-        tolerance_ms=tol,
-        max_linear_gap_ms=max_linear_gap_ms,
-    )
+    b = _boundaries(sc, start_ms, end_ms, interval_ms, tol, max_linear_gap_ms)
+    intervals = _intervals(b, start_ms, interval_ms)
+    bounds: tuple[Boundary, ...] = ()
+    if with_boundaries:
+        bounds = boundaries_from_screened(
+            sc,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            interval_ms=interval_ms,
+            tolerance_ms=tol,
+            max_linear_gap_ms=max_linear_gap_ms,
+        )
     lo, hi = start_ms - tol, end_ms + tol
     findings = tuple(
         f
         for f in sc.findings
         if f.ts_ms >= lo and (f.since_ms if f.since_ms is not None else f.ts_ms) <= hi
     )
-    return IntervalSeries(start_ms, end_ms, interval_ms, intervals, findings)
+    return IntervalSeries(start_ms, end_ms, interval_ms, intervals, findings, bounds)
 
 
 def intervals_from_screened(
@@ -227,9 +278,47 @@ def intervals_from_screened(
 
     Raises :class:`MeterDataInputError` as :func:`compute_intervals` does.
     """
-    step = interval_ms
-    tol = tolerance_ms
-    _check_grid(start_ms, end_ms, step, tol, max_linear_gap_ms)
+    _check_grid(start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms)
+    b = _boundaries(sc, start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms)
+    return _intervals(b, start_ms, interval_ms)
+
+
+def boundaries_from_screened(
+    sc: Screened,
+    *,
+    start_ms: int,
+    end_ms: int,
+    interval_ms: int,
+    tolerance_ms: int,
+    max_linear_gap_ms: int = DEFAULT_MAX_LINEAR_GAP_MS,
+) -> tuple[Boundary, ...]:
+    """The register value at every boundary of ``[start_ms, end_ms]`` (I2-I4).
+
+    Raises :class:`MeterDataInputError` as :func:`compute_intervals` does.
+    """
+    _check_grid(start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms)
+    vals, segs, kinds, rules, traces = _boundaries(
+        sc, start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms
+    )
+    return tuple(
+        Boundary(
+            start_ms + k * interval_ms,
+            None if kinds[k] == _NONE else vals[k],
+            _HOW[kinds[k]],
+            None if kinds[k] == _NONE else segs[k],
+            rules[k],
+            traces[k],
+        )
+        for k in range(len(vals))
+    )
+
+
+_Lists = tuple[list[int], list[int], list[int], list[str | None], list[tuple[Origin, ...]]]
+
+
+def _boundaries(
+    sc: Screened, start_ms: int, end_ms: int, step: int, tol: int, max_linear_gap_ms: int
+) -> _Lists:
     ts, wh, seg, origin = sc.ts, sc.wh, sc.seg, sc.origin
     n = len(ts)
     nb = (end_ms - start_ms) // step + 1
@@ -284,7 +373,12 @@ def intervals_from_screened(
                     kinds[k] = _ESTIMATED
                     rules[k] = est[1]
         t += step
+    return vals, segs, kinds, rules, traces
 
+
+def _intervals(b: _Lists, start_ms: int, step: int) -> tuple[Interval, ...]:
+    vals, segs, kinds, rules, traces = b
+    nb = len(vals)
     out: list[Interval] = []
     append = out.append
     t = start_ms
@@ -402,3 +496,41 @@ def _estimate_gap(
         v += shares[k]
         values[t] = v
     return values, rule
+
+
+def aggregate(
+    intervals: Sequence[Interval], periods: Sequence[tuple[str, int, int]]
+) -> list[PeriodTotal]:
+    """Totals of ``intervals`` over ``periods`` given as ``(label, start_ms, end_ms)``.
+
+    Each period sums the intervals that lie entirely inside it (a
+    :class:`replica.meterdata.calendar.Period` is such a triple). Raises
+    :class:`MeterDataInputError` when an interval straddles a period's edge (the
+    period is not on the interval grid).
+    """
+    out: list[PeriodTotal] = []
+    starts = [i.start_ms for i in intervals]
+    for label, ps, pe in periods:
+        lo = bisect_left(starts, ps)
+        hi = bisect_left(starts, pe)
+        part = intervals[lo:hi]
+        if (lo > 0 and intervals[lo - 1].end_ms > ps) or (part and part[-1].end_ms > pe):
+            raise MeterDataInputError(
+                "period", label, "does not start and end on the interval grid"
+            )
+        counts = {q.value: 0 for q in Quality}
+        known = 0
+        worst = Quality.MEASURED
+        for iv in part:
+            counts[iv.quality.value] += 1
+            if iv.wh is not None:
+                known += iv.wh
+            if _RANK[iv.quality] > _RANK[worst]:
+                worst = iv.quality
+        if not part:
+            worst = Quality.MISSING
+        missing = counts[Quality.MISSING.value] > 0 or not part
+        out.append(
+            PeriodTotal(label, ps, pe, None if missing else known, known, worst, len(part), counts)
+        )
+    return out
