@@ -114,7 +114,7 @@ def render(fx: dict[str, Any]) -> str:
     for i in fx["intervals"]:
         wh = "" if i["wh"] is None else i["wh"]
         lines.append(
-            f"| {_t(i['start'], dated)}-{_t(i['end'], dated)} | {wh} | {i['quality']} | "
+            f"| {_t(i['start'], dated)}–{_t(i['end'], dated)} | {wh} | {i['quality']} | "
             f"{i['rule'] or ''} | {_trace(i['start_trace'])} | {_trace(i['end_trace'])} |"
         )
     if fx["findings"]:
@@ -156,7 +156,7 @@ def _render_dst(fx: dict[str, Any]) -> str:
     ]
     for i in fx["excerpt"]:
         lines.append(
-            f"| {i['start'][11:16]}-{i['end'][11:16]} | {i['local_start'][11:]}-"
+            f"| {i['start'][11:16]}–{i['end'][11:16]} | {i['local_start'][11:]} – "
             f"{i['local_end'][11:]} | {i['wh']} | {i['quality']} |"
         )
     return "\n".join(lines)
