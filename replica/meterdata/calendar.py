@@ -152,12 +152,19 @@ def parse_instant(text: str, tz: ZoneInfo, *, field: str = "time") -> int:
 
     Raises :class:`MeterDataInputError` for anything else.
     """
+    try:
+        ms = _parse_instant(text, tz, field)
+    except OverflowError as e:
+        raise MeterDataInputError(field, text, "outside the years 1970 .. 9999") from e
+    if not 0 <= ms < 2**63:
+        raise MeterDataInputError(field, text, "must be from 1970 on (milliseconds 0 .. 2^63-1)")
+    return ms
+
+
+def _parse_instant(text: str, tz: ZoneInfo, field: str) -> int:
     t = text.strip()
     if _MS_RE.fullmatch(t):
-        ms = int(t)
-        if not 0 <= ms < 2**63:
-            raise MeterDataInputError(field, text, "milliseconds must be 0 .. 2^63-1")
-        return ms
+        return int(t)
     if _DATE_RE.fullmatch(t):
         return _local_midnight_ms(parse_date(t, field=field), tz)
     m = _DATETIME_RE.fullmatch(t)
