@@ -8,7 +8,9 @@ from replica.meterdata import (
     Origin,
     PowerSample,
     Quality,
+    RegisterColumns,
     RegisterSample,
+    aggregate,
     compute_intervals,
     largest_remainder,
 )
@@ -210,3 +212,96 @@ def test_largest_remainder_ties_go_to_the_earlier():
     assert largest_remainder(0, [1, 2]) == [0, 0]
     with pytest.raises(MeterDataInputError):
         largest_remainder(1, [0, 0])
+
+
+def test_flag_bits_are_the_ledgers_quality_bits():
+    from ledger.readings import Quality as LedgerQuality
+    from replica.meterdata.vee import FLAG_CLOCK_STEP, FLAG_CLOCK_UNSYNCED, FLAG_COUNTER_RESET
+
+    assert FLAG_CLOCK_UNSYNCED == LedgerQuality.GATEWAY_CLOCK_UNSYNCED
+    assert FLAG_CLOCK_STEP == LedgerQuality.CLOCK_STEP
+    assert FLAG_COUNTER_RESET == LedgerQuality.COUNTER_RESET
+
+
+def test_columns_and_samples_give_the_same_result():
+    s = regular(list(range(0, 61, 5)))
+    s[3] = RegisterSample(s[3].ts_ms, s[3].wh, s[3].origin, clock_step=True)
+    cols = RegisterColumns.from_samples(s)
+    assert cols.flags is not None and cols.flags[3] == 0x0002
+    rows = [(s_.ts_ms, s_.wh, "aa", i, 0, cols.flags[i]) for i, s_ in enumerate(s)]
+    assert run(cols, 60) == run(s, 60) == run(RegisterColumns.from_rows(rows), 60)
+    with pytest.raises(MeterDataInputError, match="same length"):
+        run(RegisterColumns([1, 2], [1], ["a"], [1], [1]), 15)
+
+
+def test_rollover_plausibility_follows_the_rating():
+    s = [
+        RegisterSample(0, 99_000, o(0)),
+        RegisterSample(15 * MIN, 1_000, o(1)),  # unwrapped step 2,000 Wh in 15 min: 8 kW
+        RegisterSample(30 * MIN, 1_500, o(2)),
+    ]
+    r = run(s, 30, register_modulus=100_000, rated_max_w=10_000)
+    assert r.findings[0].effect == "unwrapped" and [i.wh for i in r.intervals] == [2_000, 500]
+    r = run(s, 30, register_modulus=100_000, rated_max_w=5_000)
+    assert r.findings[0].effect == "split" and r.intervals[0].quality is Quality.MISSING
+    # without a rating: at most half the modulus
+    s[1] = RegisterSample(15 * MIN, 49_001, o(1))  # step 50,001 > 50,000
+    s[2] = RegisterSample(30 * MIN, 49_500, o(2))
+    assert run(s, 30, register_modulus=100_000).findings[0].effect == "split"
+    s[1] = RegisterSample(15 * MIN, 49_000, o(1))  # step 50,000
+    assert run(s, 30, register_modulus=100_000).findings[0].effect == "unwrapped"
+
+
+def test_a_gap_longer_than_the_linear_limit_without_history_is_linear_no_profile():
+    s = regular([0, 15, 180, 195])
+    r = run(s, 195)
+    rules = [i.rule for i in r.intervals]
+    assert rules[0] is None and rules[-1] is None
+    assert set(rules[1:-1]) == {"linear-no-profile"}
+    assert {i.quality for i in r.intervals[1:-1]} == {Quality.ESTIMATED}
+    assert sum(i.wh or 0 for i in r.intervals) == s[-1].wh - s[0].wh
+    # exactly at the limit it is still linear
+    assert {i.rule for i in run(regular([0, 15, 135, 150]), 150).intervals[1:-1]} == {"linear"}
+
+
+def test_findings_outside_the_range_are_left_out():
+    s = regular(list(range(0, 24 * 60, 15)))
+    s[4] = RegisterSample(s[4].ts_ms, s[4].wh, s[4].origin, clock_ok=False)  # 01:00
+    assert [f.kind for f in run(s, 120).findings] == ["clock-unsynchronised"]
+    r = compute_intervals(s, start_ms=3 * 60 * MIN, end_ms=4 * 60 * MIN, interval_ms=Q)
+    assert r.findings == ()
+
+
+def test_frozen_runs_are_one_finding_each():
+    s = [
+        RegisterSample(m * MIN, wh, o(i))
+        for i, (m, wh) in enumerate([(0, 5), (15, 5), (30, 5), (45, 9), (60, 9), (75, 9)])
+    ]
+    p = [PowerSample(m * MIN, 400, o(100 + m)) for m in range(0, 76, 5)]
+    r = run(s, 75, power_samples=p)
+    assert [(f.kind, f.since_ms, f.ts_ms) for f in r.findings] == [
+        ("frozen-register", 0, 30 * MIN),
+        ("frozen-register", 45 * MIN, 75 * MIN),
+    ]
+    # 400 W for 15 min is 100 Wh: a register of 100 Wh resolution may well stand still
+    assert run(s, 75, power_samples=p, register_resolution_wh=100).findings == ()
+    # a zero power reading at 00:20 clears the pair 00:15-00:30 only
+    p0 = [PowerSample(20 * MIN, 0, o(999)), *p]
+    assert [(f.since_ms, f.ts_ms) for f in run(s, 75, power_samples=p0).findings] == [
+        (0, 15 * MIN),
+        (45 * MIN, 75 * MIN),
+    ]
+
+
+def test_totals_per_period():
+    s = regular(list(range(0, 46, 15)))
+    r = run(s, 90)  # intervals after 45 are missing
+    a, b, c = aggregate(
+        r.intervals,
+        [("first", 0, 45 * MIN), ("rest", 45 * MIN, 90 * MIN), ("none", 90 * MIN, 90 * MIN)],
+    )
+    assert (a.wh, a.known_wh, a.quality, a.intervals) == (90, 90, Quality.MEASURED, 3)
+    assert (b.wh, b.known_wh, b.quality, b.counts["missing"]) == (None, 0, Quality.MISSING, 3)
+    assert (c.wh, c.intervals, c.quality) == (None, 0, Quality.MISSING)
+    with pytest.raises(MeterDataInputError, match="grid"):
+        aggregate(r.intervals, [("odd", 5 * MIN, 45 * MIN)])
