@@ -112,6 +112,7 @@ class Finding:
 FLAG_CLOCK_UNSYNCED = 0x0001
 FLAG_CLOCK_STEP = 0x0002
 FLAG_COUNTER_RESET = 0x0008
+_CLOCK_FLAGS = FLAG_CLOCK_UNSYNCED | FLAG_CLOCK_STEP
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,36 +205,75 @@ def _is_rollover(
     return step <= modulus // 2
 
 
-def _clean(cols: RegisterColumns, rated_max_w: int | None) -> bool:
-    """True when the readings, in the order given, already are what V1-V5 would accept.
+def _shortcut(
+    cols: RegisterColumns, flags: Sequence[int], rated_max_w: int | None
+) -> list[int] | None:
+    """The accepted readings, when the order given shows V1, V3, V4 and V5 find nothing.
 
-    That is: no flags, one gateway, origins and timestamps strictly increasing and the
-    register never decreasing, with no step above the rating. Only a shortcut: when it
-    says False, the general path decides.
+    That is: one gateway, origins and timestamps strictly increasing in the order given,
+    and, leaving out the readings with a clock flag (V2), the register never decreasing
+    and no step above the rating. Returns None when any of that does not hold; the
+    general path then decides. Only a shortcut: both give the same result.
     """
     ts, wh = cols.ts_ms, cols.wh
     n = len(ts)
-    if n < 2:
-        return cols.flags is None or not any(cols.flags)
-    if cols.flags is not None and any(cols.flags):
-        return False
-    if len(set(cols.gateway)) != 1:
-        return False
+    if n and len(set(cols.gateway)) != 1:
+        return None
+    if not all(map(operator.lt, ts, ts[1:])):
+        return None
     h, ix = cols.height, cols.index
-    if not all(map(operator.lt, ts, ts[1:])) or not all(map(operator.le, wh, wh[1:])):
-        return False
     if not all(map(operator.le, h, h[1:])):
-        return False
+        return None
     pos = list(zip(h, ix, strict=True))
     if not all(map(operator.lt, pos, pos[1:])):
-        return False
+        return None
+    if flags.count(0) == n:
+        keep: list[int] = list(range(n))
+        kts, kwh = ts, wh
+    else:
+        keep = [i for i, f in enumerate(flags) if not f & _CLOCK_FLAGS]
+        kts = [ts[i] for i in keep]
+        kwh = [wh[i] for i in keep]
+    if not all(map(operator.le, kwh, kwh[1:])):
+        return None
     if rated_max_w is not None:
         limit = rated_max_w
-        return all(
+        if not all(
             (b - a) * MS_PER_HOUR <= limit * (tb - ta)
-            for a, b, ta, tb in zip(wh, wh[1:], ts, ts[1:], strict=False)
+            for a, b, ta, tb in zip(kwh, kwh[1:], kts, kts[1:], strict=False)
+        ):
+            return None
+    return keep
+
+
+def _clock_findings(cols: RegisterColumns, i: int, f: int, findings: list[Finding]) -> bool:
+    """V2 for reading ``i`` with flags ``f``: record its findings; True when it may be used."""
+    ok = True
+    if f & FLAG_CLOCK_UNSYNCED:
+        findings.append(
+            Finding(
+                CLOCK_UNSYNCHRONISED,
+                cols.ts_ms[i],
+                "the gateway's clock was not known to be synchronised",
+                (cols.origin(i),),
+                None,
+                EFFECT_EXCLUDED,
+            )
         )
-    return True
+        ok = False
+    if f & FLAG_CLOCK_STEP:
+        findings.append(
+            Finding(
+                CLOCK_STEP,
+                cols.ts_ms[i],
+                "the gateway's clock stepped since this meter's previous reading",
+                (cols.origin(i),),
+                None,
+                EFFECT_EXCLUDED,
+            )
+        )
+        ok = False
+    return ok
 
 
 def screen(
@@ -271,9 +311,16 @@ def screen(
     findings = out.findings
     ts, wh = cols.ts_ms, cols.wh
     flags = cols.flags if cols.flags is not None else [0] * n
-    if _clean(cols, rated_max_w):
-        # the common case, decided in C-speed passes: nothing for V1-V5 to find
-        out.ts, out.wh, out.seg, out.src = list(ts), list(wh), [0] * n, list(range(n))
+    keep = _shortcut(cols, flags, rated_max_w)
+    if keep is not None:
+        # the common case, decided in C-speed passes: nothing but clock flags to find
+        if len(keep) < n:
+            for i in range(n):
+                if flags[i] & _CLOCK_FLAGS:
+                    _clock_findings(cols, i, flags[i], findings)
+        out.ts = [ts[i] for i in keep] if len(keep) < n else list(ts)
+        out.wh = [wh[i] for i in keep] if len(keep) < n else list(wh)
+        out.seg, out.src = [0] * len(keep), keep
         if power_samples:
             _frozen(out, power_samples, register_resolution_wh)
         findings.sort(key=Finding.sort_key)
@@ -309,29 +356,7 @@ def screen(
                 )
                 ok = False
         prev = i
-        if f & FLAG_CLOCK_UNSYNCED:
-            findings.append(
-                Finding(
-                    CLOCK_UNSYNCHRONISED,
-                    ts[i],
-                    "the gateway's clock was not known to be synchronised",
-                    (cols.origin(i),),
-                    None,
-                    EFFECT_EXCLUDED,
-                )
-            )
-            ok = False
-        if f & FLAG_CLOCK_STEP:
-            findings.append(
-                Finding(
-                    CLOCK_STEP,
-                    ts[i],
-                    "the gateway's clock stepped since this meter's previous reading",
-                    (cols.origin(i),),
-                    None,
-                    EFFECT_EXCLUDED,
-                )
-            )
+        if f & _CLOCK_FLAGS and not _clock_findings(cols, i, f, findings):
             ok = False
         if ok:
             kept.append(i)

@@ -305,3 +305,14 @@ def test_totals_per_period():
     assert (c.wh, c.intervals, c.quality) == (None, 0, Quality.MISSING)
     with pytest.raises(MeterDataInputError, match="grid"):
         aggregate(r.intervals, [("odd", 5 * MIN, 45 * MIN)])
+
+
+def test_the_fast_interval_constructor_builds_equal_objects():
+    from replica.meterdata.intervals import Interval, _new_interval
+
+    args = (0, Q, 7, Quality.SUBSTITUTED, "linear", (o(1),), (o(2), o(3)))
+    fast, slow = _new_interval(*args), Interval(*args)
+    assert fast == slow and hash(fast.start_trace) == hash(slow.start_trace)
+    assert repr(fast) == repr(slow)
+    with pytest.raises(AttributeError):
+        fast.wh = 8  # type: ignore[misc]
