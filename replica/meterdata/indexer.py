@@ -15,11 +15,12 @@ it they are counted (``sealed_skipped``) and left out. After configuring the key
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 from collections.abc import Callable
 
-from ledger import Block, PayloadEncoding, block_readings
-from ledger.errors import ChainError
+from ledger import Block, PayloadEncoding, check_plain_payload, format_obis, open_payload
+from ledger.errors import ChainError, DecryptError
 from replica.meterdata.store import IndexRow, MeterDataStore
 from replica.storage.base import Storage
 from replica.storage.sql import SqlStorage
@@ -30,19 +31,53 @@ PAGE_BLOCKS = 500
 """Blocks decoded and written per transaction."""
 
 
+# The parts of a canonical reading (docs/ledger-format.md, "Readings"): salt (16), meter
+# id length (1), meter id, OBIS (6), then these, the unit between them.
+_VALUE = struct.Struct(">qbB")  # value, decimal exponent, unit length
+_TIME = struct.Struct(">QBH")  # timestamp ms, clock source, quality flags
+_SALT = 16
+
+
 def block_rows(block: Block, utility_sk: bytes | None) -> list[IndexRow] | None:
     """The index rows of one block; None when it is sealed and no key is given.
+
+    The payload is first checked against the header (length prefixes, count, every
+    reading canonical, Merkle root) by the ledger core; the checked readings are then
+    read field by field without being decoded into objects and encoded again (a test
+    compares this with :func:`ledger.decode_reading` reading for reading).
 
     Raises:
         ChainError: the stored block does not match its header (a tampered database),
             or the key does not open it.
     """
-    if block.header.payload_encoding == PayloadEncoding.SEALED and utility_sk is None:
-        return None
+    header = block.header
+    if header.payload_encoding == PayloadEncoding.SEALED:
+        if utility_sk is None:
+            return None
+        try:
+            plain = open_payload(block.payload, utility_sk)
+        except DecryptError as exc:
+            raise exc.at_height(header.height) from None
+    else:
+        plain = block.payload
+    encoded = check_plain_payload(header, plain)
     h = block.height
-    return [IndexRow(r.meter_id, r.obis, r.unit, r.exponent, r.timestamp_ms, h, i, r.value,
-                     r.quality)
-            for i, (r, _salt) in enumerate(block_readings(block, utility_sk))]
+    names: dict[bytes, tuple[str, str]] = {}
+    rows: list[IndexRow] = []
+    append = rows.append
+    value_at, time_at = _VALUE.unpack_from, _TIME.unpack_from
+    for i, e in enumerate(encoded):
+        p = _SALT + 1 + e[_SALT]
+        ident = e[_SALT:p + 6]
+        got = names.get(ident)
+        if got is None:
+            got = names[ident] = (e[_SALT + 1:p].decode("utf-8"), format_obis(e[p:p + 6]))
+        value, exponent, ulen = value_at(e, p + 6)
+        q = p + 16
+        ts, _clock, quality = time_at(e, q + ulen)
+        append((got[0], got[1], e[q:q + ulen].decode("ascii"), exponent, ts, h, i, value,
+                quality))
+    return rows
 
 
 def catch_up(storage: Storage, store: MeterDataStore, key: bytes,

@@ -132,19 +132,9 @@ class Channel:
     exponent: int
 
 
-@dataclass(frozen=True, slots=True)
-class IndexRow:
-    """One reading as indexed (before its channel has an id)."""
-
-    meter_id: str
-    obis: str
-    unit: str
-    exponent: int
-    ts_ms: int
-    height: int
-    idx: int
-    value: int
-    flags: int
+IndexRow = tuple[str, str, str, int, int, int, int, int, int]
+"""One reading as indexed, before its channel has an id: ``(meter_id, obis, unit,
+exponent, ts_ms, height, index, value, flags)`` (a plain tuple: millions are made)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,10 +298,9 @@ class MeterDataStore:
             channels = self._channels_for(cur, key, rows)
             newest = st.newest_reading_ms
             if rows:
-                top = max(r.ts_ms for r in rows)
+                top = max(r[4] for r in rows)
                 newest = top if newest is None else max(newest, top)
-            data = sorted((channels[(r.meter_id, r.obis, r.unit, r.exponent)], r.ts_ms,
-                           r.height, r.idx, r.value, r.flags) for r in rows)
+            data = sorted((channels[r[:4]], r[4], r[5], r[6], r[7], r[8]) for r in rows)
             if data:
                 cur.executemany(
                     self._q("INSERT INTO meter_readings (channel, ts_ms, height, idx, value, "
@@ -323,8 +312,8 @@ class MeterDataStore:
             return True
 
     def _channels_for(self, cur: Cursor, key: bytes, rows: Iterable[IndexRow]
-                      ) -> dict[tuple[str, str, str, int], int]:
-        wanted = {(r.meter_id, r.obis, r.unit, r.exponent) for r in rows}
+                      ) -> dict[tuple[Any, ...], int]:
+        wanted = {r[:4] for r in rows}
         if not wanted:
             return {}
         ignore = "" if self.postgres else "OR IGNORE "

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import block_readings
+from ledger import Reading, block_readings
 from replica.config import Limits
 from replica.meterdata.cli import assign
 from replica.meterdata.indexer import catch_up, reindex
@@ -263,3 +263,26 @@ def _check_sum(intervals: list, rs: list, req: Request) -> None:
     t1 = min((t for t in by_t if abs(t - last.end_ms) <= tol),
              key=lambda t: abs(t - last.end_ms))
     assert sum(iv.wh for iv in span) == by_t[t1] - by_t[t0]
+
+
+readings_st = st.builds(
+    lambda m, o, v, e, u, t, q: Reading.make(m, o, v, e, u, t, quality=q),
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x2FF, exclude_characters="\x7f"),
+            min_size=1, max_size=20),
+    st.sampled_from(["1-0:1.8.0", "1-0:2.8.1", "0-1:24.2.1", "1-0:32.7.0*7"]),
+    st.integers(-(2**63), 2**63 - 1), st.integers(-128, 127),
+    st.sampled_from(["Wh", "kWh", "V", "", "%", "m3"]), st.integers(0, 2**63 - 1),
+    st.integers(0, 0x1F))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(readings_st, min_size=1, max_size=12))
+def test_index_rows_read_every_field_as_the_ledger_decodes_it(rs: list) -> None:
+    from replica.meterdata.indexer import block_rows
+
+    ordered = sorted(rs, key=lambda r: r.timestamp_ms)
+    (block,) = seal_readings(b"decode", ordered, per_block=len(ordered))
+    rows = block_rows(block, None)
+    want = [(r.meter_id, r.obis, r.unit, r.exponent, r.timestamp_ms, 0, i, r.value, r.quality)
+            for i, (r, _) in enumerate(block_readings(block))]
+    assert rows == want
