@@ -38,10 +38,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import nacl.signing  # noqa: E402
 from _common import add_common_args, report  # noqa: E402
 from _intervals_engine import calibration, pandas_rows  # noqa: E402
-
-import nacl.signing  # noqa: E402
 
 from ledger import PayloadEncoding, Reading, seal_block  # noqa: E402
 from replica.meterdata.indexer import reindex  # noqa: E402
