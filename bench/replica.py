@@ -35,7 +35,9 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from _common import add_common_args, report  # noqa: E402
 
+from replica.auth import READ_CHAIN  # noqa: E402
 from replica.storage.base import open_storage  # noqa: E402
+from replica.tokens import create_token  # noqa: E402
 from tests.support.chains import encode_b64, gateway_key, make_chain  # noqa: E402
 from tests.support.pgserver import PgServer, free_port  # noqa: E402
 
@@ -128,6 +130,7 @@ def run_backend(backend: str, url: str, gateways: list[tuple[str, list[bytes]]],
     storage = open_storage(url, pool_size=1)
     for i, (key, _) in enumerate(gateways):
         storage.enroll(bytes.fromhex(key), f"bench-{i}", None, 0)
+    token, _ = create_token(storage, "bench", (READ_CHAIN,), 0)
     storage.close()
     port = free_port()
     cfg = tmp / f"{backend}.toml"
@@ -137,7 +140,8 @@ def run_backend(backend: str, url: str, gateways: list[tuple[str, list[bytes]]],
     proc = start_server(cfg, port)
     try:
         wall, lats, failures = asyncio.run(push_all(port, gateways, args.connections))
-        listed = httpx.get(f"http://127.0.0.1:{port}/v1/gateways", timeout=60).json()
+        listed = httpx.get(f"http://127.0.0.1:{port}/v1/gateways", timeout=60,
+                           headers={"Authorization": f"Bearer {token}"}).json()
     finally:
         proc.send_signal(signal.SIGINT)
         try:

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 import keyfiles as keys
+from replica.access import AccessControl
 from replica.config import ReplicaConfig, load_config
 from replica.csvexport import check_exportable, export_csv
 from replica.errors import Refusal, ReplicaStoreError
@@ -174,11 +175,15 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
 
     app = FastAPI(title="meterchain replica", version=_version(), lifespan=lifespan,
                   dependencies=[Depends(reject_unknown_query)],
+                  docs_url=None, redoc_url=None,
                   description="Receives, verifies, stores and compares gateway ledgers "
                   "(protocol v1, docs/replica-api.md).")
 
     def svc() -> ReplicaService:
         return state["service"]
+
+    app.add_middleware(AccessControl, routes=lambda: app.router.routes, public=config.public,
+                       lookup=lambda: svc().storage.token)
 
     @app.exception_handler(Refusal)
     async def _refused(_request: Request, exc: Refusal) -> JSONResponse:

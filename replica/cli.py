@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import os
+import ssl
 import sys
 import time
 from typing import Any
@@ -59,6 +60,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_list)
 
+    importlib.import_module("replica.tokencli").register(sub, with_config)
     importlib.import_module("replica.meterdata.cli").register(sub)  # meter data commands
 
     # Hook for the mirror/audit tools (replica mirror, top-level audit).
@@ -111,13 +113,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     create_app(cfg)  # fail fast on a bad utility key
     open_storage(cfg.storage_url, pool_size=1).close()  # fail fast; creates the schema once
-    for name, path in (("listen.tls_cert", cfg.tls_cert), ("listen.tls_key", cfg.tls_key)):
+    for name, path in (("listen.tls_cert", cfg.tls_cert), ("listen.tls_key", cfg.tls_key),
+                       ("listen.tls_client_ca", cfg.tls_client_ca)):
         if path is not None and not os.access(path, os.R_OK):
             raise ConfigError(name, f"{path} is missing or unreadable", source=cfg.source)
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    mtls: dict[str, Any] = {}
+    if cfg.tls_client_ca is not None:  # client certificates required, besides tokens
+        mtls = {"ssl_ca_certs": str(cfg.tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
     uvicorn.run("replica.app:app_from_env", factory=True, host=cfg.host, port=cfg.port,
                 workers=cfg.workers, log_level="info", access_log=False,
-                ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key)
+                ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key, **mtls)
     return 0
 
 

@@ -106,7 +106,8 @@ class ReplicaClient:
     """Talks protocol v1 to one replica at ``base_url`` (e.g. ``http://127.0.0.1:8080``).
 
     Use as a context manager or call :meth:`close`. ``transport`` lets tests and
-    embedders pass an httpx transport (e.g. ``httpx.ASGITransport``).
+    embedders pass an httpx transport (e.g. ``httpx.ASGITransport``). ``token`` is an
+    API token (``mct_...``) sent as ``Authorization: Bearer``; it appears in no message.
     """
 
     def __init__(
@@ -115,11 +116,14 @@ class ReplicaClient:
         config: ClientConfig | None = None,
         *,
         transport: httpx.BaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
         self.url = base_url.rstrip("/")
         self.config = config or ClientConfig()
+        headers = {"Authorization": f"Bearer {token}"} if token else None
         self._http = httpx.Client(
-            base_url=self.url, timeout=self.config.timeout_s, transport=transport
+            base_url=self.url, timeout=self.config.timeout_s, transport=transport,
+            headers=headers,
         )
 
     def __enter__(self) -> ReplicaClient:

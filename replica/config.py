@@ -23,6 +23,9 @@ Example::
     [keys]
     utility_secret_key = "/etc/meterchain/utility.key"   # optional: opens sealed payloads
 
+    [auth]
+    public = ["health", "heads"]   # route groups anyone may read without a token
+
 Every field is optional and has the documented default below. A bad value raises
 :class:`~ledger.errors.ConfigError` naming the key (``limits.max_body_bytes``).
 """
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import ConfigError, ConfigErrors
+from replica.auth import DEFAULT_PUBLIC, PUBLIC_GROUPS
 
 
 @dataclass(frozen=True)
@@ -72,15 +76,22 @@ class ReplicaConfig:
     limits: Limits = field(default_factory=Limits)
     utility_secret_key: Path | None = None
     """The utility's X25519 secret key file, as `meterchain keygen --utility` writes it."""
+    public: frozenset[str] = frozenset(DEFAULT_PUBLIC)
+    """Route groups open without a token (``auth.public``; see :mod:`replica.auth`)."""
+    tls_client_ca: Path | None = None
+    """CA bundle (PEM) for client certificates: when set, HTTPS requires one (mTLS),
+    in addition to tokens."""
     source: str | None = None
     """The file this was loaded from (for messages)."""
 
 
 _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
     "listen": {"host": ("host", str), "port": ("port", int), "workers": ("workers", int),
-               "tls_cert": ("tls_cert", str), "tls_key": ("tls_key", str)},
+               "tls_cert": ("tls_cert", str), "tls_key": ("tls_key", str),
+               "tls_client_ca": ("tls_client_ca", str)},
     "storage": {"url": ("storage_url", str)},
     "keys": {"utility_secret_key": ("utility_secret_key", str)},
+    "auth": {"public": ("public", list)},
 }
 
 
@@ -113,7 +124,7 @@ def parse_config(data: dict[str, Any], *, source: str | None = None,
     for section, body in data.items():
         if section not in (*_SECTIONS, "limits"):
             errors.append(ConfigError(section, "unknown section (want listen, storage, "
-                                      "limits, keys)", source=source))
+                                      "limits, keys, auth)", source=source))
             continue
         if not isinstance(body, dict):
             errors.append(ConfigError(section, "must be a table", source=source))
@@ -147,7 +158,9 @@ def parse_config(data: dict[str, Any], *, source: str | None = None,
     errors.extend(_check_values(top, limit_values, source))
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors, source=source)
-    for name in ("utility_secret_key", "tls_cert", "tls_key"):
+    if "public" in top:
+        top["public"] = frozenset(top["public"])
+    for name in ("utility_secret_key", "tls_cert", "tls_key", "tls_client_ca"):
         value = top.pop(name, None)
         if value is not None:
             kp = Path(value)
@@ -167,6 +180,8 @@ def _typed(value: Any, want: type) -> Any:
         return value
     if want is str and isinstance(value, str):
         return value
+    if want is list and isinstance(value, list):
+        return value
     return None
 
 
@@ -180,6 +195,15 @@ def _check_values(top: dict[str, Any], limits: dict[str, Any], source: str | Non
         errors.append(ConfigError("listen.tls_key" if "tls_cert" in top else "listen.tls_cert",
                                   "tls_cert and tls_key go together (PEM certificate chain "
                                   "and its private key)", source=source))
+    public = top.get("public")
+    if public is not None:
+        bad = [g for g in public if g not in PUBLIC_GROUPS]
+        if bad:
+            errors.append(ConfigError("auth.public", f"unknown group {bad[0]!r} (want some of "
+                                      f"{', '.join(PUBLIC_GROUPS)})", source=source))
+    if "tls_client_ca" in top and "tls_cert" not in top:
+        errors.append(ConfigError("listen.tls_client_ca", "client certificates need HTTPS: "
+                                  "set tls_cert and tls_key too", source=source))
     workers = top.get("workers")
     if workers is not None and not 1 <= workers <= 64:
         errors.append(ConfigError("listen.workers", f"must be 1..64, got {workers}",

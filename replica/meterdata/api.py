@@ -1,8 +1,8 @@
 """Meter data over HTTP: metering points, interval energy, raw readings, gateway status.
 
 ``router(service)`` returns the APIRouter :mod:`replica.app` includes (one line). Every
-route here serves personal data and needs the ``read:readings`` scope
-(:data:`SCOPE`). Gateways are named by name or key, times by ISO 8601 or milliseconds;
+route here serves personal data and needs the ``read:readings`` scope (:data:`SCOPE`;
+the rows of ``replica.auth.ROUTES``). Gateways are named by name or key, times by ISO 8601 or milliseconds;
 unknown query parameters are refused (400). docs/replica-api.md ("Meter data") is the
 contract.
 """

@@ -55,6 +55,20 @@ class ForkRecord:
     seen_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """An API token as stored: never the token itself, only its SHA-256."""
+
+    id: str
+    """The token's public identifier (16 hex characters, part of the token text)."""
+    name: str
+    scopes: tuple[str, ...]
+    hash: bytes
+    """SHA-256 of the whole token text."""
+    created_ms: int
+    revoked_ms: int | None
+
+
 class Storage(abc.ABC):
     """What the replica service needs from a database. Methods are thread-safe.
 
@@ -124,6 +138,32 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def sealed_in_time(self, key: bytes, from_ms: int, to_ms: int) -> bool:
         """Whether any block whose span meets ``[from_ms, to_ms)`` has a sealed payload."""
+
+    # --- API tokens ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def add_token(self, token: TokenRecord) -> None:
+        """Store a new API token's record.
+
+        Raises:
+            EnrollmentError: a token with this id exists.
+        """
+
+    @abc.abstractmethod
+    def token(self, token_id: str) -> TokenRecord | None:
+        """The token with this id (revoked ones too), or ``None``."""
+
+    @abc.abstractmethod
+    def tokens(self) -> list[TokenRecord]:
+        """Every token, oldest first."""
+
+    @abc.abstractmethod
+    def revoke_token(self, token_id: str, at_ms: int) -> TokenRecord:
+        """Revoke a token (a revoked one keeps its first revocation time).
+
+        Raises:
+            EnrollmentError: no token has this id.
+        """
 
     # --- forks ---------------------------------------------------------------------------
 

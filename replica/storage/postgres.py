@@ -46,6 +46,14 @@ CREATE TABLE IF NOT EXISTS blocks (
     PRIMARY KEY (gateway_key, height)
 ) PARTITION BY HASH (gateway_key);
 CREATE INDEX IF NOT EXISTS blocks_time ON blocks (gateway_key, time_end_ms);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    hash BYTEA NOT NULL,
+    created_ms BIGINT NOT NULL,
+    revoked_ms BIGINT
+);
 CREATE TABLE IF NOT EXISTS forks (
     gateway_key BYTEA NOT NULL,
     height BIGINT NOT NULL,

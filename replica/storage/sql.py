@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from replica.errors import EnrollmentError, StaleHeadError
-from replica.storage.base import ForkRecord, GatewayRecord, Storage, StoredBlock
+from replica.storage.base import ForkRecord, GatewayRecord, Storage, StoredBlock, TokenRecord
 
 HEADER_SIZE = 194
 
@@ -169,6 +169,42 @@ class SqlStorage(Storage):
                         (key, from_ms, to_ms))
             return cur.fetchone() is not None
 
+    # --- API tokens ----------------------------------------------------------------------
+
+    def add_token(self, token: TokenRecord) -> None:
+        try:
+            with self._write() as cur:
+                cur.execute(self._q("INSERT INTO api_tokens (id, name, scopes, hash, created_ms)"
+                                    " VALUES (?, ?, ?, ?, ?)"),
+                            (token.id, token.name, " ".join(token.scopes), token.hash,
+                             token.created_ms))
+        except Exception as exc:
+            if self._is_unique_violation(exc):
+                raise EnrollmentError("token", f"a token with id {token.id} exists") from None
+            raise
+
+    def token(self, token_id: str) -> TokenRecord | None:
+        with self._read() as cur:
+            cur.execute(self._q(f"SELECT {_TOKEN_COLUMNS} FROM api_tokens WHERE id = ?"),
+                        (token_id,))
+            row = cur.fetchone()
+        return _token(row) if row else None
+
+    def tokens(self) -> list[TokenRecord]:
+        with self._read() as cur:
+            cur.execute(f"SELECT {_TOKEN_COLUMNS} FROM api_tokens ORDER BY created_ms, id")
+            return [_token(r) for r in cur.fetchall()]
+
+    def revoke_token(self, token_id: str, at_ms: int) -> TokenRecord:
+        with self._write() as cur:
+            cur.execute(self._q("UPDATE api_tokens SET revoked_ms = ? WHERE id = ? AND "
+                                "revoked_ms IS NULL"), (at_ms, token_id))
+        rec = self.token(token_id)
+        if rec is None:
+            raise EnrollmentError("TOKEN_ID", f"no token has id {token_id!r} (see "
+                                  "'meterchain replica token list')")
+        return rec
+
     # --- forks ---------------------------------------------------------------------------
 
     def add_fork(self, fork: ForkRecord) -> None:
@@ -201,6 +237,16 @@ def _gateway(row: Sequence[Any]) -> GatewayRecord:
         head_header=None if hheader is None else bytes(hheader),
         last_seen_ms=None if seen is None else int(seen),
     )
+
+
+_TOKEN_COLUMNS = "id, name, scopes, hash, created_ms, revoked_ms"
+
+
+def _token(row: Sequence[Any]) -> TokenRecord:
+    tid, name, scopes, digest, created, revoked = row
+    return TokenRecord(id=str(tid), name=str(name), scopes=tuple(str(scopes).split()),
+                       hash=bytes(digest), created_ms=int(created),
+                       revoked_ms=None if revoked is None else int(revoked))
 
 
 def iter_statements(script: str) -> Iterator[str]:

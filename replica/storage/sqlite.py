@@ -47,6 +47,14 @@ CREATE TABLE IF NOT EXISTS blocks (
     PRIMARY KEY (gateway_key, height)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS blocks_time ON blocks (gateway_key, time_end_ms);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
 CREATE TABLE IF NOT EXISTS forks (
     gateway_key BLOB NOT NULL,
     height INTEGER NOT NULL,

@@ -21,6 +21,7 @@ from schemathesis import GenerationMode
 
 from tests.replica_tools.conftest import LiveReplica
 from tests.support.chains import encode_b64, gateway_key, make_chain
+from tests.support.tokens import auth_header
 
 SEED, OTHER = b"fuzz-gw", b"fuzz-other"
 KEY, OTHER_KEY = gateway_key(SEED), gateway_key(OTHER)
@@ -50,7 +51,7 @@ def test_schema_driven_fuzzing_never_fails_the_server_or_stores_refused_input(
         fuzz_replica: LiveReplica) -> None:
     rep = fuzz_replica
     before = rep.snapshot()
-    schema = schemathesis.openapi.from_url(f"{rep.url}/openapi.json")
+    schema = schemathesis.openapi.from_url(f"{rep.url}/openapi.json", headers=auth_header())
     operations = [r.ok() for r in schema.get_all_operations()]
     assert any(op.method.upper() == "POST" for op in operations)
     seen: dict[str, set[int]] = {}
@@ -69,7 +70,7 @@ def test_schema_driven_fuzzing_never_fails_the_server_or_stores_refused_input(
                           suppress_health_check=list(HealthCheck))
                 @given(case=strategy)
                 def run(case: schemathesis.Case) -> None:
-                    resp = case.call(base_url=rep.url, timeout=30)
+                    resp = case.call(base_url=rep.url, timeout=30, headers=auth_header())
                     seen.setdefault(case.operation.label, set()).add(resp.status_code)
                     check_answer(resp.status_code, resp.text)
                     if resp.status_code == 200 and case.method.upper() == "POST":
@@ -168,6 +169,7 @@ def test_out_of_range_export_times_are_refused_not_server_errors(fuzz_replica: L
                                                                  query: str) -> None:
     """Found by the schema-driven fuzzer: a time past 2**63-1 must be a 400, not a 500."""
     resp = httpx.get(f"{fuzz_replica.url}/v1/gateways/{KEY.hex()}/readings.csv?{query}",
+                     headers=auth_header(),
                      timeout=30)
     assert resp.status_code == 400, resp.text[:300]
     check_answer(resp.status_code, resp.text)
