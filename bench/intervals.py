@@ -129,6 +129,7 @@ def http_day(md: MeterData, storage: SqliteStorage, points: int, days: int,
     from replica.app import create_app
     from replica.config import Limits, ReplicaConfig
     from tests.support.pgserver import free_port
+    from tests.support.tokens import auth_header, install_test_token
 
     port = free_port()
     app = create_app(ReplicaConfig(limits=Limits(rate_per_gateway=0.0)), storage)
@@ -139,8 +140,10 @@ def http_day(md: MeterData, storage: SqliteStorage, points: int, days: int,
     while not server.started:
         time.sleep(0.01)
     lat = []
+    token = install_test_token(storage)  # the routes need scope read:readings
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                          headers=auth_header(token)) as c:
             for i in range(requests + 3):
                 p = (i * 7919) % points
                 day = f"2025-12-{1 + (i * 13) % days:02d}"
@@ -158,6 +161,11 @@ def http_day(md: MeterData, storage: SqliteStorage, points: int, days: int,
     lat.sort()
     return {"p50_ms": statistics.median(lat), "p95_ms": lat[int(0.95 * (len(lat) - 1))],
             "requests": len(lat)}
+
+
+def _progress(row: dict[str, Any]) -> None:
+    print("  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in row.items()), file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,6 +196,7 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     t = time.perf_counter()
     gateways, readings = build(storage, args.points, args.days, args.per_gateway)
     setup_s = time.perf_counter() - t
+    _progress({"step": "setup (seal and store)", "readings": readings, "wall_s": setup_s})
     register(md, args.points, args.per_gateway)
     rows: list[dict[str, Any]] = []
 
@@ -199,6 +208,7 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         raise RuntimeError(f"indexed {indexed} readings, stored {readings}")
     rows.append({"step": "index build (reindex)", "readings": indexed, "wall_s": index_s,
                  "readings_per_s": indexed / index_s})
+    _progress(rows[-1])
 
     req = parse_request("2025-12-01", f"2025-12-{args.days:02d}", "15m", "Europe/Vienna")
     targets = month_targets(md, req)
@@ -212,6 +222,7 @@ def _run(args: argparse.Namespace, work: Path) -> int:
     rows.append({"step": "15-min intervals, all points, month (SQL + engine)",
                  "readings": indexed, "intervals": n_int, "measured": measured,
                  "wall_s": month_s, "readings_per_s": indexed / month_s})
+    _progress(rows[-1])
 
     # the same rows, fetched once, through the engine alone and through pandas
     fetch_s = engine_s = pandas_s = 0.0

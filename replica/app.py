@@ -25,7 +25,7 @@ from replica.access import AccessControl
 from replica.config import ReplicaConfig, load_config
 from replica.csvexport import check_exportable, export_csv
 from replica.errors import Refusal, ReplicaStoreError
-from replica.meterdata.api import router as meterdata_router
+from replica.meterdata.api import add_routes as add_meterdata_routes
 from replica.queryparams import parse_time_param, reject_unknown_query
 from replica.service import ReplicaService
 from replica.storage.base import Storage, open_storage
@@ -266,7 +266,7 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         """Liveness and version."""
         return {"status": "ok", "version": _version()}
 
-    app.include_router(meterdata_router(svc))
+    add_meterdata_routes(app, svc)
     return app
 
 

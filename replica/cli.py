@@ -155,8 +155,8 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from replica.enroll import format_time
-    from replica.meterdata.api import registry_json
     from replica.meterdata.cli import print_registry
+    from replica.meterdata.listing import registry_json
     from replica.meterdata.query import MeterData
 
     storage = _open(args)

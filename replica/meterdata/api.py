@@ -1,10 +1,12 @@
 """Meter data over HTTP: metering points, interval energy, raw readings, gateway status.
 
-``router(service)`` returns the APIRouter :mod:`replica.app` includes (one line). Every
-route here serves personal data and needs the ``read:readings`` scope (:data:`SCOPE`;
-the rows of ``replica.auth.ROUTES``). Gateways are named by name or key, times by ISO 8601 or milliseconds;
-unknown query parameters are refused (400). docs/replica-api.md ("Meter data") is the
-contract.
+``add_routes(app, service)`` adds the routes to the app (one line in :mod:`replica.app`;
+they are added to the app itself, not through an included router, so the access table's
+middleware and the unknown-parameter check see plain routes). Every route here serves
+personal data and needs the ``read:readings`` scope (:data:`SCOPE`; the rows of
+``replica.auth.ROUTES``). Gateways are named by name or key, times by ISO 8601 or
+milliseconds; unknown query parameters are refused (400). docs/replica-api.md ("Meter
+data") is the contract.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Iterator
+from enum import Enum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, FastAPI, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -22,6 +25,7 @@ from replica.errors import Refusal
 from replica.meterdata import calendar
 from replica.meterdata.errors import MeterDataInputError
 from replica.meterdata.indexer import catch_up
+from replica.meterdata.listing import registry_json
 from replica.meterdata.query import (
     CSV_COLUMNS,
     MeterData,
@@ -47,18 +51,18 @@ def meterdata_for(service: ReplicaService) -> MeterData:
     return MeterData(service.storage, service.utility_sk, service.index.store)
 
 
-def router(service: Callable[[], ReplicaService]) -> APIRouter:
-    """The meter-data routes over the replica's service."""
-    r = APIRouter(prefix=PREFIX, tags=["meter data"],
-                  dependencies=[Depends(reject_unknown_query)])
+def add_routes(app: FastAPI, service: Callable[[], ReplicaService]) -> None:
+    """Add the meter-data routes over the replica's service to ``app``."""
+    deps = [Depends(reject_unknown_query)]
+    tags: list[str | Enum] = ["meter data"]
 
-    @r.get("/points")
+    @app.get(f"{PREFIX}/points", dependencies=deps, tags=tags)
     def points() -> dict[str, Any]:
         """Metering points with their meters over time, and meters seen but unassigned."""
         md = meterdata_for(service())
         return registry_json(md)
 
-    @r.get("/intervals", response_model=None)
+    @app.get(f"{PREFIX}/intervals", response_model=None, dependencies=deps, tags=tags)
     def intervals(
         gateway: str | None = Query(None, max_length=200),
         meter: str | None = Query(None, max_length=200),
@@ -91,7 +95,8 @@ def router(service: Callable[[], ReplicaService]) -> APIRouter:
             "series": [series_json(s, req, traces=traces) for s in series],
         })
 
-    @r.get("/readings.csv", response_class=StreamingResponse)
+    @app.get(f"{PREFIX}/readings.csv", response_class=StreamingResponse, dependencies=deps,
+             tags=tags)
     def readings(
         gateway: str = Query(..., max_length=200),
         meter: Annotated[list[str] | None, Query()] = None,
@@ -114,7 +119,7 @@ def router(service: Callable[[], ReplicaService]) -> APIRouter:
         return StreamingResponse(body, media_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="{rec.key.hex()[:16]}.csv"'})
 
-    @r.get("/gateways")
+    @app.get(f"{PREFIX}/gateways", dependencies=deps, tags=tags)
     async def gateways(silent_after: str = Query("1h", max_length=16),
                        behind_after: str = Query("1h", max_length=16)) -> dict[str, Any]:
         """Every gateway's last push and newest reading, and which are silent or behind."""
@@ -127,37 +132,5 @@ def router(service: Callable[[], ReplicaService]) -> APIRouter:
         md = meterdata_for(svc)
         return await run_in_threadpool(status_json, md, svc.clock_ms(), silent, behind)
 
-    return r
 
-
-def registry_json(md: MeterData) -> dict[str, Any]:
-    """The registry and the unassigned meters, as ``GET /v1/meterdata/points`` answers."""
-    gws = {g.key: g for g in md.storage.gateways()}
-    assigns = md.store.assignments()
-    points = []
-    for p in md.store.points():
-        points.append({
-            "point": p.point_id, "role": p.role, "member": p.member,
-            "import": list(p.import_registers), "export": list(p.export_registers),
-            "rated_max_w": p.rated_max_w, "register_modulus": p.register_modulus,
-            "meters": [{"gateway": a.gateway_key.hex(),
-                        "gateway_name": gws[a.gateway_key].name if a.gateway_key in gws
-                        else None, "meter": a.meter_id, "from_ms": a.from_ms, "to_ms": a.to_ms}
-                       for a in assigns if a.point_id == p.point_id],
-        })
-    return {"points": points, "unassigned": unassigned_json(md)}
-
-
-def unassigned_json(md: MeterData) -> list[dict[str, Any]]:
-    """Meters with indexed readings that no metering point has ever been assigned."""
-    gws = {g.key: g for g in md.storage.gateways()}
-    assigned = {(a.gateway_key, a.meter_id) for a in md.store.assignments()}
-    out: dict[tuple[bytes, str], list[str]] = {}
-    for c in md.store.channels():
-        if (c.gateway_key, c.meter_id) not in assigned:
-            out.setdefault((c.gateway_key, c.meter_id), []).append(c.obis)
-    return [{"gateway": k.hex(), "gateway_name": gws[k].name if k in gws else None,
-             "meter": m, "registers": sorted(set(obis))} for (k, m), obis in sorted(out.items())]
-
-
-__all__ = ["PREFIX", "SCOPE", "Refusal", "registry_json", "router", "unassigned_json"]
+__all__ = ["PREFIX", "SCOPE", "Refusal", "add_routes"]

@@ -267,7 +267,7 @@ def cmd_meter_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_meter_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from replica.meterdata.api import registry_json
+    from replica.meterdata.listing import registry_json
 
     out = out or sys.stdout
     with _Opened(args.config) as o:

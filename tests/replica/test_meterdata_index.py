@@ -80,7 +80,7 @@ def test_pushed_blocks_are_indexed_and_a_rebuild_gives_identical_rows(storage: S
 
 
 def test_unassigned_meters_are_indexed_and_listed(storage: Storage) -> None:
-    from replica.meterdata.api import unassigned_json
+    from replica.meterdata.listing import unassigned_json
 
     key = gateway_key(b"idx-b")
     storage.enroll(key, "south", None, 1)
