@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
@@ -28,6 +28,8 @@ from replica.config import ReplicaConfig, load_config
 from replica.csvexport import MAX_LISTED, build_export, check_exportable
 from replica.errors import Refusal, ReplicaStoreError
 from replica.facts import install_facts
+from replica.meterdata.api import add_routes as add_meterdata_routes
+from replica.queryparams import parse_time_param, reject_unknown_query
 from replica.service import ReplicaService
 from replica.storage.base import Storage, open_storage
 
@@ -192,6 +194,7 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
                 state.pop("service", None)
 
     app = FastAPI(title="meterchain replica", version=_version(), lifespan=lifespan,
+                  dependencies=[Depends(reject_unknown_query)],
                   docs_url=None, redoc_url=None,
                   description="Receives, verifies, stores and compares gateway ledgers "
                   "(protocol v1, docs/replica-api.md).")
@@ -256,11 +259,13 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/readings.csv", responses=_REFUSALS,
              response_class=StreamingResponse)
-    def readings_csv(gw: str, from_ms_text: str = Query("0", alias="from_ms"),
-                     to_ms_text: str = Query(str(2**63 - 1), alias="to_ms"),
+    def readings_csv(gw: str, from_ms_text: str = Query("0", alias="from_ms", max_length=64),
+                     to_ms_text: str = Query(str(2**63 - 1), alias="to_ms", max_length=64),
                      skip_unreadable: str = Query("")) -> Response:
-        """Readings with timestamps in ``[from_ms, to_ms)`` as CSV (decrypted with the key)."""
-        from_ms, to_ms = query_int("from_ms", from_ms_text), query_int("to_ms", to_ms_text)
+        """Readings with timestamps in ``[from_ms, to_ms)`` as CSV (decrypted with the key);
+        times in ms or ISO 8601 (a date is its UTC midnight)."""
+        from_ms = parse_time_param("from_ms", from_ms_text)
+        to_ms = parse_time_param("to_ms", to_ms_text)
         service = svc()
         rec = service.enrolled(gw)
         check_exportable(service.storage, rec, from_ms, to_ms, service.utility_sk)
@@ -289,6 +294,7 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         """Liveness and version."""
         return {"status": "ok", "version": _version()}
 
+    add_meterdata_routes(app, svc)
     install_facts(app, svc, config.audit)
     _install_ui(app, config, svc)
     return app

@@ -32,6 +32,7 @@ from ledger.errors import ChainError, MalformedError
 from ledger.prooffile import proof_to_json
 from replica.config import Limits
 from replica.errors import Refusal, StaleHeadError
+from replica.meterdata.indexer import IndexFollower
 from replica.ratelimit import RateLimiter
 from replica.storage.base import ForkRecord, GatewayRecord, Storage, StoredBlock
 
@@ -94,15 +95,31 @@ class ReplicaService:
         self.utility_sk = utility_sk
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.rate = RateLimiter(limits.rate_per_gateway, limits.rate_burst, monotonic)
+        self.index = IndexFollower(storage, utility_sk)
+        """The readings index, brought up to date after every push that stores blocks."""
 
     # --- lookups -------------------------------------------------------------------------
 
     def enrolled(self, key_hex: str) -> GatewayRecord:
-        """The enrolled gateway for a key in hex.
+        """The enrolled gateway for a key in hex, or for its name (a name shared by several
+        gateways is refused: use the key).
 
         Raises:
-            Refusal: 400 ``malformed`` key, 404 ``unknown-gateway``.
+            Refusal: 400 ``malformed`` key or ``ambiguous-gateway`` name,
+                404 ``unknown-gateway``.
         """
+        if len(key_hex) != 64 or key_hex != key_hex.lower():
+            named = [g for g in self.storage.gateways() if g.name == key_hex]
+            if len(named) == 1:
+                return named[0]
+            if len(named) > 1:
+                raise Refusal(400, "ambiguous-gateway", f"{len(named)} gateways are named "
+                              f"{key_hex!r}: use the key", head=None)
+            if not key_hex or len(key_hex) > 200 or not key_hex.isprintable():
+                parse_key(key_hex)
+            if len(key_hex) != 64:
+                raise Refusal(404, "unknown-gateway", f"no gateway is enrolled here under the "
+                              f"name or key {key_hex[:80]!r}", head=None)
         key = parse_key(key_hex)
         rec = self.storage.gateway(key)
         if rec is None:
@@ -141,7 +158,10 @@ class ReplicaService:
         blocks = self._decode_batch(body, rec)
         for _ in range(PUSH_RETRIES):
             try:
-                return self._push_blocks(rec, blocks)
+                result = self._push_blocks(rec, blocks)
+                if result.stored:
+                    self.index.after_push(rec.key)
+                return result
             except StaleHeadError:
                 fresh = self.storage.gateway(key)
                 assert fresh is not None  # gateways are never deleted

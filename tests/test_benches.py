@@ -47,6 +47,17 @@ def _forward(d: dict[str, Any]) -> None:
     assert d["rows"] and all(r["readings_per_s"] > 0 for r in d["rows"])
 
 
+def _intervals(d: dict[str, Any]) -> None:
+    s = d["summary"]
+    assert s["readings"] == 20 * (2 * 288 + 5) - 20 * 8  # less a 40-minute gap per point
+    assert s["index_readings_per_s"] > 0 and s["month_intervals_s"] > 0
+    assert s["http_day_p50_ms"] > 0 and s["sha256_200B_per_s"] > 0
+    month = d["rows"][1]
+    assert month["intervals"] == 20 * 2 * 96 and 0 < month["measured"] <= month["intervals"]
+    if "pandas_s" in s:  # an independent implementation reads the same boundaries
+        assert s["same_measured_count"] is True
+
+
 def _ui(d: dict[str, Any]) -> None:
     pages = {(r["page"], r["gateways"]) for r in d["rows"]}
     assert ("overview", 20) in pages and ("overview", 5) in pages
@@ -62,6 +73,7 @@ BENCHES: list[tuple[list[str], Callable[[dict[str, Any]], None]]] = [
       "both"], _replica),
     (["agent.py", "--duration", "2", "--readings", "3000"], _agent),
     (["forward.py", "--readings", "5000"], _forward),
+    (["intervals.py", "--points", "20", "--days", "2", "--http-requests", "5"], _intervals),
     (["ui.py", "--gateways", "20", "--rounds", "1"], _ui),
 ]
 

@@ -54,8 +54,10 @@ def test_every_route_of_the_app_is_in_the_table_and_nothing_else() -> None:
     assert served == set(ROUTES)
 
 
-def concrete(path: str, key_hex: str) -> tuple[str, dict[str, int]]:
-    params = {"height": 0, "index": 0} if path.endswith("/proof") else {}
+def concrete(path: str, key_hex: str) -> tuple[str, dict[str, int | str]]:
+    params: dict[str, int | str] = {"height": 0, "index": 0} if path.endswith("/proof") else {}
+    if path in ("/v1/meterdata/intervals", "/v1/meterdata/readings.csv"):
+        params = {"gateway": key_hex, "from": "2023-11-14", "to": "2023-11-15"}
     return path.replace("{gw}", key_hex).replace("{height}", "0"), params
 
 
@@ -119,7 +121,7 @@ def test_every_route_with_every_caller(loaded: tuple[RunningReplica, bytes]) -> 
                     assert r.headers["www-authenticate"].startswith("Bearer")
                 leak_free(r, tokens)
             checked += 1
-    assert checked == 12 * len(tokens)
+    assert checked == 16 * len(tokens)
 
 
 def leak_free(r: httpx.Response, tokens: dict[str, tuple[str | None, object]]) -> None:
