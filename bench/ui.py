@@ -63,7 +63,7 @@ def drawn_ms(context: Any, url: str) -> float:
 def serve(tmp: Path, gateways: int) -> tuple[ServedApp, Any, uidata.UiDataSet, str]:
     storage = open_storage(f"sqlite:///{tmp / 'replica.db'}", pool_size=4)
     data = uidata.build(storage, time.time_ns() // 1_000_000,
-                        extra=max(0, gateways - 5))
+                        extra=max(0, gateways - uidata.FIXED_GATEWAYS))
     token = install_test_token(storage)
     cfg = ReplicaConfig(ui=UiConfig(behind_after_s=uidata.BEHIND_S,
                                     silent_after_s=uidata.SILENT_S))
@@ -101,14 +101,14 @@ def main() -> None:
         summary["calibration_js_sort_ms"] = round(statistics.median(
             cal.evaluate(CALIBRATION_JS) for _ in range(5)), 1)
         cal.close()
-        sizes = [("small", 5), ("full", args.gateways)]
+        sizes = [("small", uidata.FIXED_GATEWAYS), ("full", args.gateways)]
         for label, n in sizes:
             d = Path(td) / label
             d.mkdir()
             served, storage, data, token = serve(d, n)
             try:
                 pages = {"overview": "/ui/overview",
-                         "gateway": f"/ui/gateways/{data.keys['north']}"}
+                         "gateway": f"/ui/gateways/{data.keys['meadow']}"}
                 got = measure(browser, served.url, token, pages, args.rounds)
             finally:
                 served.stop()

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from replica.config import ReplicaConfig
+from replica.meterdata.calendar import DEFAULT_TZ
 from replica.ui.session import COOKIE, Session, SessionMiddleware, SessionStore, TokenCheck
 
 HERE = Path(__file__).parent
@@ -126,7 +127,7 @@ def add_pages(app: FastAPI, config: ReplicaConfig, store: SessionStore,
         sess = session(request)
         if sess is None:
             return RedirectResponse("/ui/login", status_code=303)
-        return page(request, "gateway", sess, key=key)
+        return page(request, "gateway", sess, key=key, tz=DEFAULT_TZ)
 
     @router.get("/audit", response_class=HTMLResponse)
     def audit(request: Request) -> Response:

@@ -3,7 +3,10 @@
 Built through :class:`replica.service.ReplicaService` (every block verified as a push
 would be), with the replica's clock set per push so that each gateway lands in a known
 state of the overview at ``now_ms``: ``north`` ok, ``east`` behind, ``south`` silent (no
-block), ``west`` revoked, ``forky`` with fork evidence. ``extra`` more gateways
+block), ``west`` revoked, ``forky`` with fork evidence, and ``meadow``, a household
+with metering points (grid import and export, PV generation) read every 5 minutes over
+:data:`DAY` (Europe/Vienna), with a 40-minute gap (substituted intervals) and a 3-hour
+gap (estimated ones) in the grid meter's readings. ``extra`` more gateways
 (``gw-0000``...) are ok, behind or silent in turn.
 """
 
@@ -14,13 +17,26 @@ import json
 from dataclasses import dataclass, field
 
 from replica.config import Limits
+from replica.meterdata.cli import assign
+from replica.meterdata.query import MeterData
+from replica.meterdata.registry import make_point
 from replica.service import ReplicaService
 from replica.storage.base import ForkRecord, Storage
 from tests.support.chains import gateway_key, make_chain
+from tests.support.meterdata import register_readings, seal_readings
 
 DAY_MS = 86_400_000
 BEHIND_S = 900
 SILENT_S = 3600
+DAY = "2025-11-30"
+DAY0_MS = 1_764_457_200_000
+"""Midnight starting :data:`DAY` in Europe/Vienna (UTC+1)."""
+STEP_MS = 300_000
+GAP_SHORT = range(70, 78)
+"""Readings left out of the grid meter: 40 minutes (substituted, linear)."""
+GAP_LONG = range(150, 186)
+"""Readings left out of the grid meter: 3 hours (estimated)."""
+FIXED_GATEWAYS = 6
 
 
 @dataclass
@@ -67,6 +83,8 @@ def build(storage: Storage, now_ms: int, extra: int = 0) -> UiDataSet:
     b = make_chain(b"forky", 3, 5, start_ms=start, span_ms=900_000)[2]
     storage.add_fork(ForkRecord(k, 2, a.header.encode(), a.signature, b.header.encode(),
                                 b.signature, now_ms - 30_000))
+    k = enroll("meadow", "village", "ok")
+    _household(storage, k, now_ms)
     ages = (60, BEHIND_S + 60, None)
     for i in range(extra):
         name = f"gw-{i:04d}"
@@ -75,3 +93,28 @@ def build(storage: Storage, now_ms: int, extra: int = 0) -> UiDataSet:
         if age is not None:
             push_chain(storage, k, name.encode(), 2, start, now_ms - age * 1000)
     return ds
+
+
+def _household(storage: Storage, key: bytes, seen_ms: int) -> None:
+    """``meadow``'s readings over :data:`DAY` and its metering points."""
+    t0 = DAY0_MS - 600_000
+    n = 24 * 12 + 2  # 23:50 the day before to 23:55: the last interval has no end reading
+
+    def gaps(k: int) -> bool:
+        return k in GAP_SHORT or k in GAP_LONG
+
+    rs = register_readings("grid", "1-0:1.8.0", t0, n=n, step_ms=STEP_MS,
+                           wh_per_step=lambda k: 40 + (k * 7) % 23, skip=gaps)
+    rs += register_readings("grid", "1-0:2.8.0", t0, n=n, step_ms=STEP_MS,
+                            wh_per_step=lambda k: 25 if 110 <= k < 190 else 0, skip=gaps)
+    rs += register_readings("pv", "1-0:2.8.0", t0, n=n, step_ms=STEP_MS,
+                            wh_per_step=lambda k: max(0, 60 - abs(k - 150)))
+    blocks = seal_readings(b"meadow", rs, per_block=96)
+    svc = ReplicaService(storage, Limits(rate_per_gateway=0), clock_ms=lambda: seen_ms)
+    body = json.dumps({"blocks": [base64.b64encode(b.encode()).decode() for b in blocks]})
+    svc.push(key.hex(), body.encode())
+    md = MeterData(storage)
+    md.store.put_point(make_point("meadow-grid", "grid", member="Meadow"))
+    md.store.put_point(make_point("meadow-pv", "pv", member="Meadow"))
+    assign(md, "meadow-grid", "meadow", "grid", 0, None)
+    assign(md, "meadow-pv", "meadow", "pv", 0, None)

@@ -144,3 +144,102 @@ def test_logout_ends_the_session(ui_replica: UiReplica, context: BrowserContext)
     page.goto(ui_replica.url + "/ui/overview")
     assert page.url == ui_replica.url + "/ui/login"
     assert page.request.get(ui_replica.url + "/v1/gateways").status == 401
+
+
+def _plotted(page) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    return page.evaluate("""() => { const u = document.getElementById('day-plot').uplot;
+        return {x: u.data[0], series: u.series.slice(1).map((s, i) => ({
+            label: s.label, values: u.data[i + 1]}))}; }""")
+
+
+def test_gateway_day_plot_is_the_apis_intervals_with_substitutes_marked(
+        ui_replica: UiReplica, context: BrowserContext, shots: Path) -> None:
+    login(context, ui_replica.url, ui_replica.tokens["full"])
+    key = ui_replica.data.keys["meadow"]
+    page, w = open_page(context, f"{ui_replica.url}/ui/gateways/{key}")
+    assert page.input_value("#day") == uidata.DAY
+    api = ui_replica.api(f"/v1/meterdata/intervals?gateway={key}&from={uidata.DAY}"
+                         f"&to={uidata.DAY}&interval=15m&tz=Europe/Vienna")
+    series = api["series"]
+    assert {(s["point"], s["direction"]) for s in series} == {
+        ("meadow-grid", "import"), ("meadow-grid", "export"), ("meadow-pv", "export")}
+    got = _plotted(page)
+    assert got["x"] == [iv["start_ms"] / 1000 for iv in series[0]["intervals"]]
+    lines = [s for s in got["series"] if "substituted" not in s["label"]]
+    assert [s["values"] for s in lines] == [[iv["wh"] for iv in s["intervals"]]
+                                            for s in series]
+    assert any("PV generation" in s["label"] for s in lines)
+    # substituted and estimated intervals: a marker series each, exactly at those intervals
+    marks = [s for s in got["series"] if "substituted" in s["label"]]
+    grid_import = next(s for s in series if s["point"] == "meadow-grid"
+                       and s["direction"] == "import")
+    q = grid_import["quality_counts"]
+    assert q["substituted"] > 0 and q["estimated"] > 0
+    want = [iv["wh"] if iv["quality"] in ("substituted", "estimated") else None
+            for iv in grid_import["intervals"]]
+    assert want in [m["values"] for m in marks]
+    # the numbers under the plot: every interval, qualities shown, marked rows highlighted
+    page.click("details.numbers summary")
+    rows = page.eval_on_selector_all("#day-table tbody tr", """trs => trs.map(tr => ({
+        marked: tr.classList.contains('marked'),
+        cells: [...tr.cells].map(td => td.textContent),
+        q: [...tr.querySelectorAll('td[data-quality]')].map(td => td.dataset.quality)}))""")
+    assert len(rows) == len(grid_import["intervals"])
+    for j, r in enumerate(rows):
+        ivs = [s["intervals"][j] for s in series]
+        assert r["cells"][0] == ivs[0]["start"]
+        assert r["cells"][1::2] == ["" if iv["wh"] is None else str(iv["wh"]) for iv in ivs]
+        assert r["q"] == [iv["quality"] for iv in ivs]
+        assert r["marked"] == any(iv["quality"] != "measured" for iv in ivs)
+    shown = page.eval_on_selector_all("#day-table td[data-quality=substituted]", "t => t.length")
+    assert shown == sum(s["quality_counts"]["substituted"] for s in series)
+    points = page.eval_on_selector_all("#points tbody tr td:first-child",
+                                       "tds => tds.map(t => t.textContent)")
+    assert sorted(points) == ["meadow-grid", "meadow-pv"]
+    png = page.screenshot(path=str(shots / "gateway-day.png"), full_page=True)
+    assert luma_variance(png) > MIN_VARIANCE
+    # the plot area itself is drawn, not only the frame around it
+    canvas = page.locator("#day-plot canvas").screenshot()
+    assert luma_variance(canvas) > 10
+    assert w.problems == []
+
+
+def test_gateway_date_picker_loads_that_day(ui_replica: UiReplica,
+                                           context: BrowserContext) -> None:
+    login(context, ui_replica.url, ui_replica.tokens["full"])
+    key = ui_replica.data.keys["meadow"]
+    page, w = open_page(context, f"{ui_replica.url}/ui/gateways/{key}")
+    page.click("#day-prev")
+    page.wait_for_selector("body[data-day='2025-11-29']")
+    api = ui_replica.api(f"/v1/meterdata/intervals?gateway={key}&from=2025-11-29"
+                         f"&to=2025-11-29&interval=15m&tz=Europe/Vienna")
+    got = _plotted(page)
+    assert got["x"] == [iv["start_ms"] / 1000 for iv in api["series"][0]["intervals"]]
+    page.fill("#day", uidata.DAY)
+    page.dispatch_event("#day", "change")
+    page.wait_for_selector(f"body[data-day='{uidata.DAY}']")
+    assert _plotted(page)["x"][0] == uidata.DAY0_MS / 1000
+    assert w.problems == []
+
+
+def test_without_read_readings_the_gateway_page_shows_no_readings(
+        ui_replica: UiReplica, context: BrowserContext) -> None:
+    login(context, ui_replica.url, ui_replica.tokens["chain"])
+    key = ui_replica.data.keys["meadow"]
+    page = context.new_page()
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
+    w = watch(page)
+    page.goto(f"{ui_replica.url}/ui/gateways/{key}")
+    page.wait_for_selector("body[data-ready='1']")
+    assert page.is_visible("#no-readings")
+    assert not page.is_visible("#with-readings")
+    assert page.eval_on_selector("#day-plot", "el => el.uplot === undefined")
+    assert page.eval_on_selector_all("#day-table tbody tr", "t => t.length") == 0
+    assert not [u for u in requested if "/v1/meterdata" in u]
+    assert page.inner_text("#fact-height") != ""  # the chain facts are still there
+    assert w.problems == []
+    # and the API refuses this session the readings even when asked directly
+    r = page.request.get(f"{ui_replica.url}/v1/meterdata/intervals?gateway={key}"
+                         f"&from={uidata.DAY}&to={uidata.DAY}")
+    assert r.status == 403

@@ -100,5 +100,50 @@ const MC = (() => {
     };
   }
 
-  return { scopes, api, status, ready, failed, iso, age, el, sortableTable };
+  // The calendar date (YYYY-MM-DD) of an instant in an IANA time zone.
+  function dayIn(ms, tz) {
+    return new Intl.DateTimeFormat("en-CA", { timeZone: tz, year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date(ms));
+  }
+
+  // YYYY-MM-DD plus n days (calendar arithmetic, no time zone involved).
+  function addDays(day, n) {
+    const d = new Date(day + "T00:00:00Z");
+    d.setUTCDate(d.getUTCDate() + n);
+    return d.toISOString().slice(0, 10);
+  }
+
+  const COLOURS = ["#0969da", "#1a7f37", "#bf8700", "#8250df", "#cf222e", "#1b7c83", "#6e7781"];
+  const MARK = "#fb8500";
+
+  // A uPlot time-series plot in el: x in ms, lines [{label, values, marked}] where marked
+  // is a parallel array of booleans (substituted or estimated: drawn as ringed points).
+  // The uPlot instance is kept on el.uplot (its data are what is drawn).
+  function plot(el, xMs, lines, tz, unit) {
+    if (el.uplot) el.uplot.destroy();
+    el.replaceChildren();
+    const x = xMs.map((ms) => ms / 1000);
+    const data = [x];
+    const series = [{}];
+    lines.forEach((l, i) => {
+      const colour = COLOURS[i % COLOURS.length];
+      data.push(l.values);
+      series.push({ label: l.label, stroke: colour, width: 1.5, points: { show: false } });
+    });
+    lines.forEach((l) => {
+      if (!l.marked || !l.marked.some(Boolean)) return;
+      data.push(l.values.map((v, j) => (l.marked[j] ? v : null)));
+      series.push({ label: `${l.label}: substituted/estimated`, stroke: MARK, width: 0,
+        paths: () => null, points: { show: true, size: 8, stroke: MARK, width: 2, fill: "#fff" } });
+    });
+    const opts = {
+      width: Math.max(320, el.clientWidth || 800), height: 320, series,
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), tz),
+      axes: [{}, { label: unit, size: 60 }],
+      scales: { x: { time: true } },
+    };
+    el.uplot = new uPlot(opts, data, el);
+    return el.uplot;
+  }
+
+  return { scopes, api, status, ready, failed, iso, age, el, sortableTable, dayIn, addDays, plot };
 })();
