@@ -60,7 +60,7 @@ def _intervals(d: dict[str, Any]) -> None:
 
 def _ui(d: dict[str, Any]) -> None:
     pages = {(r["page"], r["gateways"]) for r in d["rows"]}
-    assert ("overview", 20) in pages and ("overview", 5) in pages
+    assert ("overview", 20) in pages and ("gateway", 20) in pages and ("day plot", 20) in pages
     assert all(0 < r["median_ms"] <= r["max_ms"] for r in d["rows"])
     assert d["summary"]["calibration_js_sort_ms"] > 0
 

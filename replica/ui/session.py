@@ -37,8 +37,11 @@ UI_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
-    (b"cache-control", b"no-store"),
 )
+PAGE_CACHE = (b"cache-control", b"no-store")
+"""Pages carry the CSRF token: never stored."""
+STATIC_CACHE = (b"cache-control", b"no-cache")
+"""Static files: kept, but revalidated (ETag) on every use, so an upgrade shows at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +133,9 @@ class SessionMiddleware:
         if path == "/ui" or path.startswith("/ui/"):
             async def send_with_headers(message: dict[str, Any]) -> None:
                 if message["type"] == "http.response.start":
+                    cache = STATIC_CACHE if path.startswith("/ui/static/") else PAGE_CACHE
                     message = dict(message, headers=[*message.get("headers", []),
-                                                     *UI_HEADERS])
+                                                     *UI_HEADERS, cache])
                 await send(message)
             await self.app(scope, receive, send_with_headers)
             return

@@ -42,6 +42,8 @@ def test_pages_carry_a_strict_csp(ui_replica: UiReplica) -> None:
             assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp
             assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
             assert r.headers["x-content-type-options"] == "nosniff"
+            want = "no-cache" if path.startswith("/ui/static/") else "no-store"
+            assert r.headers["cache-control"] == want, path
 
 
 def test_login_from_another_origin_is_refused(ui_replica: UiReplica) -> None:
