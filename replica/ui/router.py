@@ -66,7 +66,13 @@ def add_pages(app: FastAPI, config: ReplicaConfig, store: SessionStore,
         loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True))
 
     def session(request: Request) -> Session | None:
-        return store.get(request.cookies.get(COOKIE))
+        """The request's live session whose token the replica still accepts (a revoked
+        token ends its sessions at the next page)."""
+        sess = store.get(request.cookies.get(COOKIE))
+        if sess is not None and token_check(sess.token) is None:
+            store.drop(sess.sid)
+            return None
+        return sess
 
     def page(request: Request, name: str, sess: Session, **ctx: Any) -> Response:
         return templates.TemplateResponse(request, f"{name}.html", {

@@ -243,3 +243,17 @@ def test_without_read_readings_the_gateway_page_shows_no_readings(
     r = page.request.get(f"{ui_replica.url}/v1/meterdata/intervals?gateway={key}"
                          f"&from={uidata.DAY}&to={uidata.DAY}")
     assert r.status == 403
+
+
+def test_revoking_the_token_ends_its_sessions(ui_replica: UiReplica,
+                                              context: BrowserContext) -> None:
+    from replica.tokens import create_token
+
+    text, rec = create_token(ui_replica.storage, "short-lived", ("read:chain",), 1)
+    login(context, ui_replica.url, text)
+    page, w = open_page(context, ui_replica.url + "/ui/overview")
+    assert w.problems == []
+    ui_replica.storage.revoke_token(rec.id, 2)
+    page.goto(ui_replica.url + "/ui/overview")
+    assert page.url == ui_replica.url + "/ui/login"
+    assert page.request.get(ui_replica.url + "/v1/gateways").status == 401
