@@ -86,6 +86,7 @@ class GatewayModel(BaseModel):
     last_seen_ms: int | None
     revoked_at_ms: int | None
     enrolled_ms: int
+    last_reading_ms: int | None
 
 
 class GatewaysModel(BaseModel):

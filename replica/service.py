@@ -363,7 +363,9 @@ class ReplicaService:
             {"key": g.key.hex(), "name": g.name, "site": g.site, "height": g.height,
              "head_hash": None if g.head_hash is None else g.head_hash.hex(),
              "last_seen_ms": g.last_seen_ms, "revoked_at_ms": g.revoked_at_ms,
-             "enrolled_ms": g.enrolled_ms}
+             "enrolled_ms": g.enrolled_ms,
+             "last_reading_ms": None if g.head_header is None
+             else Header.decode(g.head_header).time_end_ms}
             for g in self.storage.gateways()
         ]}
 

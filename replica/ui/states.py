@@ -5,9 +5,14 @@ together. In order of precedence:
 
 - ``revoked``: its revocation time has passed;
 - ``fork``: this replica recorded fork evidence for it;
-- ``silent``: no block accepted yet, or the last more than ``silent_after_s`` ago;
-- ``behind``: the last block accepted more than ``behind_after_s`` ago;
+- ``silent``: no block stored yet, or the last stored more than ``silent_after_s`` ago;
+- ``behind``: blocks arrive, but the newest reading held (``last_reading_ms``, the head
+  block's end) is older than ``behind_after_s``: a backlog, or meters not read;
 - ``ok``: otherwise.
+
+This is the rule of ``GET /v1/meterdata/gateways`` (:mod:`replica.meterdata.status`,
+``meterchain replica status``), with fork evidence added and the chain's head time in
+place of the readings index's, so that sealed payloads count too.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ def gateway_state(row: Mapping[str, Any], fork_keys: Collection[str], now_ms: in
     seen = row.get("last_seen_ms")
     if seen is None or now_ms - seen > silent_after_s * 1000:
         return "silent"
-    if now_ms - seen > behind_after_s * 1000:
+    newest = row.get("last_reading_ms")
+    if newest is None or now_ms - newest > behind_after_s * 1000:
         return "behind"
     return "ok"

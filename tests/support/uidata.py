@@ -2,8 +2,10 @@
 
 Built through :class:`replica.service.ReplicaService` (every block verified as a push
 would be), with the replica's clock set per push so that each gateway lands in a known
-state of the overview at ``now_ms``: ``north`` ok, ``east`` behind, ``south`` silent (no
-block), ``west`` revoked, ``forky`` with fork evidence, and ``meadow``, a household
+state of the overview at ``now_ms``: ``north`` ok, ``east`` behind (pushes, old
+readings), ``south`` silent (no block), ``dormant`` silent (pushed long ago), ``west``
+revoked, ``forky`` with fork evidence, and ``meadow`` (behind: its readings are of a
+past day), a household
 with metering points (grid import and export, PV generation) read every 5 minutes over
 :data:`DAY` (Europe/Vienna), with a 40-minute gap (substituted intervals) and a 3-hour
 gap (estimated ones) in the grid meter's readings. ``extra`` more gateways
@@ -36,7 +38,7 @@ GAP_SHORT = range(70, 78)
 """Readings left out of the grid meter: 40 minutes (substituted, linear)."""
 GAP_LONG = range(150, 186)
 """Readings left out of the grid meter: 3 hours (estimated)."""
-FIXED_GATEWAYS = 6
+FIXED_GATEWAYS = 7
 
 
 @dataclass
@@ -60,38 +62,44 @@ def push_chain(storage: Storage, key: bytes, seed: bytes, n: int, start_ms: int,
 def build(storage: Storage, now_ms: int, extra: int = 0) -> UiDataSet:
     """Enroll and fill the data set's gateways into ``storage``."""
     ds = UiDataSet(now_ms)
-    start = now_ms - DAY_MS
+    old = now_ms - DAY_MS
+
+    def recent(n: int) -> int:
+        """Start of ``n`` blocks of 15 minutes whose last ends a minute before now."""
+        return now_ms - 60_000 - n * 900_000
 
     def enroll(name: str, site: str | None, state: str) -> bytes:
         key = gateway_key(name.encode())
-        storage.enroll(key, name, site, start - 60_000)
+        storage.enroll(key, name, site, old - 60_000)
         ds.keys[name] = key.hex()
         ds.expected_state[name] = state
         return key
 
     k = enroll("north", "plant-1", "ok")
-    push_chain(storage, k, b"north", 6, start, now_ms - 60_000)
-    k = enroll("east", "plant-2", "behind")
-    push_chain(storage, k, b"east", 3, start, now_ms - (BEHIND_S + 600) * 1000)
-    enroll("south", None, "silent")
+    push_chain(storage, k, b"north", 6, recent(6), now_ms - 60_000)
+    k = enroll("east", "plant-2", "behind")  # pushes, but only day-old readings
+    push_chain(storage, k, b"east", 3, old, now_ms - 60_000)
+    enroll("south", None, "silent")  # never pushed
+    k = enroll("dormant", "plant-2", "silent")  # pushed, long ago
+    push_chain(storage, k, b"dormant", 2, old, now_ms - 2 * SILENT_S * 1000)
     k = enroll("west", "plant-1", "revoked")
-    push_chain(storage, k, b"west", 2, start, now_ms - 120_000)
+    push_chain(storage, k, b"west", 2, old, now_ms - 120_000)
     storage.revoke(k, now_ms - 60_000)
     k = enroll("forky", "plant-3", "fork")
-    push_chain(storage, k, b"forky", 3, start, now_ms - 30_000)
-    a = make_chain(b"forky", 3, 4, start_ms=start, span_ms=900_000)[2]
-    b = make_chain(b"forky", 3, 5, start_ms=start, span_ms=900_000)[2]
+    push_chain(storage, k, b"forky", 3, recent(3), now_ms - 30_000)
+    a = make_chain(b"forky", 3, 4, start_ms=recent(3), span_ms=900_000)[2]
+    b = make_chain(b"forky", 3, 5, start_ms=recent(3), span_ms=900_000)[2]
     storage.add_fork(ForkRecord(k, 2, a.header.encode(), a.signature, b.header.encode(),
                                 b.signature, now_ms - 30_000))
-    k = enroll("meadow", "village", "ok")
-    _household(storage, k, now_ms)
-    ages = (60, BEHIND_S + 60, None)
+    k = enroll("meadow", "village", "behind")  # pushes now, readings of DAY only
+    _household(storage, k, now_ms - 60_000)
     for i in range(extra):
         name = f"gw-{i:04d}"
-        age = ages[i % 3]
-        k = enroll(name, f"site-{i % 37}", ("ok", "behind", "silent")[i % 3])
-        if age is not None:
-            push_chain(storage, k, name.encode(), 2, start, now_ms - age * 1000)
+        kind = ("ok", "behind", "silent")[i % 3]
+        k = enroll(name, f"site-{i % 37}", kind)
+        if kind != "silent":
+            push_chain(storage, k, name.encode(), 2, recent(2) if kind == "ok" else old,
+                       now_ms - 60_000)
     return ds
 
 

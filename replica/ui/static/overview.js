@@ -9,7 +9,7 @@
     if (g.revoked_at_ms !== null && g.revoked_at_ms <= now) return "revoked";
     if (forkKeys.has(g.key)) return "fork";
     if (g.last_seen_ms === null || now - g.last_seen_ms > silentMs) return "silent";
-    if (now - g.last_seen_ms > behindMs) return "behind";
+    if (g.last_reading_ms === null || now - g.last_reading_ms > behindMs) return "behind";
     return "ok";
   }
 
@@ -24,9 +24,12 @@
     tr.appendChild(name);
     tr.appendChild(MC.el("td", r.site === null ? "" : r.site));
     tr.appendChild(MC.el("td", r.height, "num"));
-    const age = MC.el("td", MC.age(r.age), "num");
+    const age = MC.el("td", r.age === null ? "never" : `${MC.age(r.age)} ago`, "num");
     if (r.last_seen_ms !== null) age.title = MC.iso(r.last_seen_ms);
     tr.appendChild(age);
+    const rage = MC.el("td", r.reading_age === null ? "none" : `${MC.age(r.reading_age)} ago`, "num");
+    if (r.last_reading_ms !== null) rage.title = MC.iso(r.last_reading_ms);
+    tr.appendChild(rage);
     tr.appendChild(MC.el("td", r.state, `state state-${r.state}`));
     tr.appendChild(MC.el("td", r.key.slice(0, 16) + "…", "key"));
     return tr;
@@ -39,6 +42,7 @@
     const rows = gw.gateways.map((g) => ({
       ...g, state: state(g, forkKeys, now),
       age: g.last_seen_ms === null ? null : now - g.last_seen_ms,
+      reading_age: g.last_reading_ms === null ? null : now - g.last_reading_ms,
     }));
     const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
     for (const r of rows) counts[r.state] += 1;
