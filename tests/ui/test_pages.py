@@ -97,6 +97,13 @@ def test_overview_sorts_and_filters(ui_replica: UiReplica, context: BrowserConte
     assert sorted(names) == ["north", "west"]
     page.fill("#filter", "revoked")
     assert page.eval_on_selector_all("#gateways tbody tr", "t => t.length") == 1
+    page.fill("#filter", "")
+    page.click("#counts li[data-state=silent] button")
+    states = page.eval_on_selector_all("#gateways tbody tr", "t => t.map(r => r.dataset.state)")
+    assert states == ["silent", "silent"]
+    page.click("#counts li[data-state=silent] button")  # again: every gateway
+    assert page.eval_on_selector_all("#gateways tbody tr", "t => t.length") == len(
+        ui_replica.data.keys)
     assert w.problems == []
 
 

@@ -46,19 +46,34 @@
     }));
     const counts = Object.fromEntries(STATES.map((s) => [s, 0]));
     for (const r of rows) counts[r.state] += 1;
+    const table = MC.sortableTable(document.getElementById("gateways"), render);
+    table.set(rows);
+    let text = "";
+    let only = null;  // a state picked by its count, or null
+    const apply = () => table.filter((r) => (only === null || r.state === only) &&
+      (!text || [r.name, r.site || "", r.key, r.state].some((v) => v.toLowerCase().includes(text))));
     const ul = document.getElementById("counts");
     for (const s of STATES) {
       const li = MC.el("li", null, `state-${s}`);
       li.dataset.state = s;
-      li.appendChild(MC.el("span", counts[s], "count"));
-      li.appendChild(MC.el("span", ` ${s}`));
+      const b = MC.el("button", null, "count-button");
+      b.type = "button";
+      b.title = `show only ${s} gateways (again: all)`;
+      b.setAttribute("aria-pressed", "false");
+      b.appendChild(MC.el("span", counts[s], "count"));
+      b.appendChild(MC.el("span", ` ${s}`));
+      b.addEventListener("click", () => {
+        only = only === s ? null : s;
+        for (const o of ul.querySelectorAll("button")) o.setAttribute("aria-pressed", "false");
+        if (only !== null) b.setAttribute("aria-pressed", "true");
+        apply();
+      });
+      li.appendChild(b);
       ul.appendChild(li);
     }
-    const table = MC.sortableTable(document.getElementById("gateways"), render);
-    table.set(rows);
     document.getElementById("filter").addEventListener("input", (e) => {
-      const q = e.target.value.trim().toLowerCase();
-      table.filter(q ? (r) => [r.name, r.site || "", r.key, r.state].some((v) => v.toLowerCase().includes(q)) : () => true);
+      text = e.target.value.trim().toLowerCase();
+      apply();
     });
     MC.ready();
   }
