@@ -58,6 +58,22 @@ class Origin:
     index: int
 
 
+# Built through the slot descriptors, as intervals._new_interval does and for the same
+# reason: one Origin per interval boundary is on the engine's hot path.
+_O_GATEWAY, _O_HEIGHT, _O_INDEX = (
+    Origin.__dict__[n].__set__ for n in ("gateway", "height", "index")
+)
+
+
+def new_origin(gateway: str, height: int, index: int) -> Origin:
+    """``Origin(gateway, height, index)``, built about a third faster."""
+    o: Origin = object.__new__(Origin)
+    _O_GATEWAY(o, gateway)
+    _O_HEIGHT(o, height)
+    _O_INDEX(o, index)
+    return o
+
+
 @dataclass(frozen=True, slots=True)
 class RegisterSample:
     """One reading of a cumulative energy register, already scaled to integer Wh.
@@ -161,7 +177,7 @@ class RegisterColumns:
 
     def origin(self, i: int) -> Origin:
         """The ledger position of reading ``i``."""
-        return Origin(self.gateway[i], self.height[i], self.index[i])
+        return new_origin(self.gateway[i], self.height[i], self.index[i])
 
 
 @dataclass(slots=True)

@@ -1,0 +1,115 @@
+"""Long gaps: comparable-day shapes and the largest-remainder split (docs/intervals.md I4).
+
+Pure. Works on the accepted readings of :func:`replica.meterdata.vee.screen`; exact
+rational arithmetic (:class:`fractions.Fraction`) for the comparable days' energy, so
+the split depends on nothing but the readings.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from fractions import Fraction
+from math import lcm
+
+from replica.meterdata.errors import MeterDataInputError
+from replica.meterdata.vee import Screened
+
+MS_PER_DAY = 86_400_000
+
+RULE_COMPARABLE_DAYS = "comparable-days"
+RULE_LINEAR_NO_PROFILE = "linear-no-profile"
+
+#: Comparable days for a long gap: the same weekday one to four weeks earlier; when none
+#: of those is usable, the nearest usable earlier day (docs/intervals.md I4).
+SAME_WEEKDAY_SHIFTS_MS = tuple(d * MS_PER_DAY for d in (7, 14, 21, 28))
+NEAREST_DAY_SHIFTS_MS = tuple(d * MS_PER_DAY for d in (1, 2, 3, 4, 5, 6))
+#: How far before a gap the engine may look for comparable days. A caller that wants
+#: the same estimates for a day as for its month passes every reading from this long
+#: before the last reading at or before ``start_ms``.
+PROFILE_LOOKBACK_MS = SAME_WEEKDAY_SHIFTS_MS[-1]
+
+
+def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
+    """Split ``total`` (>= 0) into integers proportional to ``weights`` (>= 0, sum > 0).
+
+    Each share is first ``floor(total * w / sum)``; the units left over go one each to
+    the largest remainders, ties to the earlier position. The shares sum to ``total``.
+    Raises :class:`MeterDataInputError` for a negative total or weight or a zero sum.
+    """
+    if total < 0:
+        raise MeterDataInputError("total", total, "must not be negative")
+    if any(w < 0 for w in weights):
+        raise MeterDataInputError("weights", list(weights), "must not be negative")
+    wsum = sum(weights)
+    if wsum <= 0:
+        raise MeterDataInputError("weights", list(weights), "must have a positive sum")
+    shares = [total * w // wsum for w in weights]
+    left = total - sum(shares)
+    if left:
+        order = sorted(range(len(weights)), key=lambda k: (-(total * weights[k] % wsum), k))
+        for k in order[:left]:
+            shares[k] += 1
+    return shares
+
+
+def _register_at(sc: Screened, t: int) -> Fraction:
+    """Exact (rational) linear register value at ``t`` inside the readings' span."""
+    ts, wh = sc.ts, sc.wh
+    j = bisect_right(ts, t) - 1
+    if ts[j] == t:
+        return Fraction(wh[j])
+    return wh[j] + Fraction((wh[j + 1] - wh[j]) * (t - ts[j]), ts[j + 1] - ts[j])
+
+
+def _usable(sc: Screened, lo: int, hi: int, max_linear_gap_ms: int) -> bool:
+    """Whether ``[lo, hi]`` is covered by one series with no gap above the linear limit."""
+    ts, seg = sc.ts, sc.seg
+    i0 = bisect_right(ts, lo) - 1
+    i1 = bisect_left(ts, hi)
+    if i0 < 0 or i1 >= len(ts) or seg[i0] != seg[i1]:
+        return False
+    return all(ts[j + 1] - ts[j] <= max_linear_gap_ms for j in range(i0, i1))
+
+
+def estimate_gap(
+    sc: Screened, a: int, step: int, tol: int, max_linear_gap_ms: int
+) -> tuple[dict[int, int], str]:
+    """Register values at the grid boundaries inside the long gap after reading ``a``.
+
+    Returns ``({boundary_ms: value}, rule)``; docs/intervals.md I4.
+    """
+    ta, tb = sc.ts[a], sc.ts[a + 1]
+    wa, wb = sc.wh[a], sc.wh[a + 1]
+    first = (ta + tol) // step * step + step  # first grid point after ta's window
+    last = (tb - tol - 1) // step * step  # last grid point before tb's window
+    inner = list(range(first, last + 1, step))
+    points = [ta, *inner, tb]
+    shifts = [s for s in SAME_WEEKDAY_SHIFTS_MS if _usable(sc, ta - s, tb - s, max_linear_gap_ms)]
+    if not shifts:
+        shifts = [
+            s for s in NEAREST_DAY_SHIFTS_MS if _usable(sc, ta - s, tb - s, max_linear_gap_ms)
+        ][:1]
+    rule = RULE_COMPARABLE_DAYS
+    weights: list[int] = []
+    if shifts:
+        prof: list[Fraction] = [Fraction(0)] * (len(points) - 1)
+        for s in shifts:
+            prev = _register_at(sc, points[0] - s)
+            for k in range(1, len(points)):
+                cur = _register_at(sc, points[k] - s)
+                prof[k - 1] += cur - prev
+                prev = cur
+        if sum(prof) > 0:
+            den = lcm(*(f.denominator for f in prof))
+            weights = [f.numerator * (den // f.denominator) for f in prof]
+    if not weights:
+        rule = RULE_LINEAR_NO_PROFILE
+        weights = [points[k + 1] - points[k] for k in range(len(points) - 1)]
+    shares = largest_remainder(wb - wa, weights)
+    values: dict[int, int] = {}
+    v = wa
+    for k, t in enumerate(inner):
+        v += shares[k]
+        values[t] = v
+    return values, rule
