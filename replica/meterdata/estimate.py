@@ -1,21 +1,21 @@
 """Long gaps: comparable-day shapes and the largest-remainder split (docs/intervals.md I4).
 
-Pure. Works on the accepted readings of :func:`replica.meterdata.vee.screen`; exact
-rational arithmetic (:class:`fractions.Fraction`) for the comparable days' energy, so
-the split depends on nothing but the readings.
+Pure and in integers. Works on the accepted readings of
+:func:`replica.meterdata.vee.screen`; the comparable days' energy is weighed in
+micro-Wh, floored, so the split depends on nothing but the readings.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from fractions import Fraction
-from math import lcm
 
 from replica.meterdata.errors import MeterDataInputError
 from replica.meterdata.vee import Screened
 
 MS_PER_DAY = 86_400_000
+#: Comparable days' energy is weighed in micro-Wh (I4 step 2).
+MICRO = 1_000_000
 
 RULE_COMPARABLE_DAYS = "comparable-days"
 RULE_LINEAR_NO_PROFILE = "linear-no-profile"
@@ -53,13 +53,13 @@ def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
     return shares
 
 
-def _register_at(sc: Screened, t: int) -> Fraction:
-    """Exact (rational) linear register value at ``t`` inside the readings' span."""
+def _register_uwh(sc: Screened, t: int) -> int:
+    """The register at ``t`` in micro-Wh: linear between readings, floored (I4 step 2)."""
     ts, wh = sc.ts, sc.wh
     j = bisect_right(ts, t) - 1
     if ts[j] == t:
-        return Fraction(wh[j])
-    return wh[j] + Fraction((wh[j + 1] - wh[j]) * (t - ts[j]), ts[j + 1] - ts[j])
+        return wh[j] * MICRO
+    return wh[j] * MICRO + (wh[j + 1] - wh[j]) * MICRO * (t - ts[j]) // (ts[j + 1] - ts[j])
 
 
 def _usable(sc: Screened, lo: int, hi: int, max_linear_gap_ms: int) -> bool:
@@ -74,42 +74,39 @@ def _usable(sc: Screened, lo: int, hi: int, max_linear_gap_ms: int) -> bool:
 
 def estimate_gap(
     sc: Screened, a: int, step: int, tol: int, max_linear_gap_ms: int
-) -> tuple[dict[int, int], str]:
+) -> tuple[dict[int, int] | None, str]:
     """Register values at the grid boundaries inside the long gap after reading ``a``.
 
-    Returns ``({boundary_ms: value}, rule)``; docs/intervals.md I4.
+    Returns ``({boundary_ms: value}, "comparable-days")`` when comparable days give the
+    gap a shape, else ``(None, "linear-no-profile")``: the caller then interpolates
+    linearly (I3). docs/intervals.md I4.
     """
     ta, tb = sc.ts[a], sc.ts[a + 1]
     wa, wb = sc.wh[a], sc.wh[a + 1]
-    first = (ta + tol) // step * step + step  # first grid point after ta's window
-    last = (tb - tol - 1) // step * step  # last grid point before tb's window
-    inner = list(range(first, last + 1, step))
-    points = [ta, *inner, tb]
     shifts = [s for s in SAME_WEEKDAY_SHIFTS_MS if _usable(sc, ta - s, tb - s, max_linear_gap_ms)]
     if not shifts:
         shifts = [
             s for s in NEAREST_DAY_SHIFTS_MS if _usable(sc, ta - s, tb - s, max_linear_gap_ms)
         ][:1]
-    rule = RULE_COMPARABLE_DAYS
-    weights: list[int] = []
-    if shifts:
-        prof: list[Fraction] = [Fraction(0)] * (len(points) - 1)
-        for s in shifts:
-            prev = _register_at(sc, points[0] - s)
-            for k in range(1, len(points)):
-                cur = _register_at(sc, points[k] - s)
-                prof[k - 1] += cur - prev
-                prev = cur
-        if sum(prof) > 0:
-            den = lcm(*(f.denominator for f in prof))
-            weights = [f.numerator * (den // f.denominator) for f in prof]
-    if not weights:
-        rule = RULE_LINEAR_NO_PROFILE
-        weights = [points[k + 1] - points[k] for k in range(len(points) - 1)]
+    if not shifts:
+        return None, RULE_LINEAR_NO_PROFILE
+    first = (ta + tol) // step * step + step  # first grid point after ta's window
+    last = (tb - tol - 1) // step * step  # last grid point before tb's window
+    inner = range(first, last + 1, step)
+    points = [ta, *inner, tb]
+    weights = [0] * (len(points) - 1)
+    for s in shifts:
+        prev = _register_uwh(sc, points[0] - s)
+        for k in range(1, len(points)):
+            cur = _register_uwh(sc, points[k] - s)
+            weights[k - 1] += cur - prev
+            prev = cur
+    if sum(weights) <= 0:
+        return None, RULE_LINEAR_NO_PROFILE
     shares = largest_remainder(wb - wa, weights)
     values: dict[int, int] = {}
     v = wa
     for k, t in enumerate(inner):
         v += shares[k]
         values[t] = v
-    return values, rule
+    return values, RULE_COMPARABLE_DAYS

@@ -318,7 +318,7 @@ def _boundaries(
     kinds: list[int] = [_NONE] * nb
     rules: list[str | None] = [None] * nb
     traces: list[tuple[Origin, ...]] = [()] * nb
-    estimates: dict[int, tuple[dict[int, int], str]] = {}
+    estimates: dict[int, tuple[dict[int, int] | None, str]] = {}
     pair_a = -1
     pair: tuple[Origin, ...] = ()
 
@@ -366,9 +366,12 @@ def _boundaries(
                     if est is None:
                         est = estimate_gap(sc, a, step, tol, max_linear_gap_ms)
                         estimates[a] = est
-                    vals[k] = est[0][t]
+                    shape, rules[k] = est
+                    if shape is None:  # no comparable day: the line of I3
+                        vals[k] = wh[a] + (wh[p] - wh[a]) * (t - ta) // (tb - ta)
+                    else:
+                        vals[k] = shape[t]
                     kinds[k] = _ESTIMATED
-                    rules[k] = est[1]
         t += step
     return vals, segs, kinds, rules, traces
 
