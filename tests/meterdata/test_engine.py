@@ -316,3 +316,24 @@ def test_the_fast_interval_constructor_builds_equal_objects():
     assert repr(fast) == repr(slow)
     with pytest.raises(AttributeError):
         fast.wh = 8  # type: ignore[misc]
+
+
+def test_the_fast_origin_constructor_builds_equal_objects():
+    from replica.meterdata.vee import new_origin
+
+    assert new_origin("aa", 3, 4) == Origin("aa", 3, 4)
+    assert hash(new_origin("aa", 3, 4)) == hash(Origin("aa", 3, 4))
+    assert new_origin("aa", 3, 4) < Origin("aa", 3, 5)
+
+
+def test_screened_entry_points_agree_with_compute_intervals():
+    from replica.meterdata import screen
+    from replica.meterdata.intervals import boundaries_from_screened, intervals_from_screened
+
+    s = regular([0, 15, 30, 100, 400, 415])
+    kw = {"start_ms": 0, "end_ms": 420 * MIN, "interval_ms": Q}
+    whole = compute_intervals(s, with_boundaries=True, **kw)
+    sc = screen(s)
+    assert intervals_from_screened(sc, tolerance_ms=9000, **kw) == whole.intervals
+    assert boundaries_from_screened(sc, tolerance_ms=9000, **kw) == whole.boundaries
+    assert {i.quality for i in whole.intervals} == set(Quality)
