@@ -13,6 +13,7 @@ from replica.meterdata import (
     RegisterSample,
     compute_intervals,
     default_tolerance_ms,
+    largest_remainder,
 )
 
 MIN = 60_000
@@ -252,3 +253,26 @@ def test_power_findings_do_not_change_values(gen):
     rated = compute_intervals(samples, rated_max_w=1_000, **kw)
     assert rated.intervals == plain.intervals
     assert {f.kind for f in rated.findings} <= {"power-above-rated", "clock-unsynchronised"}
+
+
+@SETTINGS
+@given(
+    st.integers(0, 10**9),
+    st.lists(st.integers(0, 10**12), min_size=1, max_size=60).filter(lambda w: sum(w) > 0),
+)
+def test_largest_remainder_conserves_and_stays_within_one_unit(total, weights):
+    shares = largest_remainder(total, weights)
+    assert sum(shares) == total
+    wsum = sum(weights)
+    for s, w in zip(shares, weights, strict=True):
+        low = total * w // wsum
+        assert low <= s <= low + 1
+        if w == 0:
+            assert s == 0
+    # a larger remainder never gets less than a smaller one (ties: the earlier first)
+    rem = [total * w % wsum for w in weights]
+    up = [s - total * w // wsum for s, w in zip(shares, weights, strict=True)]
+    for i in range(len(weights)):
+        for j in range(len(weights)):
+            if up[j] and not up[i]:
+                assert (rem[j], -j) > (rem[i], -i)
