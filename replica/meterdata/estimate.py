@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from replica.meterdata.errors import MeterDataInputError
 from replica.meterdata.vee import Screened
@@ -22,12 +24,33 @@ RULE_LINEAR_NO_PROFILE = "linear-no-profile"
 
 #: Comparable days for a long gap: the same weekday one to four weeks earlier; when none
 #: of those is usable, the nearest usable earlier day (docs/intervals.md I4).
-SAME_WEEKDAY_SHIFTS_MS = tuple(d * MS_PER_DAY for d in (7, 14, 21, 28))
-NEAREST_DAY_SHIFTS_MS = tuple(d * MS_PER_DAY for d in (1, 2, 3, 4, 5, 6))
-#: How far before a gap the engine may look for comparable days. A caller that wants
-#: the same estimates for a day as for its month passes every reading from this long
-#: before the last reading at or before ``start_ms``.
-PROFILE_LOOKBACK_MS = SAME_WEEKDAY_SHIFTS_MS[-1]
+SAME_WEEKDAY_DAYS = (7, 14, 21, 28)
+NEAREST_DAYS = (1, 2, 3, 4, 5, 6)
+SAME_WEEKDAY_SHIFTS_MS = tuple(d * MS_PER_DAY for d in SAME_WEEKDAY_DAYS)
+NEAREST_DAY_SHIFTS_MS = tuple(d * MS_PER_DAY for d in NEAREST_DAYS)
+#: How far before a gap the engine may look for comparable days: 28 days, one hour more
+#: when they span a daylight-saving change, and the 2-hour linear limit before that for
+#: the reading that anchors the comparable window. A caller that wants the same
+#: estimates for a day as for its month passes every reading from this long before the
+#: last reading at or before ``start_ms`` (with a longer linear limit, that much more).
+PROFILE_LOOKBACK_MS = SAME_WEEKDAY_SHIFTS_MS[-1] + 3 * 3_600_000
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def days_before(t: int, days: int, tz: ZoneInfo | None) -> int:
+    """The instant at the same local wall-clock time ``days`` calendar days before ``t``.
+
+    In ``tz`` (a wall time that a daylight-saving change skips or repeats resolves as
+    Python's ``fold=0`` does: the offset before the change); without a zone, exactly
+    ``days`` x 24 hours earlier.
+    """
+    if tz is None:
+        return t - days * MS_PER_DAY
+    local = (_EPOCH + timedelta(milliseconds=t)).astimezone(tz)
+    wall = local.replace(tzinfo=None) - timedelta(days=days)
+    d = wall.replace(tzinfo=tz, fold=0) - _EPOCH
+    return (d.days * 86_400 + d.seconds) * 1000 + d.microseconds // 1000
 
 
 def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
@@ -73,21 +96,29 @@ def _usable(sc: Screened, lo: int, hi: int, max_linear_gap_ms: int) -> bool:
 
 
 def estimate_gap(
-    sc: Screened, a: int, step: int, tol: int, max_linear_gap_ms: int
+    sc: Screened,
+    a: int,
+    step: int,
+    tol: int,
+    max_linear_gap_ms: int,
+    tz: ZoneInfo | None = None,
 ) -> tuple[dict[int, int] | None, str]:
     """Register values at the grid boundaries inside the long gap after reading ``a``.
 
-    Returns ``({boundary_ms: value}, "comparable-days")`` when comparable days give the
-    gap a shape, else ``(None, "linear-no-profile")``: the caller then interpolates
-    linearly (I3). docs/intervals.md I4.
+    Comparable days are calendar days in ``tz`` (UTC days when None). Returns
+    ``({boundary_ms: value}, "comparable-days")`` when comparable days give the gap a
+    shape, else ``(None, "linear-no-profile")``: the caller then interpolates linearly
+    (I3). docs/intervals.md I4.
     """
     ta, tb = sc.ts[a], sc.ts[a + 1]
     wa, wb = sc.wh[a], sc.wh[a + 1]
-    shifts = [s for s in SAME_WEEKDAY_SHIFTS_MS if _usable(sc, ta - s, tb - s, max_linear_gap_ms)]
+
+    def usable(d: int) -> bool:
+        return _usable(sc, days_before(ta, d, tz), days_before(tb, d, tz), max_linear_gap_ms)
+
+    shifts = [d for d in SAME_WEEKDAY_DAYS if usable(d)]
     if not shifts:
-        shifts = [
-            s for s in NEAREST_DAY_SHIFTS_MS if _usable(sc, ta - s, tb - s, max_linear_gap_ms)
-        ][:1]
+        shifts = [d for d in NEAREST_DAYS if usable(d)][:1]
     if not shifts:
         return None, RULE_LINEAR_NO_PROFILE
     first = (ta + tol) // step * step + step  # first grid point after ta's window
@@ -95,10 +126,10 @@ def estimate_gap(
     inner = range(first, last + 1, step)
     points = [ta, *inner, tb]
     weights = [0] * (len(points) - 1)
-    for s in shifts:
-        prev = _register_uwh(sc, points[0] - s)
+    for d in shifts:
+        prev = _register_uwh(sc, days_before(points[0], d, tz))
         for k in range(1, len(points)):
-            cur = _register_uwh(sc, points[k] - s)
+            cur = _register_uwh(sc, days_before(points[k], d, tz))
             weights[k - 1] += cur - prev
             prev = cur
     if sum(weights) <= 0:

@@ -21,6 +21,7 @@ import enum
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from zoneinfo import ZoneInfo
 
 from replica.meterdata.errors import MeterDataInputError
 from replica.meterdata.estimate import (
@@ -204,14 +205,17 @@ def compute_intervals(
     power_samples: Sequence[PowerSample] = (),
     register_resolution_wh: int = 1,
     with_boundaries: bool = False,
+    tz: ZoneInfo | None = None,
 ) -> IntervalSeries:
     """Validate ``samples`` and compute the intervals of ``[start_ms, end_ms)``.
 
     ``samples`` (objects or :class:`RegisterColumns`) may come in any order and should
     extend beyond the range: the last reading before it and the first after it anchor
     its edges, and readings up to :data:`PROFILE_LOOKBACK_MS` before a long gap give its
-    comparable days. With ``with_boundaries`` the result also lists the register value
-    at every boundary (:class:`Boundary`).
+    comparable days, which are calendar days in ``tz`` (UTC days when None; pass the
+    zone of the metering point so that a comparable day across a daylight-saving
+    change keeps its local time of day). With ``with_boundaries`` the result also
+    lists the register value at every boundary (:class:`Boundary`).
     ``tolerance_ms`` defaults to :func:`default_tolerance_ms`. The result is a function
     of the arguments alone (no clock, no randomness): equal inputs, equal output.
 
@@ -228,18 +232,9 @@ def compute_intervals(
         power_samples=power_samples,
         register_resolution_wh=register_resolution_wh,
     )
-    b = _boundaries(sc, start_ms, end_ms, interval_ms, tol, max_linear_gap_ms)
+    b = _boundaries(sc, start_ms, end_ms, interval_ms, tol, max_linear_gap_ms, tz)
     intervals = _intervals(b, start_ms, interval_ms)
-    bounds: tuple[Boundary, ...] = ()
-    if with_boundaries:
-        bounds = boundaries_from_screened(
-            sc,
-            start_ms=start_ms,
-            end_ms=end_ms,
-            interval_ms=interval_ms,
-            tolerance_ms=tol,
-            max_linear_gap_ms=max_linear_gap_ms,
-        )
+    bounds = _boundary_objects(b, start_ms, interval_ms) if with_boundaries else ()
     lo, hi = start_ms - tol, end_ms + tol
     findings = tuple(
         f
@@ -257,13 +252,14 @@ def intervals_from_screened(
     interval_ms: int,
     tolerance_ms: int,
     max_linear_gap_ms: int = DEFAULT_MAX_LINEAR_GAP_MS,
+    tz: ZoneInfo | None = None,
 ) -> tuple[Interval, ...]:
     """The intervals of ``[start_ms, end_ms)`` from already screened readings.
 
     Raises :class:`MeterDataInputError` as :func:`compute_intervals` does.
     """
     _check_grid(start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms)
-    b = _boundaries(sc, start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms)
+    b = _boundaries(sc, start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms, tz)
     return _intervals(b, start_ms, interval_ms)
 
 
@@ -275,18 +271,22 @@ def boundaries_from_screened(
     interval_ms: int,
     tolerance_ms: int,
     max_linear_gap_ms: int = DEFAULT_MAX_LINEAR_GAP_MS,
+    tz: ZoneInfo | None = None,
 ) -> tuple[Boundary, ...]:
     """The register value at every boundary of ``[start_ms, end_ms]`` (I2-I4).
 
     Raises :class:`MeterDataInputError` as :func:`compute_intervals` does.
     """
     _check_grid(start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms)
-    vals, segs, kinds, rules, traces = _boundaries(
-        sc, start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms
-    )
+    b = _boundaries(sc, start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms, tz)
+    return _boundary_objects(b, start_ms, interval_ms)
+
+
+def _boundary_objects(b: _Lists, start_ms: int, step: int) -> tuple[Boundary, ...]:
+    vals, segs, kinds, rules, traces = b
     return tuple(
         Boundary(
-            start_ms + k * interval_ms,
+            start_ms + k * step,
             None if kinds[k] == _NONE else vals[k],
             _HOW[kinds[k]],
             None if kinds[k] == _NONE else segs[k],
@@ -301,7 +301,13 @@ _Lists = tuple[list[int], list[int], list[int], list[str | None], list[tuple[Ori
 
 
 def _boundaries(
-    sc: Screened, start_ms: int, end_ms: int, step: int, tol: int, max_linear_gap_ms: int
+    sc: Screened,
+    start_ms: int,
+    end_ms: int,
+    step: int,
+    tol: int,
+    max_linear_gap_ms: int,
+    tz: ZoneInfo | None = None,
 ) -> _Lists:
     """Register value, series, kind, rule and trace of every boundary (I2-I4).
 
@@ -364,7 +370,7 @@ def _boundaries(
                 else:
                     est = estimates.get(a)
                     if est is None:
-                        est = estimate_gap(sc, a, step, tol, max_linear_gap_ms)
+                        est = estimate_gap(sc, a, step, tol, max_linear_gap_ms, tz)
                         estimates[a] = est
                     shape, rules[k] = est
                     if shape is None:  # no comparable day: the line of I3

@@ -276,3 +276,23 @@ def test_largest_remainder_conserves_and_stays_within_one_unit(total, weights):
         for j in range(len(weights)):
             if up[j] and not up[i]:
                 assert (rem[j], -j) > (rem[i], -i)
+
+
+@SETTINGS
+@given(st.integers(0, 4_000_000_000_000), st.integers(1, 28))
+def test_days_before_keeps_the_local_time_of_day(t, d):
+    from datetime import UTC, datetime, timedelta
+
+    from replica.meterdata.calendar import zone
+    from replica.meterdata.estimate import days_before
+
+    assert days_before(t, d, None) == t - d * DAY
+    tz = zone("Europe/Vienna")
+    u = days_before(t, d, tz)
+    assert abs(u - (t - d * DAY)) <= HOUR
+    here = datetime.fromtimestamp(t / 1000, UTC).astimezone(tz)
+    there = datetime.fromtimestamp(u / 1000, UTC).astimezone(tz)
+    assert there.date() == (here.replace(tzinfo=None) - timedelta(days=d)).date()
+    if (there.hour, there.minute) != (here.hour, here.minute):
+        # only where that wall time does not exist d days earlier (clocks went forward)
+        assert there.utcoffset() != here.utcoffset()
