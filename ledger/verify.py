@@ -12,6 +12,7 @@ import nacl.signing
 
 from ledger.blocks import Block, Header
 from ledger.constants import LEAF_PREFIX
+from ledger.ed25519 import signature_error
 from ledger.errors import (
     BrokenLinkError,
     ChainError,
@@ -36,10 +37,16 @@ from ledger.readings import (
 def verify_signature(header: Header, signature: bytes) -> bytes:
     """Check the gateway's signature over the header; return the block hash.
 
+    The strict rule of the spec (section 6.2: ``S < L``, canonical and not small-order
+    ``A`` and ``R``) is checked by :mod:`ledger.ed25519` before libsodium's equation.
+
     Raises:
         SignatureError: the signature does not verify.
     """
     bhash = header_hash(header.encode())
+    why = signature_error(header.gateway_key, signature)
+    if why is not None:
+        raise SignatureError(f"{why} (key {header.gateway_key.hex()})", height=header.height)
     try:
         nacl.signing.VerifyKey(header.gateway_key).verify(bhash, signature)
     except (nacl.exceptions.BadSignatureError, ValueError, TypeError):

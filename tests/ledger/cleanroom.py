@@ -188,7 +188,24 @@ def parse(record: bytes) -> Rec:
 # --- sections 6.2, 9 ----------------------------------------------------------------------
 
 
+ED_P = 2**255 - 19
+ED_L = 2**252 + 27742317777372353535851937790883648493
+SMALL_ORDER_Y = {0, 1, ED_P - 1,
+                 0x05FC536D880238B13933C6D305ACDFD5F098EFF289F4C345B027B2C28F95E826,
+                 0x7A03AC9277FDC74EC6CC392CFA53202A0F67100D760B3CBA4FD84D3D706A17C7}
+
+
+def point_ok(enc: bytes) -> bool:
+    """Section 6.2: canonical (y < p) and not of small order (y not in the list)."""
+    y = int.from_bytes(enc, "little") & ((1 << 255) - 1)
+    return len(enc) == 32 and y < ED_P and y not in SMALL_ORDER_Y
+
+
 def sig_ok(key: bytes, message: bytes, signature: bytes) -> bool:
+    if len(signature) != 64 or int.from_bytes(signature[32:], "little") >= ED_L:
+        return False
+    if not point_ok(signature[:32]) or not point_ok(key):
+        return False
     try:
         nacl.bindings.crypto_sign_open(signature + message, key)
     except (nacl.exceptions.BadSignatureError, ValueError):

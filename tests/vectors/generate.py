@@ -34,6 +34,7 @@ import nacl.signing  # noqa: E402
 
 import ledger as L  # noqa: E402
 from ledger.errors import ChainError  # noqa: E402
+from tests.support import ed25519_math as ed  # noqa: E402
 
 # --- hard-coded key material (never use these anywhere else) ----------------------------
 
@@ -374,12 +375,52 @@ def corrupt_file() -> dict[str, Any]:
         s1[:162] + bytes(32) + s1[194:], fix_payload_hash=False)])
     add("sealed.encoding-plain+resigned", [sealed[0], resign(
         s1[:5] + b"\x00" + s1[6:], fix_payload_hash=False)])
+    ed25519_vectors(add, base_chain)
     return {
         "gateway_key": pk(GATEWAY_SEED).hex(),
         "base_chain": [r.hex() for r in base],
         "bit_numbering": "bit 0 is the most significant bit of the field's first byte",
         "vectors": vectors,
     }
+
+
+def ed25519_vectors(add: Callable[..., None],
+                    base_chain: list[tuple[L.Block, list[L.Reading], list[bytes]]]) -> None:
+    """Signatures a permissive Ed25519 verifier accepts and section 6.2 refuses."""
+    blocks = [b for b, _, _ in base_chain]
+    b1 = blocks[1]
+    msg1 = b1.hash
+
+    def forged_chain(key: bytes) -> list[bytes]:
+        # the whole base chain moved under ``key`` with one signature that fits any message
+        out, prev = [], None
+        for blk in blocks:
+            header = dataclasses.replace(
+                blk.header, gateway_key=key,
+                prev_hash=L.ZERO_HASH if prev is None else L.header_hash(prev.encode()))
+            sig = ed.forge_for_identity_key()
+            assert ed.permissive_verify(key, L.header_hash(header.encode()), sig)
+            out.append(L.Block(header, sig, blk.payload).encode())
+            prev = header
+        return out
+
+    def with_sig(sig: bytes, *, cofactored: bool = False) -> list[bytes]:
+        assert ed.permissive_verify(b1.header.gateway_key, msg1, sig, cofactored=cofactored)
+        return [blocks[0].encode(), L.Block(b1.header, sig, b1.payload).encode(),
+                blocks[2].encode()]
+
+    identity = (1).to_bytes(32, "little")
+    add("ed25519.identity-key", forged_chain(identity))
+    add("ed25519.identity-key+pinned", forged_chain(identity), pin=identity)
+    add("ed25519.non-canonical-key", forged_chain((ed.P + 1).to_bytes(32, "little")))
+    add("ed25519.small-order-R@identity", with_sig(ed.sign_with_r(GATEWAY_SEED, identity, msg1)))
+    order8 = bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05")
+    add("ed25519.small-order-R@order-8",
+        with_sig(ed.sign_with_r(GATEWAY_SEED, order8, msg1), cofactored=True))
+    add("ed25519.non-canonical-R",
+        with_sig(ed.sign_with_r(GATEWAY_SEED, (ed.P + 1).to_bytes(32, "little"), msg1)))
+    s_plus_l = int.from_bytes(b1.signature[32:], "little") + ed.L
+    add("ed25519.S-plus-L", with_sig(b1.signature[:32] + s_plus_l.to_bytes(32, "little")))
 
 
 # --- Merkle proofs ----------------------------------------------------------------------
