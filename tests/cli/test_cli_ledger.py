@@ -195,3 +195,27 @@ def test_demo_keeps_and_continues_its_ledger(tmp_path: Path) -> None:
     (tmp_path / "other" / "file").write_text("x")
     one_line_error(mc("demo", "--ledger-only", "--ledger", tmp_path / "other"),
                    "not a demo ledger")
+
+
+EXPORT_VECTORS = {v["name"]: v for v in json.loads(
+    (ROOT / "tests" / "vectors" / "exports.json").read_text())["files"]}
+
+
+@pytest.mark.parametrize("name", [
+    "valid/pruned-first-height-1", "file-header/version-2", "framing/length-261",
+    "chain/pruned-first-record-claims-2^63+1", "chain/pruned-first-record-time-inverted+resigned",
+    "digest/bit-flip",
+])
+def test_verify_export_reports_the_vectors_reason_and_chain_position(name: str,
+                                                                     tmp_path: Path) -> None:
+    vec = EXPORT_VECTORS[name]
+    f = tmp_path / "x.mcexport"
+    f.write_bytes(bytes.fromhex(vec["export"]))
+    p = mc("verify", f)
+    if vec["want_error"] is None:
+        assert p.returncode == 0 and f"height verified: {vec['head_height']}" in p.stdout
+        return
+    assert p.returncode == 1, p
+    first = p.stdout.splitlines()[0]
+    where = "" if vec["want_height"] is None else f" at height {vec['want_height']}"
+    assert first.startswith(f"FAILED verifying {f}{where}: {vec['want_error']}: "), first

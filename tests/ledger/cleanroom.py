@@ -224,15 +224,19 @@ def check_plain(payload: bytes, count: int, root: bytes) -> list[bytes]:
     return readings
 
 
-def verify_chain(records: Sequence[bytes], pinned: bytes | None = None) -> Failure | None:
-    """Section 9 from genesis. Returns ``None`` or ``(reason, chain position)``."""
+def verify_chain(records: Sequence[bytes], pinned: bytes | None = None, first: int = 0,
+                 last: list[Rec] | None = None) -> Failure | None:
+    """Section 9 from genesis (``first`` = 0) or from the trusted height ``first``.
+
+    Returns ``None`` or ``(reason, chain position)``; ``last`` receives the head."""
     head: Rec | None = None
     key = pinned
-    for position, record in enumerate(records):
+    for i, record in enumerate(records):
+        position = first + i
         try:
             b = parse(record)
             if head is None:
-                if b.height != 0:
+                if b.height != first:
                     raise Reject("height-mismatch")
             else:
                 if b.height != head.height + 1:
@@ -256,7 +260,48 @@ def verify_chain(records: Sequence[bytes], pinned: bytes | None = None) -> Failu
         except Reject as exc:
             return exc.reason, position
         head, key = b, b.key
+        if last is not None:
+            last[:] = [b]
     return None
+
+
+# --- export-format.md, "Verifying an export" ----------------------------------------------
+
+
+def verify_export(data: bytes, pinned: bytes | None) -> tuple[object, object]:
+    """``(reason, height)`` of the first failing check, or ``(head height, head hash hex)``
+    (``(None, None)`` for an export without records)."""
+    if len(data) < 8 or data[:8] != b"MCEXPORT":
+        return "malformed", None
+    if len(data) < 10:
+        return "malformed", None
+    if u(data, 8, 2) != 1:
+        return "unsupported-version", None
+    if len(data) < 28 or u(data, 10, 2) != 0:
+        return "malformed", None
+    first, count = u(data, 12, 8), u(data, 20, 8)
+    if first > MAX_T or first + count > 2**63:
+        return "malformed", None
+    pos, records = 28, []
+    last: list[Rec] = []
+    for i in range(count):
+        n = u(data, pos, 4) if len(data) - pos >= 4 else -1
+        if not 262 <= n <= 262 + 16 * 1024 * 1024 or len(data) - pos - 4 < n:
+            # checks run in file order: the records before this one are verified first
+            return verify_chain(records, pinned, first) or ("malformed", first + i)
+        records.append(data[pos + 4 : pos + 4 + n])
+        pos += 4 + n
+    failed = verify_chain(records, pinned, first, last)
+    if failed is not None:
+        return failed
+    end = first + count
+    if data[pos : pos + 8] != b"MCEXEND\x00" or len(data) < pos + 8 + 32:
+        return "malformed", end
+    if data[pos + 8 : pos + 40] != sha(data[: pos + 8]):
+        return "digest-mismatch", end
+    if len(data) != pos + 40:
+        return "malformed", end
+    return (last[0].height, last[0].block_hash.hex()) if last else (None, None)
 
 
 def seal(plain: bytes, rpk: bytes, esk: bytes) -> bytes:

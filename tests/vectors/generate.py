@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import io
 import json
 import sys
 from collections.abc import Callable
@@ -33,6 +34,7 @@ import nacl.public  # noqa: E402
 import nacl.signing  # noqa: E402
 
 import ledger as L  # noqa: E402
+from ledger import export  # noqa: E402
 from ledger.errors import ChainError  # noqa: E402
 from tests.support import ed25519_math as ed  # noqa: E402
 
@@ -423,6 +425,107 @@ def ed25519_vectors(add: Callable[..., None],
     add("ed25519.S-plus-L", with_sig(b1.signature[:32] + s_plus_l.to_bytes(32, "little")))
 
 
+# --- export files -----------------------------------------------------------------------
+
+
+def export_bytes(records: list[bytes], first: int, count: int | None = None) -> bytes:
+    """An export file around ``records`` (``count`` may lie, to test the framing)."""
+    buf = io.BytesIO()
+    export.write_export(buf, records, first, len(records))
+    data = buf.getvalue()
+    if count is not None:
+        body = data[:20] + count.to_bytes(8, "big") + data[28:-32]
+        data = body + hashlib.sha256(body).digest()
+    return data
+
+
+def redigest(data: bytes) -> bytes:
+    """Recompute the closing digest of a (changed) export."""
+    return data[:-32] + hashlib.sha256(data[:-32]).digest()
+
+
+def exports_file() -> dict[str, Any]:
+    base = [b.encode() for b, _, _ in build_chain("base", BASE_COUNTS)]
+    key = pk(GATEWAY_SEED)
+    files: list[dict[str, Any]] = []
+
+    def add(name: str, data: bytes, *, pin: bytes | None = None, valid: bool = False) -> None:
+        head: L.ChainHead | None = None
+        try:
+            result = export.verify_export(io.BytesIO(data), gateway_key=pin)
+            err, height = None, None
+            head = result.head
+        except ChainError as exc:
+            err, height = exc.reason, exc.height
+        assert (err is None) == valid, (name, err)
+        files.append({"name": name, "export": data.hex(), "gateway_key": pin.hex() if pin else None,
+                      "want_error": err, "want_height": height,
+                      "head_height": head.height if head else None,
+                      "head_hash": head.hash.hex() if head else None})
+
+    good = export_bytes(base, 0)
+    pruned = export_bytes(base[1:], 1)
+    add("valid/from-genesis", good, pin=key, valid=True)
+    add("valid/pruned-first-height-1", pruned, valid=True)
+    add("valid/empty", export_bytes([], 0), valid=True)
+    add("valid/empty-at-height-5", export_bytes([], 5), valid=True)
+    # the file header: no chain position yet
+    add("file-header/empty-file", b"")
+    add("file-header/truncated-in-magic", good[:5])
+    add("file-header/bad-magic", b"MCEXPORX" + good[8:])
+    add("file-header/truncated-in-version", good[:9])
+    add("file-header/version-2", good[:8] + b"\x00\x02" + good[10:])
+    add("file-header/version-2-truncated", good[:8] + b"\x00\x02")
+    add("file-header/truncated", good[:20])
+    add("file-header/reserved-1", redigest(good[:10] + b"\x00\x01" + good[12:]))
+    add("file-header/first-height-2^63", export_bytes([], 2**63 - 1)[:12]
+        + (2**63).to_bytes(8, "big") + export_bytes([], 0)[20:])
+    add("file-header/count-past-2^63", redigest(export_bytes([], 2**63 - 1)[:20]
+        + (2).to_bytes(8, "big") + export_bytes([], 0)[28:]))
+    # framing of records: the chain position of the record
+    rec1 = 28 + 4 + len(base[0])
+    add("framing/length-0", redigest(good[:rec1] + bytes(4) + good[rec1 + 4:]))
+    add("framing/length-261", redigest(good[:rec1] + (261).to_bytes(4, "big") + good[rec1 + 4:]))
+    add("framing/length-over-limit", redigest(
+        good[:rec1] + (262 + 16 * 1024 * 1024 + 1).to_bytes(4, "big") + good[rec1 + 4:]))
+    add("framing/length-one-more", redigest(
+        good[:rec1] + (len(base[1]) + 1).to_bytes(4, "big") + good[rec1 + 4:]))
+    add("framing/truncated-in-length", good[:rec1 + 2])
+    add("framing/truncated-in-record", good[:rec1 + 100])
+    add("framing/count-one-more", export_bytes(base, 0, count=4))
+    add("framing/count-one-less", export_bytes(base, 0, count=2))
+    # the chain inside (checked before the digest)
+    add("chain/record-bit-flip", good[:rec1 + 4 + 200] + bytes([good[rec1 + 4 + 200] ^ 1])
+        + good[rec1 + 4 + 201:])
+    add("chain/record-bit-flip+redigested", redigest(
+        good[:rec1 + 4 + 200] + bytes([good[rec1 + 4 + 200] ^ 1]) + good[rec1 + 4 + 201:]))
+    add("chain/wrong-key-pinned", good, pin=pk(OTHER_GATEWAY_SEED))
+    at2 = export_bytes(base[2:], 2)  # announces F = 1 below: block 2 is not at F
+    add("chain/pruned-first-record-not-at-F",
+        redigest(at2[:12] + (1).to_bytes(8, "big") + at2[20:]))
+    h1 = bytearray(base[1][: L.HEADER_SIZE])
+    h1[38:46] = (2**63 + 1).to_bytes(8, "big")
+    add("chain/pruned-first-record-claims-2^63+1",
+        redigest(pruned[:32] + bytes(h1) + pruned[32 + L.HEADER_SIZE:]))
+    h1 = bytearray(base[1][: L.HEADER_SIZE])
+    h1[86:94] = (int.from_bytes(h1[78:86], "big") - 1).to_bytes(8, "big")
+    inverted = resign(bytes(h1) + base[1][L.HEADER_SIZE:], fix_payload_hash=False)
+    add("chain/pruned-first-record-time-inverted+resigned", export_bytes([inverted], 1))
+    add("chain/pruned-first-record-bad-signature",
+        export_bytes([flip(base[1], L.HEADER_SIZE * 8)], 1))
+    add("chain/unknown-block-version", redigest(pruned[:32 + 4] + b"\x02" + pruned[32 + 5:]))
+    # after the records
+    end = len(good) - 40
+    add("trailer/bad", redigest(good[:end] + b"MCEXEND\x01" + good[end + 8:]))
+    add("trailer/truncated", good[:end + 4])
+    add("digest/truncated", good[:-1])
+    add("digest/missing", good[:-32])
+    add("digest/bit-flip", good[:-1] + bytes([good[-1] ^ 1]))
+    add("trailing/one-byte", good + b"\x00")
+    add("trailing/second-export", good + good)
+    return {"gateway_key": key.hex(), "files": files}
+
+
 # --- Merkle proofs ----------------------------------------------------------------------
 
 TREE_SIZES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 16, 17]
@@ -557,6 +660,23 @@ def proofs_file() -> dict[str, Any]:
     return {"gateway_key": key.hex(), "inclusion": items, "forks": forks}
 
 
+VECTOR_FORMAT = 2
+"""Layout of these JSON files: 2 writes 64-bit integers as strings (1 wrote numbers)."""
+INT64_KEYS = frozenset({"value", "timestamp_ms", "height", "head_height", "want_height"})
+"""Fields holding 64-bit integers: written as decimal strings, since JSON numbers above
+2^53 lose precision in JavaScript and other parsers that read them as doubles."""
+
+
+def int64_as_strings(doc: Any) -> Any:
+    """``doc`` with every integer under an ``INT64_KEYS`` name turned into its decimal text."""
+    if isinstance(doc, list):
+        return [int64_as_strings(x) for x in doc]
+    if isinstance(doc, dict):
+        return {k: (str(v) if k in INT64_KEYS and isinstance(v, int) else int64_as_strings(v))
+                for k, v in doc.items()}
+    return doc
+
+
 def write_all(out: Path) -> list[Path]:
     """Write every vector file into ``out``; return the paths written."""
     out.mkdir(parents=True, exist_ok=True)
@@ -566,12 +686,15 @@ def write_all(out: Path) -> list[Path]:
         "corrupt.json": corrupt_file(),
         "merkle.json": merkle_file(),
         "proofs.json": proofs_file(),
+        "exports.json": exports_file(),
     }
     written = []
     for name, content in files.items():
         path = out / name
-        path.write_text(json.dumps(content, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
-                        encoding="utf-8")
+        content = {"vector_format": VECTOR_FORMAT, **content}
+        text = json.dumps(int64_as_strings(content), indent=1, sort_keys=True,
+                          ensure_ascii=False)
+        path.write_text(text + "\n", encoding="utf-8")
         written.append(path)
     return written
 
