@@ -19,6 +19,7 @@ from ledger.blocks import (
     RECORD_OVERHEAD,
     Block,
     Header,
+    decode_bare_header,
     seal_block,
 )
 from ledger.constants import (
@@ -60,6 +61,7 @@ from ledger.errors import (
 )
 from ledger.fork import (
     verify_fork,
+    verify_fork_parts,
 )
 from ledger.merkle import (
     header_hash,
@@ -76,6 +78,7 @@ from ledger.proofs import (
     block_readings,
     open_block,
     prove_reading,
+    verify_proof_parts,
 )
 from ledger.readings import (
     KNOWN_QUALITY_BITS,
@@ -128,6 +131,7 @@ __all__ = [
     "HEADER_PREFIX",
     "HEADER_SIZE",
     "Header",
+    "decode_bare_header",
     "HeightError",
     "InclusionProof",
     "KEY_SIZE",
@@ -177,6 +181,7 @@ __all__ = [
     "parse_obis",
     "payload_hash",
     "prove_reading",
+    "verify_proof_parts",
     "reading_encoding_error",
     "root_from_inclusion",
     "seal_block",
@@ -185,6 +190,7 @@ __all__ = [
     "verify_block",
     "verify_chain",
     "verify_fork",
+    "verify_fork_parts",
     "verify_inclusion",
     "verify_records",
     "verify_signature",

@@ -219,3 +219,22 @@ def test_verify_export_reports_the_vectors_reason_and_chain_position(name: str,
     first = p.stdout.splitlines()[0]
     where = "" if vec["want_height"] is None else f" at height {vec['want_height']}"
     assert first.startswith(f"FAILED verifying {f}{where}: {vec['want_error']}: "), first
+
+
+PROOF_VECTORS = {v["name"]: v for v in json.loads(
+    (ROOT / "tests" / "vectors" / "proofs.json").read_text())["files"]}
+
+
+@pytest.mark.parametrize("name", ["valid", "hex/uppercase-header", "hex/space-inside-signature",
+                                  "int/index-2.0", "header/height-mismatch"])
+def test_verify_proof_follows_the_proof_file_vectors(name: str, tmp_path: Path) -> None:
+    vec = PROOF_VECTORS[name]
+    f = tmp_path / "p.json"
+    f.write_bytes(bytes.fromhex(vec["file"]))
+    p = mc("verify-proof", f, "--gateway-key", vec["gateway_key"])
+    if vec["want_error"] is None:
+        assert p.returncode == 0 and p.stdout.startswith("OK:"), p
+        return
+    assert p.returncode == 1, p
+    where = "" if vec["want_height"] is None else f" at height {vec['want_height']}"
+    assert p.stdout.startswith(f"FAILED verifying proof {f}{where}: {vec['want_error']}: "), p

@@ -10,6 +10,7 @@ for success, instead of exceptions.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -384,16 +385,81 @@ def verify_proof(header: bytes, signature: bytes, index: int, reading: bytes,
 # --- section 12 ---------------------------------------------------------------------------
 
 
-def verify_fork(a: bytes, sa: bytes, b: bytes, sb: bytes) -> int | str:
-    """The fork height, or the reason the evidence fails."""
+def verify_fork(a: bytes, sa: bytes, b: bytes, sb: bytes) -> int | Failure:
+    """The fork height, or ``(reason, height)``: no height when a header does not decode
+    (section 8.1), header A's height after that."""
     for h in (a, b):
         try:
             check_header(h)
         except Reject as exc:
-            return exc.reason
+            return exc.reason, None
     ra, rb = Rec(a, sa, b""), Rec(b, sb, b"")
     if ra.key != rb.key or ra.height != rb.height or a == b:
-        return "bad-fork-evidence"
+        return "bad-fork-evidence", ra.height
     if not sig_ok(ra.key, ra.block_hash, sa) or not sig_ok(rb.key, rb.block_hash, sb):
-        return "bad-signature"
+        return "bad-signature", ra.height
     return ra.height
+
+
+# --- export-format.md, "Inclusion proof file" ------------------------------------------------
+
+
+class _Bad(Exception):
+    pass
+
+
+def _strict_json(raw: bytes) -> object:
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        if len({k for k, _ in items}) != len(items):
+            raise _Bad
+        return dict(items)
+
+    def integer(text: str) -> int:
+        if text.startswith("-"):
+            raise _Bad
+        return int(text)
+
+    def refuse(text: str) -> object:
+        raise _Bad
+
+    return json.loads(raw.decode("utf-8"), object_pairs_hook=pairs, parse_int=integer,
+                      parse_float=refuse, parse_constant=refuse)
+
+
+def _hexfield(v: object, size: int | None = None) -> bytes:
+    if not isinstance(v, str) or any(c not in "0123456789abcdef" for c in v) or len(v) % 2:
+        raise _Bad
+    if size is not None and len(v) != 2 * size:
+        raise _Bad
+    return bytes.fromhex(v)
+
+
+def verify_proof_file(raw: bytes, pinned: bytes | None) -> Failure | None:
+    fields = {"format", "height", "block_hash", "index", "header", "signature", "reading",
+              "path"}
+    try:
+        doc = _strict_json(raw)
+        if not isinstance(doc, dict) or doc.get("format") != "meterchain-inclusion-proof-v1":
+            raise _Bad
+        if set(doc) != fields:
+            raise _Bad
+        for k in ("height", "index"):
+            if type(doc[k]) is not int or doc[k] > MAX_T:
+                raise _Bad
+        block_hash = _hexfield(doc["block_hash"], 32)
+        header = _hexfield(doc["header"])
+        signature = _hexfield(doc["signature"], 64)
+        reading = _hexfield(doc["reading"])
+        if not isinstance(doc["path"], list):
+            raise _Bad
+        path = [_hexfield(p) for p in doc["path"]]
+    except (_Bad, ValueError):  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return "malformed", None
+    try:
+        check_header(header)
+    except Reject as exc:
+        return exc.reason, None
+    height = u(header, 38, 8)
+    if doc["height"] != height or block_hash != sha(b"\x02" + header):
+        return "malformed", height
+    return verify_proof(header, signature, doc["index"], reading, path, pinned)

@@ -96,8 +96,16 @@ def test_signed_proofs_and_fork_evidence() -> None:
     for v in data["forks"]:
         got = C.verify_fork(h(v["header_a"]), h(v["signature_a"]), h(v["header_b"]),
                             h(v["signature_b"]))
-        want_fork = i64(v["want_height"]) if v["want_error"] is None else v["want_error"]
+        want_fork = i64(v["want_height"]) if v["want_error"] is None else (
+            v["want_error"], i64(v["want_height"]))
         assert got == want_fork, v["name"]
+
+
+@pytest.mark.parametrize("vec", load("proofs.json")["files"], ids=lambda v: v["name"])
+def test_proof_files(vec: dict[str, Any]) -> None:
+    got = C.verify_proof_file(h(vec["file"]), h(vec["gateway_key"]))
+    assert got == (None if vec["want_error"] is None else (vec["want_error"],
+                                                           i64(vec["want_height"])))
 
 
 @pytest.mark.parametrize("vec", load("exports.json")["files"], ids=lambda v: v["name"])

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import ledger as L
-from ledger import export
+from ledger import export, prooffile
 from ledger.errors import ChainError
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -188,29 +188,47 @@ PROOFS = load("proofs.json")
 
 @pytest.mark.parametrize("vec", PROOFS["inclusion"], ids=lambda v: v["name"])
 def test_signed_inclusion_proof(vec: dict[str, Any]) -> None:
-    proof = L.InclusionProof(L.Header.decode(h(vec["header"])), h(vec["signature"]),
-                             vec["index"], h(vec["reading"]), tuple(h(x) for x in vec["path"]))
+    args = (h(vec["header"]), h(vec["signature"]), vec["index"], h(vec["reading"]),
+            tuple(h(x) for x in vec["path"]))
     pin = h(vec["gateway_key"]) if vec["gateway_key"] else None
     if vec["want_error"] is None:
-        reading = proof.verify(pin)
+        reading = L.verify_proof_parts(*args, pin)
         assert L.encode_reading(reading, h(vec["reading"])[:16]) == h(vec["reading"])
     else:
         with pytest.raises(ChainError) as info:
-            proof.verify(pin)
+            L.verify_proof_parts(*args, pin)
         assert (info.value.reason, info.value.height) == (vec["want_error"],
                                                           i64(vec["want_height"]))
 
 
 @pytest.mark.parametrize("vec", PROOFS["forks"], ids=lambda v: v["name"])
 def test_fork_evidence(vec: dict[str, Any]) -> None:
-    args = (L.Header.decode(h(vec["header_a"])), h(vec["signature_a"]),
-            L.Header.decode(h(vec["header_b"])), h(vec["signature_b"]))
+    args = (h(vec["header_a"]), h(vec["signature_a"]), h(vec["header_b"]),
+            h(vec["signature_b"]))
     if vec["want_error"] is None:
-        assert L.verify_fork(*args) == i64(vec["want_height"])
+        assert L.verify_fork_parts(*args) == i64(vec["want_height"])
     else:
         with pytest.raises(ChainError) as info:
-            L.verify_fork(*args)
-        assert info.value.reason == vec["want_error"]
+            L.verify_fork_parts(*args)
+        assert (info.value.reason, info.value.height) == (vec["want_error"],
+                                                          i64(vec["want_height"]))
+
+
+def test_fork_errors_after_decoding_carry_header_a_height() -> None:
+    for vec in PROOFS["forks"]:
+        if vec["want_error"] in ("bad-fork-evidence", "bad-signature"):
+            assert i64(vec["want_height"]) == L.Header.decode(h(vec["header_a"])).height
+
+
+@pytest.mark.parametrize("vec", PROOFS["files"], ids=lambda v: v["name"])
+def test_proof_file(vec: dict[str, Any]) -> None:
+    pin = h(vec["gateway_key"]) if vec["gateway_key"] else None
+    if vec["want_error"] is None:
+        prooffile.verify_proof_text(h(vec["file"]), pin)
+        return
+    with pytest.raises(ChainError) as info:
+        prooffile.verify_proof_text(h(vec["file"]), pin)
+    assert (info.value.reason, info.value.height) == (vec["want_error"], i64(vec["want_height"]))
 
 
 EXPORTS = load("exports.json")

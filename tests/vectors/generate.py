@@ -34,7 +34,7 @@ import nacl.public  # noqa: E402
 import nacl.signing  # noqa: E402
 
 import ledger as L  # noqa: E402
-from ledger import export  # noqa: E402
+from ledger import export, prooffile  # noqa: E402
 from ledger.errors import ChainError  # noqa: E402
 from tests.support import ed25519_math as ed  # noqa: E402
 
@@ -602,13 +602,17 @@ def proofs_file() -> dict[str, Any]:
     key = pk(GATEWAY_SEED)
     items = []
 
-    def add(name: str, p: L.InclusionProof, pin: bytes | None) -> None:
-        err, height = outcome(lambda: p.verify(pin))
-        items.append({"name": name, "header": p.header.encode().hex(),
-                      "signature": p.signature.hex(), "index": p.index,
-                      "reading": p.encoded_reading.hex(), "path": [x.hex() for x in p.path],
+    def add_raw(name: str, header: bytes, sig: bytes, index: int, reading: bytes,
+                path: tuple[bytes, ...], pin: bytes | None) -> None:
+        err, height = outcome(lambda: L.verify_proof_parts(header, sig, index, reading, path,
+                                                           pin))
+        items.append({"name": name, "header": header.hex(), "signature": sig.hex(),
+                      "index": index, "reading": reading.hex(), "path": [x.hex() for x in path],
                       "gateway_key": pin.hex() if pin else None,
                       "want_error": err, "want_height": height})
+
+    def add(name: str, p: L.InclusionProof, pin: bytes | None) -> None:
+        add_raw(name, p.header.encode(), p.signature, p.index, p.encoded_reading, p.path, pin)
 
     for i in range(5):
         add(f"valid/{i}", L.prove_reading(blk, i, UTILITY_SK), key)
@@ -632,8 +636,20 @@ def proofs_file() -> dict[str, Any]:
     crafted_sig = nacl.signing.SigningKey(GATEWAY_SEED).sign(
         L.header_hash(crafted.encode())).signature
     add("non-canonical-reading", L.InclusionProof(crafted, crafted_sig, 0, bad_reading, ()), key)
+    # bare headers that do not decode (section 8.1): no height is reported
+    hdr = p.header.encode()
+    rest = (p.signature, 2, p.encoded_reading, p.path, key)
+    add_raw("bare-header/bad-magic", b"MCHX" + hdr[4:], *rest)
+    add_raw("bare-header/version-2", hdr[:4] + b"\x02" + hdr[5:], *rest)
+    add_raw("bare-header/version-2-short", hdr[:4] + b"\x02", *rest)
+    add_raw("bare-header/193-bytes", hdr[:-1], *rest)
+    add_raw("bare-header/195-bytes", hdr + b"\x00", *rest)
+    add_raw("bare-header/encoding-2", hdr[:5] + b"\x02" + hdr[6:], *rest)
+    add_raw("bare-header/height-2^63", hdr[:38] + (2**63).to_bytes(8, "big") + hdr[46:], *rest)
+    add_raw("bare-header/sealed-without-recipient", hdr[:162] + bytes(32), *rest)
     assert all(x["want_error"] is None for x in items[:5])
     assert all(x["want_error"] for x in items[5:])
+    assert all(x["want_height"] is None for x in items if x["name"].startswith("bare-header"))
 
     base = build_chain("base", BASE_COUNTS)
     fork = build_chain("fork", [1], first=base[0][0].header)[0][0]
@@ -641,23 +657,89 @@ def proofs_file() -> dict[str, Any]:
     other = build_chain("other", [2, 2], seed=OTHER_GATEWAY_SEED)[1][0]
     forks = []
 
-    def fork_vec(name: str, a: L.Block, sa: bytes, b: L.Block, sb: bytes) -> None:
+    def fork_raw(name: str, a: bytes, sa: bytes, b: bytes, sb: bytes) -> None:
         try:
-            h: int | None = L.verify_fork(a.header, sa, b.header, sb)
+            h: int | None = L.verify_fork_parts(a, sa, b, sb)
             err = None
         except ChainError as exc:
-            err, h = exc.reason, None
-        forks.append({"name": name, "header_a": a.header.encode().hex(), "signature_a": sa.hex(),
-                      "header_b": b.header.encode().hex(), "signature_b": sb.hex(),
+            err, h = exc.reason, exc.height
+        forks.append({"name": name, "header_a": a.hex(), "signature_a": sa.hex(),
+                      "header_b": b.hex(), "signature_b": sb.hex(),
                       "want_error": err, "want_height": h})
+
+    def fork_vec(name: str, a: L.Block, sa: bytes, b: L.Block, sb: bytes) -> None:
+        fork_raw(name, a.header.encode(), sa, b.header.encode(), sb)
 
     fork_vec("fork-at-height-1", b1, b1.signature, fork, fork.signature)
     fork_vec("identical-headers", b1, b1.signature, b1, b1.signature)
     fork_vec("different-heights", b1, b1.signature, base[2][0], base[2][0].signature)
     fork_vec("different-keys", b1, b1.signature, other, other.signature)
+    fork_vec("bad-signature-a", b1, flip(b1.signature, 0), fork, fork.signature)
     fork_vec("bad-signature-b", b1, b1.signature, fork, flip(fork.signature, 0))
+    fork_raw("header-b-version-2", b1.header.encode(), b1.signature,
+             fork.header.encode()[:4] + b"\x02" + fork.header.encode()[5:], fork.signature)
+    fork_raw("header-a-truncated", b1.header.encode()[:100], b1.signature,
+             fork.header.encode(), fork.signature)
     assert forks[0]["want_error"] is None and all(f["want_error"] for f in forks[1:])
-    return {"gateway_key": key.hex(), "inclusion": items, "forks": forks}
+    return {"gateway_key": key.hex(), "inclusion": items, "forks": forks,
+            "files": proof_files(blk)}
+
+
+def proof_files(blk: L.Block) -> list[dict[str, Any]]:
+    """Proof files (export-format.md) as text, valid and refused, with reason and height."""
+    key = pk(GATEWAY_SEED)
+    good = prooffile.proof_to_json(L.prove_reading(blk, 2, UTILITY_SK))
+    doc = json.loads(good)
+    files = []
+
+    def add(name: str, text: str | bytes) -> None:
+        err, height = outcome(lambda: prooffile.verify_proof_text(text, key))
+        raw = text.encode() if isinstance(text, str) else text
+        files.append({"name": name, "file": raw.hex(), "gateway_key": key.hex(),
+                      "want_error": err, "want_height": height})
+
+    def edit(**fields: Any) -> str:
+        return json.dumps({**doc, **fields}, indent=2)
+
+    def swap(old: str, new: str) -> str:
+        assert old in good, old
+        return good.replace(old, new, 1)
+
+    h = doc["height"]
+    add("valid", good)
+    add("valid/compact", json.dumps(doc, separators=(",", ":")))
+    add("hex/uppercase-header", edit(header=doc["header"].upper()))
+    add("hex/uppercase-path", edit(path=[doc["path"][0].upper(), *doc["path"][1:]]))
+    add("hex/space-inside-signature", edit(signature=doc["signature"][:8] + " "
+                                           + doc["signature"][8:]))
+    add("hex/odd-length-reading", edit(reading=doc["reading"][:-1]))
+    add("hex/0x-prefix", edit(block_hash="0x" + doc["block_hash"][2:]))
+    add("hex/signature-63-bytes", edit(signature=doc["signature"][:-2]))
+    add("hex/block-hash-33-bytes", edit(block_hash=doc["block_hash"] + "00"))
+    add("int/index-2.0", swap('"index": 2', '"index": 2.0'))
+    add("int/height-exponent", swap(f'"height": {h}', f'"height": {h}e0'))
+    add("int/index-minus-0", swap('"index": 2', '"index": -0'))
+    add("int/height-string", edit(height=str(h)))
+    add("int/height-2^63", edit(height=2**63))
+    add("int/height-2^53+1", edit(height=2**53 + 1))
+    add("int/index-true", edit(index=True))
+    add("json/NaN-index", swap('"index": 2', '"index": NaN'))
+    add("json/duplicate-member", swap('"index": 2', '"index": 2, "index": 2'))
+    add("json/extra-member", edit(comment="x"))
+    add("json/missing-member", json.dumps({k: v for k, v in doc.items() if k != "path"}))
+    add("json/other-format", edit(format="meterchain-inclusion-proof-v2"))
+    add("json/not-an-object", "[]")
+    add("json/not-json", "proof")
+    add("json/utf-8-bom", b"\xef\xbb\xbf" + good.encode())
+    add("json/utf-16", good.encode("utf-16"))
+    add("header/version-2", edit(header=doc["header"][:8] + "02" + doc["header"][10:]))
+    add("header/height-mismatch", edit(height=h + 1))
+    add("header/block-hash-mismatch", edit(block_hash="00" * 32))
+    add("proof/wrong-index", edit(index=3))
+    add("proof/path-element-31-bytes", edit(path=[doc["path"][0][:-2], *doc["path"][1:]]))
+    assert files[0]["want_error"] is None and files[1]["want_error"] is None
+    assert all(f["want_error"] for f in files[2:])
+    return files
 
 
 VECTOR_FORMAT = 2
