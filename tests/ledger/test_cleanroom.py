@@ -66,6 +66,14 @@ def test_valid_chains_and_their_hashes() -> None:
                 assert C.split(parsed.payload) == encodings
 
 
+def test_low_order_ephemeral_key_does_not_open() -> None:
+    data = load("chains.json")
+    for v in data["undecryptable"]:
+        assert C.verify_chain([h(r) for r in v["records"]]) is None
+        assert C.open_sealed(h(v["records"][-1]), h(data["utility_sk"])) == \
+            ("decrypt-failed", None)
+
+
 @pytest.mark.parametrize("vec", load("corrupt.json")["vectors"], ids=lambda v: v["name"])
 def test_corruption_vectors(vec: dict[str, Any]) -> None:
     pin = h(vec["gateway_key"]) if vec["gateway_key"] else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -11,11 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nacl.bindings
 import pytest
 
 import ledger as L
 from ledger import export, prooffile
 from ledger.errors import ChainError
+from tests.support import sealed_forge
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 FILES = ["readings.json", "chains.json", "corrupt.json", "merkle.json", "proofs.json",
@@ -85,6 +88,22 @@ def test_valid_readings_encode_decode_and_hash() -> None:
         assert r.decimal == v["decimal"]
 
 
+def test_decimal_text_form() -> None:
+    cases = load("readings.json")["decimals"]
+    assert any(c["decimal"] == "0" and c["exponent"] > 0 for c in cases)
+    for c in cases:
+        value, e, text = i64(c["value"]), c["exponent"], c["decimal"]
+        assert L.format_decimal(value, e) == text
+        assert re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", text)
+        if e < 0:
+            assert len(text.split(".")[1]) == -e
+        # the text is exact: it denotes value * 10**e
+        if e >= 0:
+            assert int(text) == value * 10**e
+        else:
+            assert int(text.replace(".", "")) == value
+
+
 @pytest.mark.parametrize("vec", load("readings.json")["invalid"], ids=lambda v: v["name"])
 def test_invalid_readings_are_rejected_by_both_checks(vec: dict[str, Any]) -> None:
     enc = h(vec["encoding"])
@@ -122,6 +141,22 @@ def test_valid_chains_verify_with_expected_hashes(chain: dict[str, Any]) -> None
             assert info.value.reason == "decrypt-failed"
             with pytest.raises(ChainError):
                 L.block_readings(blk, None)
+
+
+@pytest.mark.parametrize("vec", load("chains.json")["undecryptable"], ids=lambda v: v["name"])
+def test_low_order_ephemeral_key_is_decrypt_failed(vec: dict[str, Any]) -> None:
+    records = [h(r) for r in vec["records"]]
+    assert L.verify_records(records) is not None  # the payload hash is intact
+    blk = L.Block.decode(records[-1])
+    # the box key is public (all-zero shared secret): a lax opener would read the payload
+    epk = blk.payload[:32]
+    nonce = hashlib.blake2b(epk + blk.header.recipient_key, digest_size=24).digest()
+    key = sealed_forge.hsalsa20(bytes(32), bytes(16))
+    assert nacl.bindings.crypto_secretbox_open(blk.payload[32:], nonce, key) == \
+        h(vec["plain_payload"])
+    with pytest.raises(ChainError) as info:
+        L.open_block(blk, h(load("chains.json")["utility_sk"]))
+    assert (info.value.reason, info.value.height) == (vec["want_error"], i64(vec["want_height"]))
 
 
 def test_chains_cover_the_promised_edge_cases() -> None:

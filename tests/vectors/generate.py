@@ -37,6 +37,7 @@ import ledger as L  # noqa: E402
 from ledger import export, prooffile  # noqa: E402
 from ledger.errors import ChainError  # noqa: E402
 from tests.support import ed25519_math as ed  # noqa: E402
+from tests.support import sealed_forge  # noqa: E402
 
 # --- hard-coded key material (never use these anywhere else) ----------------------------
 
@@ -168,7 +169,10 @@ def readings_file() -> dict[str, Any]:
         err, _ = outcome(lambda e=enc: L.decode_reading(e))  # type: ignore[misc]
         assert err == "malformed", name
         invalid.append({"name": name, "encoding": enc.hex(), "want_error": err})
-    return {"valid": valid, "invalid": invalid}
+    decimals = [{"value": v, "exponent": e, "decimal": L.format_decimal(v, e)} for v, e in (
+        (2304, -1), (7, 3), (0, 0), (0, 3), (0, -2), (-5, -3), (-1, 0), (1, -9), (10, -1),
+        (-100, 2), (2**63 - 1, 0), (-(2**63), -19), (-(2**63), 127), (1, -128))]
+    return {"valid": valid, "invalid": invalid, "decimals": decimals}
 
 
 # --- chains -----------------------------------------------------------------------------
@@ -243,8 +247,30 @@ SEALED_COUNTS = [2, 0, 3]
 BASE_COUNTS = [2, 3, 2]
 
 
+def undecryptable() -> list[dict[str, Any]]:
+    """Sealed genesis blocks whose ephemeral key has low order: the X25519 shared secret is
+    all zeros, the box key public; a correct opener refuses them (section 5.2)."""
+    chain = build_chain("sealed", SEALED_COUNTS, sealed=True)
+    blk, readings, salts = chain[0]
+    plain = L.encode_payload([L.encode_reading(r, s) for r, s in zip(readings, salts,
+                                                                       strict=True)])
+    out = []
+    for name, epk in (("epk-zero", bytes(32)), ("epk-one", (1).to_bytes(32, "little"))):
+        payload = sealed_forge.seal_with_zero_secret(plain, x25519_pk(UTILITY_SK), epk)
+        header = dataclasses.replace(blk.header, payload_hash=L.payload_hash(payload))
+        sig = nacl.signing.SigningKey(GATEWAY_SEED).sign(L.header_hash(header.encode())).signature
+        forged = L.Block(header, sig, payload)
+        assert L.verify_records([forged.encode()]) is not None  # integrity holds
+        err, height = outcome(lambda b=forged: L.open_block(b, UTILITY_SK))  # type: ignore[misc]
+        assert err == "decrypt-failed"
+        out.append({"name": name, "records": [forged.encode().hex()], "plain_payload": plain.hex(),
+                    "want_error": err, "want_height": height})
+    return out
+
+
 def chains_file() -> dict[str, Any]:
     return {
+        "undecryptable": undecryptable(),
         "gateway_seed": GATEWAY_SEED.hex(),
         "gateway_key": pk(GATEWAY_SEED).hex(),
         "utility_sk": UTILITY_SK.hex(),
