@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -399,6 +400,62 @@ def verify_fork(a: bytes, sa: bytes, b: bytes, sb: bytes) -> int | Failure:
     if not sig_ok(ra.key, ra.block_hash, sa) or not sig_ok(rb.key, rb.block_hash, sb):
         return "bad-signature", ra.height
     return ra.height
+
+
+# --- export-format.md, "Verifying a ledger directory" ------------------------------------
+
+
+def _frames(data: bytes, start: int, align: int, position: int
+            ) -> tuple[list[bytes], Failure | None]:
+    """The whole frames of one segment; stops at the first bytes that are not one."""
+    out, pos = [], start
+    while pos < len(data):
+        if align > 1 and data[pos : pos + 4] == b"\x00" * 4:
+            end = min(pos + (-pos % align or align), len(data))
+            if any(data[pos:end]):
+                return out, ("malformed", position + len(out))
+            pos = end
+            continue
+        n = u(data, pos, 4) if len(data) - pos >= 8 else 0
+        rec = data[pos + 8 : pos + 8 + n]
+        if not 262 <= n <= 262 + 16 * 1024 * 1024 or len(rec) != n:
+            return out, ("malformed", position + len(out))
+        if zlib.crc32(data[pos : pos + 4] + rec) != u(data, pos + 4, 4):
+            return out, ("malformed", position + len(out))
+        out.append(rec)
+        pos += 8 + n
+    return out, None
+
+
+def verify_segments(files: Sequence[tuple[str, bytes]], v1_align: int) -> tuple[object, object]:
+    """``(reason, height)`` or ``(head height, head hash hex)`` for segment files by name."""
+    files = sorted(files)
+    first = int(files[0][0][:20]) if files else 0
+    position, records = first, []
+    last: list[Rec] = []
+    for name, data in files:
+        if data[:8] == b"MCSEG001" and len(data) >= 16:
+            start, align = 16, v1_align
+        elif data[:8] == b"MCSEG002" and len(data) >= 24 and 1 <= u(data, 16, 4) <= 1 << 20 \
+                and u(data, 20, 4) == 0:
+            start, align = 24, u(data, 16, 4)
+        else:
+            return verify_chain(records, None, first) or ("malformed", position)
+        if u(data, 8, 8) != int(name[:20]):
+            return verify_chain(records, None, first) or ("malformed", position)
+        if u(data, 8, 8) != position:
+            return verify_chain(records, None, first) or ("height-mismatch", position)
+        frames, failed = _frames(data, start, align, position)
+        records += frames
+        position += len(frames)
+        if failed is None and not frames:
+            failed = ("malformed", position)
+        if failed is not None:
+            return verify_chain(records, None, first) or failed
+    result = verify_chain(records, None, first, last)
+    if result is not None:
+        return result
+    return (last[0].height, last[0].block_hash.hex()) if last else (None, None)
 
 
 # --- export-format.md, "Inclusion proof file" ------------------------------------------------

@@ -124,3 +124,16 @@ def test_export_files(vec: dict[str, Any]) -> None:
         assert got == (i64(vec["head_height"]), vec["head_hash"])
     else:
         assert got == (vec["want_error"], i64(vec["want_height"]))
+
+
+LEDGERDIRS = load("ledgerdirs.json")
+
+
+@pytest.mark.parametrize("vec", LEDGERDIRS["vectors"], ids=lambda v: v["name"])
+def test_ledger_directories(vec: dict[str, Any]) -> None:
+    got = C.verify_segments([(s["file"], h(s["bytes"])) for s in vec["segments"]],
+                            LEDGERDIRS["version_1_align"])
+    if vec["want_error"] is None:
+        assert got == (i64(vec["head_height"]), vec["head_hash"])
+    else:
+        assert got == (vec["want_error"], i64(vec["want_height"]))

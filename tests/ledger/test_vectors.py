@@ -16,13 +16,14 @@ import nacl.bindings
 import pytest
 
 import ledger as L
+from agent.storage.dirverify import verify_ledger_dir
 from ledger import export, prooffile
 from ledger.errors import ChainError
 from tests.support import sealed_forge
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 FILES = ["readings.json", "chains.json", "corrupt.json", "merkle.json", "proofs.json",
-         "exports.json"]
+         "exports.json", "ledgerdirs.json"]
 INT64_KEYS = {"value", "timestamp_ms", "height", "head_height", "want_height"}
 
 
@@ -289,3 +290,23 @@ def test_export_vectors_cover_each_check() -> None:
                  ("chain", "height-mismatch"), ("chain", "bad-time"), ("trailer", "malformed"),
                  ("digest", "digest-mismatch"), ("trailing", "malformed"), ("valid", None)]:
         assert want in got, want
+
+
+LEDGERDIRS = load("ledgerdirs.json")
+
+
+@pytest.mark.parametrize("vec", LEDGERDIRS["vectors"], ids=lambda v: v["name"])
+def test_ledger_directory_gives_its_reason_and_height(vec: dict[str, Any],
+                                                      tmp_path: Path) -> None:
+    (tmp_path / "segments").mkdir()
+    (tmp_path / "FORMAT").write_text(LEDGERDIRS["format_text"])
+    for seg in vec["segments"]:
+        (tmp_path / "segments" / seg["file"]).write_bytes(h(seg["bytes"]))
+    if vec["want_error"] is None:
+        head = verify_ledger_dir(tmp_path).head
+        got = (head.height, head.hash.hex()) if head else (None, None)
+        assert got == (i64(vec["head_height"]), vec["head_hash"])
+        return
+    with pytest.raises(ChainError) as info:
+        verify_ledger_dir(tmp_path)
+    assert (info.value.reason, info.value.height) == (vec["want_error"], i64(vec["want_height"]))

@@ -24,6 +24,8 @@ import hashlib
 import io
 import json
 import sys
+import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ import nacl.public  # noqa: E402
 import nacl.signing  # noqa: E402
 
 import ledger as L  # noqa: E402
+from agent.storage.dirverify import verify_ledger_dir  # noqa: E402
 from ledger import export, prooffile  # noqa: E402
 from ledger.errors import ChainError  # noqa: E402
 from tests.support import ed25519_math as ed  # noqa: E402
@@ -552,6 +555,94 @@ def exports_file() -> dict[str, Any]:
     return {"gateway_key": key.hex(), "files": files}
 
 
+# --- ledger directories -----------------------------------------------------------------
+
+
+def frame(record: bytes) -> bytes:
+    """A segment frame (export-format.md): u32 length, u32 CRC-32 of length and record."""
+    n = len(record).to_bytes(4, "big")
+    return n + zlib.crc32(record, zlib.crc32(n)).to_bytes(4, "big") + record
+
+
+def segment(first: int, batches: list[list[bytes]], align: int, version: int = 2) -> bytes:
+    """A segment file: header, then each batch of records framed and padded to ``align``."""
+    if version == 2:
+        data = bytearray(b"MCSEG002" + first.to_bytes(8, "big") + align.to_bytes(4, "big")
+                         + bytes(4))
+    else:
+        data = bytearray(b"MCSEG001" + first.to_bytes(8, "big"))
+    for batch in batches:
+        data += b"".join(frame(r) for r in batch)
+        data += bytes(-len(data) % align)
+    return bytes(data)
+
+
+def ledgerdirs_file() -> dict[str, Any]:
+    recs = [b.encode() for b, _, _ in build_chain("dir", [1, 2, 1, 0, 3, 1])]
+    vectors: list[dict[str, Any]] = []
+
+    def add(name: str, segments: dict[int, bytes], *, valid: bool = False) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            (d / "segments").mkdir()
+            (d / "FORMAT").write_bytes(b"meterchain-ledger-v1\n")
+            for first, data in segments.items():
+                (d / "segments" / f"{first:020d}.seg").write_bytes(data)
+            head: L.ChainHead | None = None
+            try:
+                head = verify_ledger_dir(d).head
+                err, height = None, None
+            except ChainError as exc:
+                err, height = exc.reason, exc.height
+        assert (err is None) == valid, (name, err)
+        vectors.append({
+            "name": name,
+            "segments": [{"file": f"{first:020d}.seg", "bytes": data.hex()}
+                         for first, data in segments.items()],
+            "want_error": err, "want_height": height,
+            "head_height": head.height if head else None,
+            "head_hash": head.hash.hex() if head else None,
+        })
+
+    a = 512
+    two = {0: segment(0, [recs[:2], recs[2:3]], a), 3: segment(3, [recs[3:6]], a)}
+    add("valid/two-segments-align-512", two, valid=True)
+    add("valid/align-1", {0: segment(0, [recs[:4], recs[4:]], 1)}, valid=True)
+    add("valid/version-1-align-4096", {0: segment(0, [recs[:1], recs[1:3]], 4096, 1)},
+        valid=True)
+    add("valid/version-1-then-2", {0: segment(0, [recs[:3]], 4096, 1),
+                                   3: segment(3, [recs[3:]], a)}, valid=True)
+    add("valid/pruned-first-segment-at-3", {3: segment(3, [recs[3:5], recs[5:]], a)},
+        valid=True)
+    add("valid/padding-cut-by-end-of-file", {0: segment(0, [recs[:2]], a)[:-3]}, valid=True)
+    add("valid/empty-ledger", {}, valid=True)
+    last = two[3]
+    add("tail/torn-frame", {0: two[0], 3: last + frame(recs[5])[:100]})
+    add("tail/garbage", {0: two[0], 3: last + b"garbage!"})
+    add("tail/non-zero-padding", {0: two[0], 3: last[:-1] + b"\x01"})
+    add("tail/four-zero-bytes-align-1", {0: segment(0, [recs[:3]], 1) + bytes(4)})
+    add("segment/header-only", {0: two[0], 3: last, 6: segment(6, [], a)})
+    add("segment/gap", {0: two[0], 4: segment(4, [recs[4:6]], a)})
+    add("segment/bad-magic", {0: two[0], 3: b"MCSEG003" + last[8:]})
+    add("segment/first-height-not-the-name", {0: two[0], 3: last[:8] + (4).to_bytes(8, "big")
+                                              + last[16:]})
+    add("segment/align-0", {0: two[0], 3: last[:16] + bytes(4) + last[20:]})
+    add("segment/reserved-1", {0: two[0], 3: last[:20] + (1).to_bytes(4, "big") + last[24:]})
+    add("segment/truncated-header", {0: two[0], 3: last[:20]})
+    s0 = bytearray(two[0])
+    s0[24 + 8 + 300] ^= 0x01  # inside genesis, CRC left as it was
+    add("frame/crc-mismatch", {0: bytes(s0), 3: last})
+    add("frame/length-0-align-1", {0: segment(0, [recs[:1]], 1)[:24] + bytes(4)
+                                   + segment(0, [recs[:1]], 1)[28:]})
+    rec = bytearray(recs[0])
+    rec[98] ^= 0x01  # genesis merkle root; the CRC recomputed: section 9 decides
+    add("chain/genesis-merkle-root+crc-fixed",
+        {0: segment(0, [[bytes(rec), *recs[1:2]], recs[2:3]], a), 3: last})
+    add("chain/records-out-of-order", {0: segment(0, [[recs[1], recs[0]]], a)})
+    return {"format_text": "meterchain-ledger-v1\n", "version_1_align": 4096,
+            "vectors": vectors}
+
+
 # --- Merkle proofs ----------------------------------------------------------------------
 
 TREE_SIZES = [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 16, 17]
@@ -795,6 +886,7 @@ def write_all(out: Path) -> list[Path]:
         "merkle.json": merkle_file(),
         "proofs.json": proofs_file(),
         "exports.json": exports_file(),
+        "ledgerdirs.json": ledgerdirs_file(),
     }
     written = []
     for name, content in files.items():
