@@ -27,7 +27,7 @@ from agent.storage.segfile import (
     SEGMENT_DIR,
     parse_seg_header,
 )
-from ledger.errors import HeightError, MalformedError, StoreError
+from ledger.errors import HeightError, MalformedError, StoreCorruptError, StoreError
 from ledger.export import VerifyResult
 from ledger.verify import ChainVerifier
 
@@ -40,6 +40,7 @@ def _segments(directory: Path) -> list[tuple[int, Path]]:
 
     Raises:
         StoreError: not a ledger directory (no or another ``FORMAT``, no ``segments/``).
+        StoreCorruptError: a ``.seg`` file whose name is not a height.
     """
     marker = directory / FORMAT_FILE
     if not directory.is_dir():
@@ -60,7 +61,8 @@ def _segments(directory: Path) -> list[tuple[int, Path]]:
         if p.suffix != ".seg":
             continue  # indexes, and *.seg.tmp: a segment never committed
         if len(p.stem) != 20 or not p.stem.isdigit():
-            raise StoreError(f"{p}: unexpected file in {SEGMENT_DIR}/")
+            raise StoreCorruptError(f"{p}: unexpected file in {SEGMENT_DIR}/ (a segment's "
+                                    "name is its first height in 20 digits)")
         out.append((int(p.stem), p))
     return sorted(out)
 
@@ -119,6 +121,7 @@ def verify_ledger_dir(directory: Path, *, gateway_key: bytes | None = None,
 
     Raises:
         StoreError: not a ledger directory, or a file cannot be read.
+        StoreCorruptError: a ``.seg`` file whose name is not a height.
         ChainError: the first failing check, at its chain position: section 9's reasons
             for records; ``malformed`` for segment headers and frames; ``height-mismatch``
             when a segment does not start at the next height (blocks missing between).

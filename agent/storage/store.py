@@ -110,7 +110,9 @@ class StoreOptions:
     fsync: bool = True
     """fdatasync every append (turn off only for throw-away benchmarks and tests)."""
     align: int = 4096
-    """Pad each append to a multiple of this many bytes (1 = no padding)."""
+    """Pad each append to a multiple of this many bytes (1 = no padding, at most 1 MiB).
+    Recorded in the header of every new segment; a segment keeps the alignment it was
+    begun with."""
     max_bytes: int | None = None
     """Budget for the store's disk use; an append beyond it raises ``StoreFullError``."""
     read_only: bool = False

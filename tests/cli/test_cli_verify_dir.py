@@ -188,6 +188,12 @@ def test_not_a_ledger_is_bad_input(tmp_path: Path) -> None:
     assert p.returncode == 2 and "not a ledger" in p.stderr
 
 
+def test_a_segment_named_otherwise_is_refused(ledger_copy: Path) -> None:
+    (ledger_copy / "segments" / "junk.seg").write_bytes(b"x")
+    p = mc("verify", ledger_copy)
+    assert p.returncode == 1 and "corrupt-store" in p.stdout and "junk.seg" in p.stdout
+
+
 def test_an_empty_ledger_is_ok(tmp_path: Path) -> None:
     BlockStore.open(tmp_path / "e").close()
     assert verify_ledger_dir(tmp_path / "e").head is None

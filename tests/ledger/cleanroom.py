@@ -1,4 +1,5 @@
-"""A second, independent verifier written only from docs/ledger-format.md.
+"""A second, independent verifier written only from docs/ledger-format.md (and, for export,
+proof and ledger-directory files, docs/export-format.md).
 
 It deliberately does not import ``agent``: it uses hashlib and libsodium (via
 PyNaCl) and re-derives every rule from the spec's section numbers, so that its
