@@ -27,7 +27,8 @@ from replica.access import AccessControl
 from replica.config import ReplicaConfig, load_config
 from replica.csvexport import MAX_LISTED, build_export, check_exportable
 from replica.errors import Refusal, ReplicaStoreError
-from replica.service import ReplicaService
+from replica.intake import BodyBudget, client_address, received_body
+from replica.service import ReplicaService, head_json
 from replica.storage.base import Storage, open_storage
 
 log = logging.getLogger("replica")
@@ -125,29 +126,11 @@ def refusal_response(exc: Refusal) -> JSONResponse:
     for k, v in exc.extra.items():
         if k == "retry_after":
             headers["Retry-After"] = str(max(1, int(float(str(v)) + 0.999)))
+        elif k == "close":  # refused before the body was read: do not wait for it
+            headers["Connection"] = "close"
         else:
             body[k] = v
     return JSONResponse(body, status_code=exc.status, headers=headers)
-
-
-async def _read_body(request: Request, limit: int, service: ReplicaService,
-                     key_hex: str) -> bytes:
-    """The request body, refused (413, with the gateway's head) once over ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    over = declared is not None and declared.isdigit() and int(declared) > limit
-    chunks = []
-    if not over:
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                over = True
-                break
-            chunks.append(chunk)
-    if over:
-        head = await run_in_threadpool(service.current_head, key_hex)
-        raise Refusal(413, "too-large", f"request body is over {limit} bytes", head=head)
-    return b"".join(chunks)
 
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -174,6 +157,8 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
     utility_sk = (keys.load_utility_secret(config.utility_secret_key)
                   if config.utility_secret_key is not None else None)
     state: dict[str, ReplicaService] = {}
+    budget = BodyBudget(config.limits.max_inflight_body_bytes,
+                        config.limits.max_inflight_body_bytes_per_client)
     if storage is not None:
         state["service"] = ReplicaService(storage, config.limits, utility_sk=utility_sk)
 
@@ -226,8 +211,9 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
     async def push(gw: str, request: Request) -> JSONResponse:
         """Push an ordered, consecutive batch of blocks (atomic: all stored or none)."""
         service = svc()
-        body = await _read_body(request, config.limits.max_body_bytes, service, gw)
-        result = await run_in_threadpool(service.push, gw, body)
+        rec = await run_in_threadpool(service.gateway_for_push, gw)  # before any body byte
+        async with received_body(request, config.limits, budget, head_json(rec)) as body:
+            result = await run_in_threadpool(service.push, gw, body, client_address(request))
         return JSONResponse(result.json())
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/head", response_model=HeadModel,

@@ -94,6 +94,8 @@ class ReplicaService:
         self.utility_sk = utility_sk
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.rate = RateLimiter(limits.rate_per_gateway, limits.rate_burst, monotonic)
+        self.junk = RateLimiter(limits.junk_per_client, limits.junk_burst, monotonic)
+        """Refused or unsigned pushes, per client address."""
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -120,30 +122,70 @@ class ReplicaService:
 
     # --- push ----------------------------------------------------------------------------
 
-    def push(self, key_hex: str, body: bytes) -> PushResult:
-        """Verify and store a pushed batch (the body of ``POST .../blocks``).
+    def gateway_for_push(self, key_hex: str) -> GatewayRecord:
+        """The gateway a push names, checked before its body is read.
 
         Raises:
-            Refusal: the batch is refused; nothing from it was stored.
+            Refusal: 400 ``malformed`` key; 403 ``unknown-gateway``; 403 ``revoked`` when
+                the key is revoked and its stored chain already reaches the revocation
+                time (block times never decrease, so no further block can be accepted).
         """
         key = parse_key(key_hex)
         rec = self.storage.gateway(key)
         if rec is None:
             raise Refusal(403, "unknown-gateway",
                           f"gateway {key_hex} is not enrolled; ask the utility to enroll it",
-                          head=None)
-        wait = self.rate.take(key)
+                          head=None, close=True)
+        if rec.revoked_at_ms is not None and rec.head_header is not None:
+            end = Header.decode(rec.head_header).time_end_ms
+            if end >= rec.revoked_at_ms:
+                raise Refusal(403, "revoked", f"the key is revoked from {rec.revoked_at_ms} "
+                              "and its chain has reached that time: no block can be accepted",
+                              head=head_json(rec), close=True)
+        return rec
+
+    def push(self, key_hex: str, body: bytes, client: str = "") -> PushResult:
+        """Verify and store a pushed batch (the body of ``POST .../blocks``).
+
+        The gateway's rate budget is charged only once the first block's signature
+        verifies; everything else (refused or empty batches) is charged to the client
+        address's junk budget, which is checked first.
+
+        Raises:
+            Refusal: the batch is refused; nothing from it was stored.
+        """
+        rec = self.gateway_for_push(key_hex)
+        caller = client.encode()
+        wait = self.junk.peek(caller)
+        if wait > 0:
+            raise Refusal(429, "rate-limited", f"too many refused or unsigned pushes from this "
+                          f"address; retry after {wait:.2f} s", head=head_json(rec),
+                          retry_after=wait)
+        try:
+            blocks = self._decode_batch(body, rec)
+            if blocks:
+                try:
+                    verify_signature(blocks[0].header, blocks[0].signature)
+                except ChainError as exc:
+                    raise Refusal(422, exc.reason, str(exc), head=head_json(rec),
+                                  height=blocks[0].height, index=0) from None
+        except Refusal:
+            self.junk.take(caller)
+            raise
+        if not blocks:  # nothing to store: answers the head, changes nothing
+            self.junk.take(caller)
+            return PushResult(head_json(rec), 0, 0)
+        wait = self.rate.take(rec.key)
         if wait > 0:
             raise Refusal(429, "rate-limited",
                           f"more than {self.limits.rate_per_gateway:g} pushes per second from "
                           f"this gateway; retry after {wait:.2f} s", head=head_json(rec),
                           retry_after=wait)
-        blocks = self._decode_batch(body, rec)
         for _ in range(PUSH_RETRIES):
             try:
                 return self._push_blocks(rec, blocks)
             except StaleHeadError:
-                fresh = self.storage.gateway(key)
+                fresh = self.storage.gateway(rec.key)
                 assert fresh is not None  # gateways are never deleted
                 rec = fresh
         raise Refusal(409, "concurrent-push",
@@ -172,10 +214,15 @@ class ReplicaService:
             raise Refusal(413, "too-large", f"batch holds {len(items)} blocks, at most "
                           f"{self.limits.max_blocks_per_batch} are accepted", head=head)
         blocks = []
+        max_b64 = 4 * -(-self.limits.max_block_bytes // 3)
         for i, item in enumerate(items):
             if not isinstance(item, str):
                 raise Refusal(400, "malformed", f"blocks[{i}] must be a base64 string, got "
                               f"{type(item).__name__}", head=head, index=i)
+            if len(item) > max_b64:
+                raise Refusal(413, "too-large", f"blocks[{i}] is over the "
+                              f"{self.limits.max_block_bytes} bytes a block may have",
+                              head=head, index=i)
             try:
                 raw = base64.b64decode(item, validate=True)
             except (binascii.Error, ValueError) as exc:
@@ -204,8 +251,6 @@ class ReplicaService:
     def _push_blocks(self, rec: GatewayRecord, blocks: list[Block]) -> PushResult:
         head = head_json(rec)
         now = self.clock_ms()
-        if not blocks:  # nothing to store: answers the head, changes nothing
-            return PushResult(head, 0, 0)
         if rec.revoked_at_ms is not None:
             for b in blocks:
                 if b.header.time_end_ms >= rec.revoked_at_ms:
