@@ -105,6 +105,9 @@ class ForkModel(BaseModel):
 
 class ForksModel(BaseModel):
     forks: list[ForkModel]
+    next: str | None
+    total: int
+    dropped: int
 
 
 _REFUSALS: dict[int | str, dict[str, Any]] = {
@@ -223,11 +226,13 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         return svc().head(gw)
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/blocks", response_model=BlocksModel,
-             responses=_REFUSALS)
+             responses=_REFUSALS, response_class=StreamingResponse)
     def blocks(gw: str, from_: str = Query("0", alias="from"),
-               limit: str = Query("100")) -> dict[str, Any]:
-        """Consecutive block records from ``from``, at most ``limit`` (capped by config)."""
-        return svc().blocks(gw, query_int("from", from_), query_int("limit", limit))
+               limit: str = Query("100")) -> Response:
+        """Consecutive block records from ``from``, at most ``limit`` and
+        ``max_read_bytes`` (capped by config), streamed."""
+        pieces = svc().blocks_json(gw, query_int("from", from_), query_int("limit", limit))
+        return StreamingResponse(pieces, media_type="application/json")
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/blocks/{{height}}/hash", responses=_REFUSALS)
     def block_hash(gw: str, height: str) -> dict[str, Any]:
@@ -265,9 +270,9 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         return svc().gateways()
 
     @app.get(f"{API_PREFIX}/forks", response_model=ForksModel)
-    def forks() -> dict[str, Any]:
-        """Fork evidence: pairs of signed headers, checkable with ``verify_fork``."""
-        return svc().forks()
+    def forks(after: str = Query(""), limit: str = Query("100")) -> dict[str, Any]:
+        """Fork evidence: pairs of signed headers, checkable with ``verify_fork``, paged."""
+        return svc().forks(after[:2000], query_int("limit", limit))
 
     @app.get(f"{API_PREFIX}/health")
     def health() -> dict[str, str]:

@@ -14,7 +14,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,10 @@ from replica.storage.base import ForkRecord, GatewayRecord, Storage, StoredBlock
 
 PUSH_RETRIES = 3
 """Times a push is re-verified when a concurrent push moved the head under it."""
+FORKS_PAGE = 100
+MAX_FORKS_PAGE = 1000
+READ_PAGE_BYTES = 1024 * 1024
+"""Bytes of block records fetched from storage at once while streaming a read."""
 
 
 def head_json(rec: GatewayRecord | None) -> dict[str, Any] | None:
@@ -315,7 +319,8 @@ class ReplicaService:
         records = self.storage.blocks(rec.key, b.height, 1)
         stored = Block.decode(records[0])
         self.storage.add_fork(ForkRecord(rec.key, b.height, stored.header.encode(),
-                                         stored.signature, b.header.encode(), b.signature, now))
+                                         stored.signature, b.header.encode(), b.signature, now),
+                              self.limits.max_forks_per_height)
         raise Refusal(409, "fork", f"a different block is stored at height {b.height} "
                       f"(stored {stored.hash.hex()}, pushed {b.hash.hex()}); both signed "
                       "headers are kept as fork evidence", head=head, height=b.height)
@@ -328,14 +333,45 @@ class ReplicaService:
         return head_json(rec) or {"height": -1, "hash": None}
 
     def blocks(self, key_hex: str, from_height: int, limit: int) -> dict[str, Any]:
-        """``GET .../blocks``. Raises: Refusal (400, 404)."""
+        """``GET .../blocks`` as one dict (see :meth:`blocks_json` for the streamed form).
+
+        Raises: Refusal (400, 404)."""
+        return json.loads(b"".join(self.blocks_json(key_hex, from_height, limit)))
+
+    def blocks_json(self, key_hex: str, from_height: int, limit: int) -> Iterator[bytes]:
+        """``GET .../blocks``: consecutive records from ``from_height``, at most ``limit``
+        (capped by ``max_blocks_per_read``) and at most ``max_read_bytes`` of records (at
+        least one block), as JSON pieces read from storage page by page.
+
+        Raises: Refusal (400, 404) -- before the first piece is produced."""
         rec = self.enrolled(key_hex)
         _check_range("from", from_height)
         if limit < 1:
             raise Refusal(400, "malformed", f"limit must be at least 1, got {limit}")
         limit = min(limit, self.limits.max_blocks_per_read)
-        records = self.storage.blocks(rec.key, from_height, limit)
-        return {"blocks": [base64.b64encode(r).decode("ascii") for r in records]}
+        sizes = self.storage.block_sizes(rec.key, from_height, limit)
+        total = count = 0
+        for _height, size in sizes:
+            if count and total + size > self.limits.max_read_bytes:
+                break
+            total += size
+            count += 1
+        return self._stream_blocks(rec.key, from_height, [n for _, n in sizes[:count]])
+
+    def _stream_blocks(self, key: bytes, start: int, sizes: list[int]) -> Iterator[bytes]:
+        yield b'{"blocks": ['
+        pos, first = 0, True
+        while pos < len(sizes):
+            page = 1
+            budget = sizes[pos]
+            while pos + page < len(sizes) and budget + sizes[pos + page] <= READ_PAGE_BYTES:
+                budget += sizes[pos + page]
+                page += 1
+            for record in self.storage.blocks(key, start + pos, page):
+                yield (b"" if first else b", ") + b'"' + base64.b64encode(record) + b'"'
+                first = False
+            pos += page
+        yield b"]}"
 
     def block_hash(self, key_hex: str, height: int) -> dict[str, Any]:
         """``GET .../blocks/{height}/hash``. Raises: Refusal (400, 404 ``no-block``)."""
@@ -392,19 +428,46 @@ class ReplicaService:
             for g in self.storage.gateways()
         ]}
 
-    def forks(self) -> dict[str, Any]:
-        """``GET /v1/forks``: evidence anyone can check with ``ledger.verify_fork``."""
+    def forks(self, after: str = "", limit: int = FORKS_PAGE) -> dict[str, Any]:
+        """``GET /v1/forks``: evidence anyone can check with ``ledger.verify_fork``, a page
+        at a time (``next`` is the cursor of the following page, ``null`` at the end),
+        with ``total`` pieces kept and ``dropped`` ones only counted.
+
+        Raises:
+            Refusal: 400 ``malformed`` cursor or limit.
+        """
         def side(header: bytes, sig: bytes) -> dict[str, str]:
             return {"header": base64.b64encode(header).decode("ascii"), "signature": sig.hex()}
 
+        if not 1 <= limit <= MAX_FORKS_PAGE:
+            raise Refusal(400, "malformed", f"limit must be 1..{MAX_FORKS_PAGE}, got {limit}")
+        position = _parse_fork_cursor(after) if after else None
+        page = self.storage.forks(position, limit + 1)
+        more = len(page) > limit
+        page = page[:limit]
+        kept, dropped = self.storage.fork_counts()
+        last = page[-1] if page else None
         return {"forks": [
             {"key": f.key.hex(), "height": f.height, "a": side(f.header_a, f.sig_a),
              "b": side(f.header_b, f.sig_b), "seen_ms": f.seen_ms}
-            for f in self.storage.forks()
-        ]}
+            for f in page
+        ], "next": f"{last.key.hex()}.{last.height}.{last.header_b.hex()}"
+                   if more and last else None,
+            "total": kept, "dropped": dropped}
 
 
 MAX_QUERY_INT = 2**63 - 1
+
+
+def _parse_fork_cursor(text: str) -> tuple[bytes, int, bytes]:
+    try:
+        key, height, header = text.split(".")
+        out = (bytes.fromhex(key), int(height), bytes.fromhex(header))
+    except ValueError:
+        out = None
+    if out is None or len(out[0]) != 32 or not height.isdigit() or len(out[2]) > 1024:
+        raise Refusal(400, "malformed", "after must be the 'next' cursor of a previous page")
+    return out
 def _check_range(name: str, value: int) -> None:
     if not 0 <= value <= MAX_QUERY_INT:
         raise Refusal(400, "malformed", f"{name} must be in 0..2**63-1, got {value}")

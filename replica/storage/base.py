@@ -168,12 +168,25 @@ class Storage(abc.ABC):
     # --- forks ---------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def add_fork(self, fork: ForkRecord) -> None:
-        """Keep fork evidence (a second report of the same pair is ignored)."""
+    def add_fork(self, fork: ForkRecord, max_per_height: int = 4) -> bool:
+        """Keep fork evidence: at most ``max_per_height`` pieces per gateway and height;
+        beyond that the piece is only counted. A second report of a kept pair is ignored.
+        Returns whether the evidence is kept."""
 
     @abc.abstractmethod
-    def forks(self) -> list[ForkRecord]:
-        """All fork evidence, ordered by key and height."""
+    def forks(self, after: tuple[bytes, int, bytes] | None = None,
+              limit: int | None = None) -> list[ForkRecord]:
+        """Fork evidence ordered by (key, height, header_b), after that position, at most
+        ``limit`` (all without)."""
+
+    @abc.abstractmethod
+    def fork_counts(self) -> tuple[int, int]:
+        """``(kept, dropped)``: pieces of fork evidence kept, and those only counted."""
+
+    @abc.abstractmethod
+    def block_sizes(self, key: bytes, from_height: int, limit: int) -> list[tuple[int, int]]:
+        """``(height, record bytes)`` of up to ``limit`` consecutive blocks from
+        ``from_height`` (to bound a read by bytes before fetching the records)."""
 
 
 def open_storage(url: str, *, pool_size: int = 8) -> Storage:

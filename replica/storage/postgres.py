@@ -46,6 +46,12 @@ CREATE TABLE IF NOT EXISTS blocks (
     PRIMARY KEY (gateway_key, height)
 ) PARTITION BY HASH (gateway_key);
 CREATE INDEX IF NOT EXISTS blocks_time ON blocks (gateway_key, time_end_ms);
+CREATE TABLE IF NOT EXISTS fork_overflow (
+    gateway_key BYTEA NOT NULL,
+    height BIGINT NOT NULL,
+    dropped BIGINT NOT NULL,
+    PRIMARY KEY (gateway_key, height)
+);
 CREATE TABLE IF NOT EXISTS api_tokens (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -121,6 +127,9 @@ class PostgresStorage(SqlStorage):
         except (PoolTimeout, psycopg.OperationalError) as exc:
             raise ReplicaStoreError(f"PostgreSQL {_safe(self.dsn)}: write failed: {exc}"
                                     ) from None
+
+    def _lock_gateway(self, cur: Cursor, key: bytes) -> None:
+        cur.execute("SELECT 1 FROM gateways WHERE key = %s FOR UPDATE", (key,))
 
     def _is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.errors.UniqueViolation)

@@ -207,25 +207,68 @@ class SqlStorage(Storage):
 
     # --- forks ---------------------------------------------------------------------------
 
-    def add_fork(self, fork: ForkRecord) -> None:
+    def _lock_gateway(self, cur: Cursor, key: bytes) -> None:
+        """Serialise writers of one gateway inside a transaction (SQLite's write lock
+        already does; PostgreSQL locks the gateway's row)."""
+
+    def add_fork(self, fork: ForkRecord, max_per_height: int = 4) -> bool:
         try:
             with self._write() as cur:
+                self._lock_gateway(cur, fork.key)
+                cur.execute(self._q("SELECT header_b FROM forks WHERE gateway_key = ? AND "
+                                    "height = ?"), (fork.key, fork.height))
+                kept = [bytes(r[0]) for r in cur.fetchall()]
+                if fork.header_b in kept:
+                    return True
+                if len(kept) >= max_per_height:
+                    cur.execute(self._q(
+                        "INSERT INTO fork_overflow (gateway_key, height, dropped) VALUES "
+                        "(?, ?, 1) ON CONFLICT (gateway_key, height) DO UPDATE SET "
+                        "dropped = fork_overflow.dropped + 1"), (fork.key, fork.height))
+                    return False
                 cur.execute(
                     self._q("INSERT INTO forks (gateway_key, height, header_a, sig_a, header_b, "
                             "sig_b, seen_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"),
                     (fork.key, fork.height, fork.header_a, fork.sig_a, fork.header_b,
                      fork.sig_b, fork.seen_ms),
                 )
+                return True
         except Exception as exc:
             if not self._is_unique_violation(exc):
                 raise
+            return True
 
-    def forks(self) -> list[ForkRecord]:
+    def forks(self, after: tuple[bytes, int, bytes] | None = None,
+              limit: int | None = None) -> list[ForkRecord]:
+        sql = ("SELECT gateway_key, height, header_a, sig_a, header_b, sig_b, seen_ms "
+               "FROM forks")
+        params: list[Any] = []
+        if after is not None:
+            sql += " WHERE (gateway_key, height, header_b) > (?, ?, ?)"
+            params += list(after)
+        sql += " ORDER BY gateway_key, height, header_b"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
         with self._read() as cur:
-            cur.execute("SELECT gateway_key, height, header_a, sig_a, header_b, sig_b, seen_ms "
-                        "FROM forks ORDER BY gateway_key, height, seen_ms")
+            cur.execute(self._q(sql), params)
             return [ForkRecord(bytes(k), int(h), bytes(ha), bytes(sa), bytes(hb), bytes(sb),
                                int(t)) for k, h, ha, sa, hb, sb, t in cur.fetchall()]
+
+    def fork_counts(self) -> tuple[int, int]:
+        with self._read() as cur:
+            cur.execute("SELECT COUNT(*) FROM forks")
+            kept = int(cur.fetchone()[0])
+            cur.execute("SELECT COALESCE(SUM(dropped), 0) FROM fork_overflow")
+            dropped = int(cur.fetchone()[0])
+        return kept, dropped
+
+    def block_sizes(self, key: bytes, from_height: int, limit: int) -> list[tuple[int, int]]:
+        with self._read() as cur:
+            cur.execute(self._q("SELECT height, length(record) FROM blocks WHERE "
+                                "gateway_key = ? AND height >= ? ORDER BY height LIMIT ?"),
+                        (key, from_height, limit))
+            return [(int(h), int(n)) for h, n in cur.fetchall()]
 
 
 def _gateway(row: Sequence[Any]) -> GatewayRecord:

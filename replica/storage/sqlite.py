@@ -47,6 +47,12 @@ CREATE TABLE IF NOT EXISTS blocks (
     PRIMARY KEY (gateway_key, height)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS blocks_time ON blocks (gateway_key, time_end_ms);
+CREATE TABLE IF NOT EXISTS fork_overflow (
+    gateway_key BLOB NOT NULL,
+    height INTEGER NOT NULL,
+    dropped INTEGER NOT NULL,
+    PRIMARY KEY (gateway_key, height)
+);
 CREATE TABLE IF NOT EXISTS api_tokens (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,

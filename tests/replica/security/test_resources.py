@@ -166,3 +166,40 @@ def test_peak_memory_under_200_slow_clients_is_bounded(tmp_path: Path) -> None:
     assert sum(outcomes.values()) == 200
     assert outcomes.get("503", 0) >= 100, outcomes  # refused as the budget was spent
     assert grown_mib < 32 * 2 + 48, grown_mib  # the budget (x2 at join) plus overheads
+
+
+def test_block_reads_are_bounded_by_bytes_and_streamed(
+        make_replica: Callable[..., RunningReplica]) -> None:
+    chain = make_chain(SEED, 8, 30)
+    size = len(chain[0].encode())
+    rep = make_replica(Limits(max_read_bytes=3 * size + size // 2))
+    key = enroll(rep.storage, SEED)
+    assert rep.push(key, chain).status_code == 200
+    r = rep.http.get(f"/v1/gateways/{key.hex()}/blocks", params={"from": 2, "limit": 100})
+    assert r.status_code == 200 and r.headers.get("transfer-encoding") == "chunked"
+    assert r.json()["blocks"] == encode_b64(chain[2:5])  # 3 blocks fit, never a 4th
+    tiny = make_replica(Limits(max_read_bytes=1), storage=rep.storage)
+    r = tiny.http.get(f"/v1/gateways/{key.hex()}/blocks", params={"from": 7})
+    assert r.json()["blocks"] == encode_b64(chain[7:8])  # one block always comes
+
+
+def test_fork_evidence_is_bounded_per_height_and_paged(
+        make_replica: Callable[..., RunningReplica]) -> None:
+    rep = make_replica(Limits(max_forks_per_height=2, junk_per_client=0.0))
+    key = enroll(rep.storage, SEED)
+    chain = make_chain(SEED, 3, 2)
+    assert rep.push(key, chain).status_code == 200
+    for i in range(6):  # six different signed blocks at height 1 from the same key
+        other = make_chain(SEED, 2, 2, meter_id=f"fork-{i}")[1]
+        assert rep.push(key, [other]).json()["error"] == "fork"
+    body = rep.http.get("/v1/forks").json()
+    assert (len(body["forks"]), body["total"], body["dropped"], body["next"]) == (2, 2, 4, None)
+    first = rep.http.get("/v1/forks", params={"limit": 1}).json()
+    assert len(first["forks"]) == 1 and first["next"]
+    second = rep.http.get("/v1/forks", params={"limit": 1, "after": first["next"]}).json()
+    assert second["next"] is None
+    assert first["forks"] + second["forks"] == body["forks"]
+    for bad in ("nonsense", "00.1.00", f"{key.hex()}.x.00"):
+        r = rep.http.get("/v1/forks", params={"after": bad})
+        assert r.status_code == 400 and r.json()["error"] == "malformed", bad
+    assert rep.http.get("/v1/forks", params={"limit": 0}).status_code == 400
