@@ -75,6 +75,8 @@ class Limits:
     """Bytes of block records one ``GET .../blocks`` answers at most (fewer blocks then)."""
     max_forks_per_height: int = 4
     """Pieces of fork evidence kept per gateway and height; further ones are only counted."""
+    max_bytes_per_gateway: int = 16 * 1024**3
+    """Bytes of block records stored per gateway (507 ``quota-exceeded`` above); 0 = none."""
 
 
 @dataclass(frozen=True)

@@ -287,6 +287,13 @@ class ReplicaService:
             out.append(StoredBlock(h.height, bhash, h.time_start_ms, h.time_end_ms,
                                    h.reading_count, h.payload_encoding == PayloadEncoding.SEALED,
                                    b.encode()))
+        quota = self.limits.max_bytes_per_gateway
+        adding = sum(len(b.record) for b in out)
+        if quota and rec.stored_bytes + adding > quota:
+            raise Refusal(507, "quota-exceeded", f"the gateway's stored blocks would take "
+                          f"{rec.stored_bytes + adding} bytes, over this replica's quota of "
+                          f"{quota}; nothing was stored (retry once the operator raises it)",
+                          head=head)
         self.storage.append(rec.key, out, rec.height, now)
         return PushResult({"height": out[-1].height, "hash": out[-1].hash.hex()}, len(out),
                           duplicates)

@@ -27,6 +27,8 @@ class GatewayRecord:
     head_header: bytes | None
     """The head block's canonical 194-byte header (to verify the next block against)."""
     last_seen_ms: int | None
+    stored_bytes: int = 0
+    """Bytes of block records stored for this gateway (for ``max_bytes_per_gateway``)."""
 
 
 @dataclass(frozen=True, slots=True)

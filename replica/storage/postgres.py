@@ -17,7 +17,7 @@ import psycopg.errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from replica.errors import ReplicaStoreError
-from replica.storage.sql import Cursor, SqlStorage, iter_statements
+from replica.storage.sql import ADD_STORED_BYTES, Cursor, SqlStorage, iter_statements
 
 DEFAULT_PARTITIONS = 8
 
@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS gateways (
     height BIGINT NOT NULL DEFAULT -1,
     head_hash BYTEA,
     head_header BYTEA,
-    last_seen_ms BIGINT
+    last_seen_ms BIGINT,
+    stored_bytes BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS blocks (
     gateway_key BYTEA NOT NULL,
@@ -106,6 +107,12 @@ class PostgresStorage(SqlStorage):
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for stmt in schema_sql(partitions):
                 cur.execute(stmt)
+            cur.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = "
+                        "current_schema() AND table_name = 'gateways' AND "
+                        "column_name = 'stored_bytes'")
+            if cur.fetchone() is None:
+                for stmt in ADD_STORED_BYTES:
+                    cur.execute(stmt.format(big="BIGINT"))
 
     def _q(self, sql: str) -> str:
         return sql.replace("?", "%s")

@@ -18,7 +18,14 @@ from replica.storage.base import ForkRecord, GatewayRecord, Storage, StoredBlock
 HEADER_SIZE = 194
 
 _GATEWAY_COLUMNS = ("key, name, site, enrolled_ms, revoked_at_ms, height, head_hash, "
-                    "head_header, last_seen_ms")
+                    "head_header, last_seen_ms, stored_bytes")
+
+ADD_STORED_BYTES = [
+    "ALTER TABLE gateways ADD COLUMN stored_bytes {big} NOT NULL DEFAULT 0",
+    "UPDATE gateways SET stored_bytes = (SELECT COALESCE(SUM(length(record)), 0) FROM blocks "
+    "WHERE blocks.gateway_key = gateways.key)",
+]
+"""Upgrade of a database made before per-gateway quotas (counts what is stored)."""
 
 
 class Cursor(Protocol):
@@ -122,8 +129,10 @@ class SqlStorage(Storage):
         last = blocks[-1]
         cur.execute(
             self._q("UPDATE gateways SET height = ?, head_hash = ?, head_header = ?, "
-                    "last_seen_ms = ? WHERE key = ? AND height = ?"),
-            (last.height, last.hash, last.record[:HEADER_SIZE], seen_ms, key, expected_height),
+                    "last_seen_ms = ?, stored_bytes = stored_bytes + ? "
+                    "WHERE key = ? AND height = ?"),
+            (last.height, last.hash, last.record[:HEADER_SIZE], seen_ms,
+             sum(len(b.record) for b in blocks), key, expected_height),
         )
         if cur.rowcount != 1:
             raise StaleHeadError(key, expected_height)
@@ -272,13 +281,13 @@ class SqlStorage(Storage):
 
 
 def _gateway(row: Sequence[Any]) -> GatewayRecord:
-    key, name, site, enrolled, revoked, height, hhash, hheader, seen = row
+    key, name, site, enrolled, revoked, height, hhash, hheader, seen, size = row
     return GatewayRecord(
         key=bytes(key), name=name, site=site, enrolled_ms=int(enrolled),
         revoked_at_ms=None if revoked is None else int(revoked), height=int(height),
         head_hash=None if hhash is None else bytes(hhash),
         head_header=None if hheader is None else bytes(hheader),
-        last_seen_ms=None if seen is None else int(seen),
+        last_seen_ms=None if seen is None else int(seen), stored_bytes=int(size),
     )
 
 

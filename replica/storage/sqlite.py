@@ -20,7 +20,7 @@ from pathlib import Path
 
 from replica.errors import ReplicaStoreError, StaleHeadError
 from replica.storage.base import StoredBlock
-from replica.storage.sql import Cursor, SqlStorage, iter_statements
+from replica.storage.sql import ADD_STORED_BYTES, Cursor, SqlStorage, iter_statements
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS gateways (
@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS gateways (
     height INTEGER NOT NULL DEFAULT -1,
     head_hash BLOB,
     head_header BLOB,
-    last_seen_ms INTEGER
+    last_seen_ms INTEGER,
+    stored_bytes INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS blocks (
     gateway_key BLOB NOT NULL,
@@ -116,6 +117,10 @@ class SqliteStorage(SqlStorage):
         with self._write() as cur:
             for stmt in iter_statements(SCHEMA):
                 cur.execute(stmt)
+            cur.execute("SELECT name FROM pragma_table_info('gateways')")
+            if "stored_bytes" not in {r[0] for r in cur.fetchall()}:
+                for stmt in ADD_STORED_BYTES:
+                    cur.execute(stmt.format(big="INTEGER"))
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
