@@ -25,7 +25,9 @@ from ledger import (
     Header,
     PayloadEncoding,
     check_time,
+    open_payload,
     prove_reading,
+    split_payload,
     verify_signature,
 )
 from ledger.errors import ChainError, MalformedError
@@ -284,9 +286,10 @@ class ReplicaService:
             except ChainError as exc:
                 raise Refusal(422, exc.reason, str(exc), head=head, height=b.height) from None
             h = b.header
+            lo, hi = self._reading_span(b)
             out.append(StoredBlock(h.height, bhash, h.time_start_ms, h.time_end_ms,
                                    h.reading_count, h.payload_encoding == PayloadEncoding.SEALED,
-                                   b.encode()))
+                                   b.encode(), lo, hi))
         quota = self.limits.max_bytes_per_gateway
         adding = sum(len(b.record) for b in out)
         if quota and rec.stored_bytes + adding > quota:
@@ -297,6 +300,24 @@ class ReplicaService:
         self.storage.append(rec.key, out, rec.height, now)
         return PushResult({"height": out[-1].height, "hash": out[-1].hash.hex()}, len(out),
                           duplicates)
+
+    def _reading_span(self, b: Block) -> tuple[int, int]:
+        """Earliest and latest reading timestamp of a verified block (what exports select
+        by); ``0 .. 2**63-1`` (unknown: always looked at) for a sealed block this replica
+        cannot open."""
+        payload = b.payload
+        if b.header.payload_encoding == PayloadEncoding.SEALED:
+            if self.utility_sk is None:
+                return 0, MAX_QUERY_INT
+            try:
+                payload = open_payload(payload, self.utility_sk)
+            except ChainError:
+                return 0, MAX_QUERY_INT
+        try:
+            stamps = [int.from_bytes(e[-11:-3], "big") for e in split_payload(payload)]
+        except MalformedError:
+            return 0, MAX_QUERY_INT
+        return (min(stamps), max(stamps)) if stamps else (0, MAX_QUERY_INT)
 
     def _check_existing(self, rec: GatewayRecord, blocks: list[Block], now: int) -> int:
         """Count the batch's leading blocks already stored; refuse a differing one (fork)."""

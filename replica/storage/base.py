@@ -42,6 +42,11 @@ class StoredBlock:
     reading_count: int
     sealed: bool
     record: bytes
+    readings_min_ms: int = 0
+    """Earliest reading timestamp in the block; with ``readings_max_ms`` the span exports
+    select by. Unknown (a sealed block without the key) is ``0 .. 2**63-1``: always
+    looked at."""
+    readings_max_ms: int = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +139,14 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def blocks_in_time(self, key: bytes, from_ms: int, to_ms: int, after_height: int,
                        limit: int) -> list[tuple[int, bytes]]:
-        """``(height, record)`` of blocks above ``after_height`` whose span meets
-        ``[from_ms, to_ms)``, ordered by height, at most ``limit``."""
+        """``(height, record)`` of blocks above ``after_height`` that may hold a reading
+        stamped in ``[from_ms, to_ms)`` (their readings' span meets it), ordered by
+        height, at most ``limit``."""
 
     @abc.abstractmethod
     def sealed_in_time(self, key: bytes, from_ms: int, to_ms: int) -> bool:
-        """Whether any block whose span meets ``[from_ms, to_ms)`` has a sealed payload."""
+        """Whether any block that may hold a reading stamped in ``[from_ms, to_ms)`` has a
+        sealed payload."""
 
     # --- API tokens ----------------------------------------------------------------------
 

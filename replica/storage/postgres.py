@@ -17,7 +17,7 @@ import psycopg.errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from replica.errors import ReplicaStoreError
-from replica.storage.sql import ADD_STORED_BYTES, Cursor, SqlStorage, iter_statements
+from replica.storage.sql import Cursor, SqlStorage, iter_statements
 
 DEFAULT_PARTITIONS = 8
 
@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS blocks (
     sealed SMALLINT NOT NULL,
     record BYTEA NOT NULL,
     received_ms BIGINT NOT NULL,
+    readings_min_ms BIGINT NOT NULL DEFAULT 0,
+    readings_max_ms BIGINT NOT NULL DEFAULT 9223372036854775807,
     PRIMARY KEY (gateway_key, height)
 ) PARTITION BY HASH (gateway_key);
 CREATE INDEX IF NOT EXISTS blocks_time ON blocks (gateway_key, time_end_ms);
@@ -107,12 +109,10 @@ class PostgresStorage(SqlStorage):
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for stmt in schema_sql(partitions):
                 cur.execute(stmt)
-            cur.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = "
-                        "current_schema() AND table_name = 'gateways' AND "
-                        "column_name = 'stored_bytes'")
-            if cur.fetchone() is None:
-                for stmt in ADD_STORED_BYTES:
-                    cur.execute(stmt.format(big="BIGINT"))
+            cur.execute("SELECT table_name, column_name FROM information_schema.columns "
+                        "WHERE table_schema = current_schema() AND "
+                        "table_name IN ('gateways', 'blocks')")
+            self._upgrade(cur, {(str(t), str(c)) for t, c in cur.fetchall()}, "BIGINT")
 
     def _q(self, sql: str) -> str:
         return sql.replace("?", "%s")

@@ -20,12 +20,18 @@ HEADER_SIZE = 194
 _GATEWAY_COLUMNS = ("key, name, site, enrolled_ms, revoked_at_ms, height, head_hash, "
                     "head_header, last_seen_ms, stored_bytes")
 
-ADD_STORED_BYTES = [
-    "ALTER TABLE gateways ADD COLUMN stored_bytes {big} NOT NULL DEFAULT 0",
-    "UPDATE gateways SET stored_bytes = (SELECT COALESCE(SUM(length(record)), 0) FROM blocks "
-    "WHERE blocks.gateway_key = gateways.key)",
+UPGRADES: list[tuple[str, str, list[str]]] = [
+    ("gateways", "stored_bytes", [
+        "ALTER TABLE gateways ADD COLUMN stored_bytes {big} NOT NULL DEFAULT 0",
+        "UPDATE gateways SET stored_bytes = (SELECT COALESCE(SUM(length(record)), 0) "
+        "FROM blocks WHERE blocks.gateway_key = gateways.key)"]),
+    ("blocks", "readings_min_ms", [  # unknown for blocks stored before: always looked at
+        "ALTER TABLE blocks ADD COLUMN readings_min_ms {big} NOT NULL DEFAULT 0",
+        f"ALTER TABLE blocks ADD COLUMN readings_max_ms {{big}} NOT NULL DEFAULT {2**63 - 1}"]),
 ]
-"""Upgrade of a database made before per-gateway quotas (counts what is stored)."""
+"""``(table, column, statements)``: upgrades of a database made by an earlier release."""
+AFTER_UPGRADES = ["CREATE INDEX IF NOT EXISTS blocks_readings ON blocks "
+                  "(gateway_key, readings_max_ms)"]
 
 
 class Cursor(Protocol):
@@ -138,10 +144,12 @@ class SqlStorage(Storage):
             raise StaleHeadError(key, expected_height)
         cur.executemany(
             self._q("INSERT INTO blocks (gateway_key, height, hash, time_start_ms, "
-                    "time_end_ms, reading_count, sealed, record, received_ms) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                    "time_end_ms, reading_count, sealed, record, received_ms, "
+                    "readings_min_ms, readings_max_ms) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
             [(key, b.height, b.hash, b.time_start_ms, b.time_end_ms, b.reading_count,
-              int(b.sealed), b.record, seen_ms) for b in blocks],
+              int(b.sealed), b.record, seen_ms, b.readings_min_ms, b.readings_max_ms)
+             for b in blocks],
         )
 
     def touch(self, key: bytes, seen_ms: int) -> None:
@@ -166,7 +174,7 @@ class SqlStorage(Storage):
                        limit: int) -> list[tuple[int, bytes]]:
         with self._read() as cur:
             cur.execute(self._q("SELECT height, record FROM blocks WHERE gateway_key = ? AND "
-                                "height > ? AND time_end_ms >= ? AND time_start_ms < ? "
+                                "height > ? AND readings_max_ms >= ? AND readings_min_ms < ? "
                                 "ORDER BY height LIMIT ?"),
                         (key, after_height, from_ms, to_ms, limit))
             return [(int(h), bytes(r)) for h, r in cur.fetchall()]
@@ -174,7 +182,7 @@ class SqlStorage(Storage):
     def sealed_in_time(self, key: bytes, from_ms: int, to_ms: int) -> bool:
         with self._read() as cur:
             cur.execute(self._q("SELECT 1 FROM blocks WHERE gateway_key = ? AND sealed = 1 AND "
-                                "time_end_ms >= ? AND time_start_ms < ? LIMIT 1"),
+                                "readings_max_ms >= ? AND readings_min_ms < ? LIMIT 1"),
                         (key, from_ms, to_ms))
             return cur.fetchone() is not None
 
@@ -215,6 +223,17 @@ class SqlStorage(Storage):
         return rec
 
     # --- forks ---------------------------------------------------------------------------
+
+    def _upgrade(self, cur: Cursor, columns: set[tuple[str, str]], big: str) -> None:
+        """Bring a database made by an earlier release up to this schema.
+
+        ``columns`` are the ``(table, column)`` pairs it has."""
+        for table, column, statements in UPGRADES:
+            if (table, column) not in columns:
+                for stmt in statements:
+                    cur.execute(stmt.format(big=big))
+        for stmt in AFTER_UPGRADES:
+            cur.execute(stmt)
 
     def _lock_gateway(self, cur: Cursor, key: bytes) -> None:
         """Serialise writers of one gateway inside a transaction (SQLite's write lock

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from replica.errors import ReplicaStoreError, StaleHeadError
 from replica.storage.base import StoredBlock
-from replica.storage.sql import ADD_STORED_BYTES, Cursor, SqlStorage, iter_statements
+from replica.storage.sql import Cursor, SqlStorage, iter_statements
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS gateways (
@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS blocks (
     sealed INTEGER NOT NULL,
     record BLOB NOT NULL,
     received_ms INTEGER NOT NULL,
+    readings_min_ms INTEGER NOT NULL DEFAULT 0,
+    readings_max_ms INTEGER NOT NULL DEFAULT 9223372036854775807,
     PRIMARY KEY (gateway_key, height)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS blocks_time ON blocks (gateway_key, time_end_ms);
@@ -117,10 +119,11 @@ class SqliteStorage(SqlStorage):
         with self._write() as cur:
             for stmt in iter_statements(SCHEMA):
                 cur.execute(stmt)
-            cur.execute("SELECT name FROM pragma_table_info('gateways')")
-            if "stored_bytes" not in {r[0] for r in cur.fetchall()}:
-                for stmt in ADD_STORED_BYTES:
-                    cur.execute(stmt.format(big="INTEGER"))
+            have = set()
+            for table in ("gateways", "blocks"):
+                cur.execute(f"SELECT name FROM pragma_table_info('{table}')")
+                have |= {(table, r[0]) for r in cur.fetchall()}
+            self._upgrade(cur, have, "INTEGER")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
