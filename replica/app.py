@@ -186,6 +186,7 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
     def svc() -> ReplicaService:
         return state["service"]
 
+    app.router.redirect_slashes = False  # one spelling per path: ".../blocks/" is a 404
     app.add_middleware(AccessControl, routes=lambda: app.router.routes, public=config.public,
                        lookup=lambda: svc().storage.token)
 
