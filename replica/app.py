@@ -111,7 +111,7 @@ class ForksModel(BaseModel):
 
 
 _REFUSALS: dict[int | str, dict[str, Any]] = {
-    s: {"model": RefusalModel} for s in (400, 403, 404, 409, 413, 422, 429)
+    s: {"model": RefusalModel} for s in (400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 507)
 }
 
 _PUSH_BODY_SCHEMA = {
