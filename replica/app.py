@@ -28,9 +28,10 @@ from replica.config import ReplicaConfig, load_config
 from replica.csvexport import MAX_LISTED, build_export, check_exportable
 from replica.errors import Refusal, ReplicaStoreError
 from replica.facts import install_facts
+from replica.intake import BodyBudget, client_address, received_body
 from replica.meterdata.api import add_routes as add_meterdata_routes
 from replica.queryparams import parse_time_param, reject_unknown_query
-from replica.service import ReplicaService
+from replica.service import ReplicaService, head_json
 from replica.storage.base import Storage, open_storage
 
 log = logging.getLogger("replica")
@@ -108,10 +109,13 @@ class ForkModel(BaseModel):
 
 class ForksModel(BaseModel):
     forks: list[ForkModel]
+    next: str | None
+    total: int
+    dropped: int
 
 
 _REFUSALS: dict[int | str, dict[str, Any]] = {
-    s: {"model": RefusalModel} for s in (400, 403, 404, 409, 413, 422, 429)
+    s: {"model": RefusalModel} for s in (400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 507)
 }
 
 _PUSH_BODY_SCHEMA = {
@@ -129,29 +133,11 @@ def refusal_response(exc: Refusal) -> JSONResponse:
     for k, v in exc.extra.items():
         if k == "retry_after":
             headers["Retry-After"] = str(max(1, int(float(str(v)) + 0.999)))
+        elif k == "close":  # refused before the body was read: do not wait for it
+            headers["Connection"] = "close"
         else:
             body[k] = v
     return JSONResponse(body, status_code=exc.status, headers=headers)
-
-
-async def _read_body(request: Request, limit: int, service: ReplicaService,
-                     key_hex: str) -> bytes:
-    """The request body, refused (413, with the gateway's head) once over ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    over = declared is not None and declared.isdigit() and int(declared) > limit
-    chunks = []
-    if not over:
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                over = True
-                break
-            chunks.append(chunk)
-    if over:
-        head = await run_in_threadpool(service.current_head, key_hex)
-        raise Refusal(413, "too-large", f"request body is over {limit} bytes", head=head)
-    return b"".join(chunks)
 
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
@@ -178,6 +164,8 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
     utility_sk = (keys.load_utility_secret(config.utility_secret_key)
                   if config.utility_secret_key is not None else None)
     state: dict[str, ReplicaService] = {}
+    budget = BodyBudget(config.limits.max_inflight_body_bytes,
+                        config.limits.max_inflight_body_bytes_per_client)
     if storage is not None:
         state["service"] = ReplicaService(storage, config.limits, utility_sk=utility_sk)
 
@@ -203,6 +191,7 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
     def svc() -> ReplicaService:
         return state["service"]
 
+    app.router.redirect_slashes = False  # one spelling per path: ".../blocks/" is a 404
     app.add_middleware(AccessControl, routes=lambda: app.router.routes, public=config.public,
                        lookup=lambda: svc().storage.token)
 
@@ -231,8 +220,9 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
     async def push(gw: str, request: Request) -> JSONResponse:
         """Push an ordered, consecutive batch of blocks (atomic: all stored or none)."""
         service = svc()
-        body = await _read_body(request, config.limits.max_body_bytes, service, gw)
-        result = await run_in_threadpool(service.push, gw, body)
+        rec = await run_in_threadpool(service.gateway_for_push, gw)  # before any body byte
+        async with received_body(request, config.limits, budget, head_json(rec)) as body:
+            result = await run_in_threadpool(service.push, gw, body, client_address(request))
         return JSONResponse(result.json())
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/head", response_model=HeadModel,
@@ -242,11 +232,13 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         return svc().head(gw)
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/blocks", response_model=BlocksModel,
-             responses=_REFUSALS)
+             responses=_REFUSALS, response_class=StreamingResponse)
     def blocks(gw: str, from_: str = Query("0", alias="from"),
-               limit: str = Query("100")) -> dict[str, Any]:
-        """Consecutive block records from ``from``, at most ``limit`` (capped by config)."""
-        return svc().blocks(gw, query_int("from", from_), query_int("limit", limit))
+               limit: str = Query("100")) -> Response:
+        """Consecutive block records from ``from``, at most ``limit`` and
+        ``max_read_bytes`` (capped by config), streamed."""
+        pieces = svc().blocks_json(gw, query_int("from", from_), query_int("limit", limit))
+        return StreamingResponse(pieces, media_type="application/json")
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/blocks/{{height}}/hash", responses=_REFUSALS)
     def block_hash(gw: str, height: str) -> dict[str, Any]:
@@ -286,9 +278,9 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         return svc().gateways()
 
     @app.get(f"{API_PREFIX}/forks", response_model=ForksModel)
-    def forks() -> dict[str, Any]:
-        """Fork evidence: pairs of signed headers, checkable with ``verify_fork``."""
-        return svc().forks()
+    def forks(after: str = Query(""), limit: str = Query("100")) -> dict[str, Any]:
+        """Fork evidence: pairs of signed headers, checkable with ``verify_fork``, paged."""
+        return svc().forks(after[:2000], query_int("limit", limit))
 
     @app.get(f"{API_PREFIX}/health")
     def health() -> dict[str, str]:

@@ -11,6 +11,7 @@ this replica's heads against its configured peers (``docs/replica-api.md``).
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from ledger.constants import HEADER_SIZE
 from ledger.errors import ConfigError, ForwardingError
 from replica.client import ClientConfig, GatewayInfo, ReplicaClient
 from replica.service import ReplicaService
+from replica.storage.base import ForkRecord
 from replica.ui.config import AuditPeersConfig
 
 
@@ -43,7 +45,7 @@ def gateway_facts(service: ReplicaService, key_hex: str) -> dict[str, Any]:
         first = service.storage.blocks(rec.key, 0, 1)
         if first:
             first_ms = Header.decode(bytes(first[0][:HEADER_SIZE])).time_start_ms
-    forks = sum(1 for f in service.storage.forks() if f.key == rec.key)
+    forks = len(fork_records(service, rec.key))
     return {
         "key": rec.key.hex(), "name": rec.name, "site": rec.site, "height": rec.height,
         "head_hash": None if rec.head_hash is None else rec.head_hash.hex(),
@@ -69,6 +71,33 @@ def read_token_file(path: Path) -> str:
     if not text:
         raise ConfigError("audit.token_file", f"{path} is empty")
     return text.splitlines()[0].strip()
+
+
+FORK_PAGE = 500
+
+
+def fork_records(service: ReplicaService, key: bytes) -> list[ForkRecord]:
+    """Every piece of fork evidence the replica keeps for one gateway (storage keeps at
+    most ``max_forks_per_height`` per height), read a page at a time."""
+    out: list[ForkRecord] = []
+    after: tuple[bytes, int, bytes] = (key, -1, b"")
+    while True:
+        page = service.storage.forks(after, FORK_PAGE)
+        mine = [f for f in page if f.key == key]
+        out.extend(mine)
+        if len(mine) < FORK_PAGE:
+            return out
+        last = mine[-1]
+        after = (last.key, last.height, last.header_b)
+
+
+def fork_json(f: ForkRecord) -> dict[str, Any]:
+    """One piece of fork evidence as ``GET /v1/forks`` writes it."""
+    def side(header: bytes, sig: bytes) -> dict[str, str]:
+        return {"header": base64.b64encode(header).decode("ascii"), "signature": sig.hex()}
+
+    return {"key": f.key.hex(), "height": f.height, "a": side(f.header_a, f.sig_a),
+            "b": side(f.header_b, f.sig_b), "seen_ms": f.seen_ms}
 
 
 class PeerHeads:
@@ -166,7 +195,7 @@ def install_facts(app: FastAPI, svc: Callable[[], ReplicaService],
     def gateway_forks(gw: str) -> Response:
         """Fork evidence of one gateway (as in ``GET /v1/forks``), as a JSON download."""
         rec = svc().enrolled(gw)
-        body = {"forks": [f for f in svc().forks()["forks"] if f["key"] == rec.key.hex()]}
+        body = {"forks": [fork_json(f) for f in fork_records(svc(), rec.key)]}
         return JSONResponse(body, headers={
             "Content-Disposition": f'attachment; filename="forks-{rec.key.hex()[:16]}.json"'})
 

@@ -70,8 +70,10 @@ def ui_replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiReplica]:
     storage.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    """One browser for tests/ui. Package scope: Playwright's sync API keeps an event loop
+    running in this thread while it lives, which ``asyncio.run`` elsewhere refuses."""
     with sync_playwright() as pw:
         b = launch(pw)
         yield b

@@ -13,6 +13,18 @@
     return "ok";
   }
 
+  // Keys of every gateway with fork evidence: /v1/forks a page at a time.
+  async function forkedGateways() {
+    const keys = new Set();
+    let after = "";
+    for (;;) {
+      const page = await MC.api(`/v1/forks?limit=1000${after ? `&after=${encodeURIComponent(after)}` : ""}`);
+      for (const f of page.forks) keys.add(f.key);
+      if (!page.next) return keys;
+      after = page.next;
+    }
+  }
+
   function render(r) {
     const tr = document.createElement("tr");
     tr.dataset.key = r.key;
@@ -36,9 +48,8 @@
   }
 
   async function main() {
-    const [gw, forks] = await Promise.all([MC.api("/v1/gateways"), MC.api("/v1/forks")]);
+    const [gw, forkKeys] = await Promise.all([MC.api("/v1/gateways"), forkedGateways()]);
     const now = Date.now();
-    const forkKeys = new Set(forks.forks.map((f) => f.key));
     const rows = gw.gateways.map((g) => ({
       ...g, state: state(g, forkKeys, now),
       age: g.last_seen_ms === null ? null : now - g.last_seen_ms,

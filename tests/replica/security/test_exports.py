@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import nacl.signing
+import pytest
 
-from ledger import Block, block_readings, header_hash
+from ledger import Block, Reading, block_readings, header_hash, seal_block
 from replica.config import Limits
 from replica.csvexport import neutralise
 from tests.replica.conftest import RunningReplica, enroll
@@ -69,10 +70,10 @@ def test_unreadable_sealed_blocks_are_refused_before_any_byte(
     assert [(int(x["height"]), x["meter_id"], int(x["timestamp_ms"])) for x in got] == [
         (h, rd.meter_id, rd.timestamp_ms) for h, rd in
         zip([0] * 3 + [1] * 3 + [3] * 3, want, strict=True)]
-    # a range without the bad blocks is exported whole, with nothing omitted
+    # a block this replica cannot open may hold readings of any time: it counts in every
+    # range; block 4 opened at push, so its readings' span is known and elsewhere
     r = rep.http.get(path, params={"to_ms": chain[2].header.time_start_ms})
-    assert r.status_code == 200 and r.headers["x-meterchain-omitted-count"] == "0"
-    assert len(rows(r.text)) == 6
+    assert r.status_code == 422 and r.json()["heights"] == [2]
 
     for height in (2, 4):  # proofs: a clear 422, never a 500
         r = rep.http.get(f"/v1/gateways/{key.hex()}/proof",
@@ -96,3 +97,52 @@ def test_formula_cells_are_neutralised(replica: RunningReplica) -> None:
     assert neutralise("\tx") == "'\tx" and neutralise("\rx") == "'\rx"
     # numbers stay numbers: a negative value's decimal column is not text
     assert all(not x["decimal"].startswith("'") for x in got)
+
+
+HOUR = 3_600_000
+T = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def edge_chain(recipient: bytes | None) -> tuple[list[Block], dict[str, int]]:
+    """Blocks whose readings lie outside their own collection window, near hour edges."""
+    stamps = {"late-prev-hour": T - 30_000, "first": T, "last-of-hour": T + HOUR - 1,
+              "next-hour": T + HOUR, "late": T + HOUR + 5}
+    windows = [  # (window, the readings' names): readings need not lie in the window
+        ((T, T + HOUR - 1), ["late-prev-hour", "first"]),  # stamped 30 s before it opens
+        ((T + HOUR - 1, T + HOUR + 10), ["last-of-hour", "next-hour", "late"]),
+    ]
+    blocks: list[Block] = []
+    for (t0, t1), names in windows:
+        readings = [Reading.make(name, "1-0:1.8.0", 1000 + i, 0, "Wh", stamps[name])
+                    for i, name in enumerate(names)]
+        salts = [bytes([len(blocks), i]) * 8 for i in range(len(readings))]
+        blocks.append(seal_block(signing_seed(SEED), blocks[-1].header if blocks else None,
+                                 readings, salts, t0, t1, recipient_key=recipient,
+                                 ephemeral_sk=bytes([7 + len(blocks)]) * 32 if recipient
+                                 else None))
+    return blocks, stamps
+
+
+@pytest.mark.parametrize("sealed", [False, True])
+def test_readings_are_selected_by_their_own_timestamp(
+        make_replica: Callable[..., RunningReplica], tmp_path: Path, sealed: bool) -> None:
+    _, pk = utility_keypair()
+    rep = make_replica(Limits(max_future_skew_ms=0), key_file(tmp_path))
+    key = enroll(rep.storage, SEED)
+    chain, stamps = edge_chain(pk if sealed else None)
+    assert rep.push(key, chain).status_code == 200, rep.push(key, chain).text
+
+    def export(lo: int, hi: int) -> list[str]:
+        r = rep.http.get(f"/v1/gateways/{key.hex()}/readings.csv",
+                         params={"from_ms": lo, "to_ms": hi})
+        assert r.status_code == 200, r.text[:200]
+        return [x["meter_id"] for x in rows(r.text)]
+
+    # the hour before T holds one reading, sealed in a block whose window opens at T
+    assert export(T - HOUR, T) == ["late-prev-hour"]
+    assert export(T, T + HOUR) == ["first", "last-of-hour"]
+    assert export(T + HOUR, T + 2 * HOUR) == ["next-hour", "late"]
+    assert export(stamps["late-prev-hour"], stamps["late-prev-hour"] + 1) == ["late-prev-hour"]
+    assert export(T + HOUR - 1, T + HOUR) == ["last-of-hour"]  # half-open at both edges
+    assert export(T - HOUR, T - 30_000) == []
+    assert export(0, 2**63 - 1) == list(stamps)
