@@ -331,6 +331,9 @@ class MeterData:
         for c in chans:
             gw = c.gateway_key.hex()
             scale = ENERGY_UNITS[c.unit] + c.exponent
+            if scale == 0:  # already Wh: the database makes the rows
+                rows.extend(self.store.engine_rows(c.channel, gw, lo, hi))
+                continue
             mul = 10**scale if scale >= 0 else 0
             div = 10**-scale if scale < 0 else 1
             for ts, v, h, i, f in self.store.readings(c.channel, lo, hi):
