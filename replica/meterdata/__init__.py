@@ -1,7 +1,8 @@
 """Meter data at the replica: validated interval energy from signed register readings.
 
 The engine here is pure (no file, database, socket or clock): :mod:`.vee` validates one
-register's readings, :mod:`.intervals` turns them into quality-marked interval energy,
+register's readings, :mod:`.intervals` turns them into quality-marked interval energy
+(:mod:`.estimate` fills long gaps), :mod:`.totals` sums days and months,
 :mod:`.calendar` maps local days and months to UTC ranges and parses the dates, times
 and interval lengths users type. docs/intervals.md is the normative description.
 """
@@ -14,13 +15,12 @@ from replica.meterdata.intervals import (
     Boundary,
     Interval,
     IntervalSeries,
-    PeriodTotal,
     Quality,
-    aggregate,
     compute_intervals,
     default_tolerance_ms,
     largest_remainder,
 )
+from replica.meterdata.totals import PeriodTotal, aggregate
 from replica.meterdata.vee import (
     FINDING_KINDS,
     Finding,

@@ -18,13 +18,21 @@ lost by rounding.
 from __future__ import annotations
 
 import enum
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from fractions import Fraction
-from math import lcm
+from zoneinfo import ZoneInfo
 
 from replica.meterdata.errors import MeterDataInputError
+from replica.meterdata.estimate import (
+    NEAREST_DAY_SHIFTS_MS,
+    PROFILE_LOOKBACK_MS,
+    RULE_COMPARABLE_DAYS,
+    RULE_LINEAR_NO_PROFILE,
+    SAME_WEEKDAY_SHIFTS_MS,
+    estimate_gap,
+    largest_remainder,
+)
 from replica.meterdata.vee import (
     Finding,
     Origin,
@@ -32,6 +40,7 @@ from replica.meterdata.vee import (
     RegisterColumns,
     RegisterSample,
     Screened,
+    new_origin,
     screen,
 )
 
@@ -41,19 +50,10 @@ RULES_VERSION = 1
 
 MS_PER_MINUTE = 60_000
 MS_PER_HOUR = 3_600_000
-MS_PER_DAY = 86_400_000
 
 #: Default longest gap between two readings that is bridged linearly (ElWG section 55,
 #: BDEW MeteringCode: two hours).
 DEFAULT_MAX_LINEAR_GAP_MS = 2 * MS_PER_HOUR
-#: Comparable days for a long gap: the same weekday one to four weeks earlier; when none
-#: of those is usable, the nearest usable earlier day (docs/intervals.md I4).
-SAME_WEEKDAY_SHIFTS_MS = tuple(d * MS_PER_DAY for d in (7, 14, 21, 28))
-NEAREST_DAY_SHIFTS_MS = tuple(d * MS_PER_DAY for d in (1, 2, 3, 4, 5, 6))
-#: How far before a gap the engine may look for comparable days. A caller that wants
-#: the same estimates for a day as for its month passes every reading from this long
-#: before the last reading at or before ``start_ms``.
-PROFILE_LOOKBACK_MS = SAME_WEEKDAY_SHIFTS_MS[-1]
 
 
 class Quality(enum.StrEnum):
@@ -67,8 +67,6 @@ class Quality(enum.StrEnum):
 
 # --- rule codes (stable, docs/intervals.md I5) ------------------------------------------
 RULE_LINEAR = "linear"
-RULE_COMPARABLE_DAYS = "comparable-days"
-RULE_LINEAR_NO_PROFILE = "linear-no-profile"
 RULE_NO_EARLIER_READING = "no-earlier-reading"
 RULE_NO_LATER_READING = "no-later-reading"
 RULE_METER_EXCHANGE = "meter-exchange"
@@ -133,25 +131,6 @@ class Boundary:
     trace: tuple[Origin, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class PeriodTotal:
-    """The energy of one period (a local day or month) from its intervals.
-
-    ``wh`` is the sum, or None when any interval is missing; ``known_wh`` sums the
-    intervals that have a value; ``quality`` is the worst quality among the intervals
-    (measured < substituted < estimated < missing); ``counts`` counts each quality.
-    """
-
-    label: str
-    start_ms: int
-    end_ms: int
-    wh: int | None
-    known_wh: int
-    quality: Quality
-    intervals: int
-    counts: dict[str, int]
-
-
 # The generated __init__ of a frozen dataclass sets each field through
 # object.__setattr__; setting the slots through their descriptors builds the same object
 # in about half the time, which matters at 3 M intervals a month for 1,000 points.
@@ -185,35 +164,11 @@ def _new_interval(
 # boundary kinds
 _READ, _LINEAR, _ESTIMATED, _NONE = 0, 1, 2, 3
 _HOW = ("read", "linear", "estimated", "none")
-_RANK = {Quality.MEASURED: 0, Quality.SUBSTITUTED: 1, Quality.ESTIMATED: 2, Quality.MISSING: 3}
 
 
 def default_tolerance_ms(interval_ms: int) -> int:
     """+-1 % of the interval (PTB-A 50.8): 9 s for 15 minutes, 36 s for an hour."""
     return interval_ms // 100
-
-
-def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
-    """Split ``total`` (>= 0) into integers proportional to ``weights`` (>= 0, sum > 0).
-
-    Each share is first ``floor(total * w / sum)``; the units left over go one each to
-    the largest remainders, ties to the earlier position. The shares sum to ``total``.
-    Raises :class:`MeterDataInputError` for a negative total or weight or a zero sum.
-    """
-    if total < 0:
-        raise MeterDataInputError("total", total, "must not be negative")
-    if any(w < 0 for w in weights):
-        raise MeterDataInputError("weights", list(weights), "must not be negative")
-    wsum = sum(weights)
-    if wsum <= 0:
-        raise MeterDataInputError("weights", list(weights), "must have a positive sum")
-    shares = [total * w // wsum for w in weights]
-    left = total - sum(shares)
-    if left:
-        order = sorted(range(len(weights)), key=lambda k: (-(total * weights[k] % wsum), k))
-        for k in order[:left]:
-            shares[k] += 1
-    return shares
 
 
 def _check_grid(
@@ -250,14 +205,17 @@ def compute_intervals(
     power_samples: Sequence[PowerSample] = (),
     register_resolution_wh: int = 1,
     with_boundaries: bool = False,
+    tz: ZoneInfo | None = None,
 ) -> IntervalSeries:
     """Validate ``samples`` and compute the intervals of ``[start_ms, end_ms)``.
 
     ``samples`` (objects or :class:`RegisterColumns`) may come in any order and should
     extend beyond the range: the last reading before it and the first after it anchor
     its edges, and readings up to :data:`PROFILE_LOOKBACK_MS` before a long gap give its
-    comparable days. With ``with_boundaries`` the result also lists the register value
-    at every boundary (:class:`Boundary`).
+    comparable days, which are calendar days in ``tz`` (UTC days when None; pass the
+    zone of the metering point so that a comparable day across a daylight-saving
+    change keeps its local time of day). With ``with_boundaries`` the result also
+    lists the register value at every boundary (:class:`Boundary`).
     ``tolerance_ms`` defaults to :func:`default_tolerance_ms`. The result is a function
     of the arguments alone (no clock, no randomness): equal inputs, equal output.
 
@@ -274,18 +232,9 @@ def compute_intervals(
         power_samples=power_samples,
         register_resolution_wh=register_resolution_wh,
     )
-    b = _boundaries(sc, start_ms, end_ms, interval_ms, tol, max_linear_gap_ms)
+    b = _boundaries(sc, start_ms, end_ms, interval_ms, tol, max_linear_gap_ms, tz)
     intervals = _intervals(b, start_ms, interval_ms)
-    bounds: tuple[Boundary, ...] = ()
-    if with_boundaries:
-        bounds = boundaries_from_screened(
-            sc,
-            start_ms=start_ms,
-            end_ms=end_ms,
-            interval_ms=interval_ms,
-            tolerance_ms=tol,
-            max_linear_gap_ms=max_linear_gap_ms,
-        )
+    bounds = _boundary_objects(b, start_ms, interval_ms) if with_boundaries else ()
     lo, hi = start_ms - tol, end_ms + tol
     findings = tuple(
         f
@@ -303,13 +252,14 @@ def intervals_from_screened(
     interval_ms: int,
     tolerance_ms: int,
     max_linear_gap_ms: int = DEFAULT_MAX_LINEAR_GAP_MS,
+    tz: ZoneInfo | None = None,
 ) -> tuple[Interval, ...]:
     """The intervals of ``[start_ms, end_ms)`` from already screened readings.
 
     Raises :class:`MeterDataInputError` as :func:`compute_intervals` does.
     """
     _check_grid(start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms)
-    b = _boundaries(sc, start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms)
+    b = _boundaries(sc, start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms, tz)
     return _intervals(b, start_ms, interval_ms)
 
 
@@ -321,18 +271,22 @@ def boundaries_from_screened(
     interval_ms: int,
     tolerance_ms: int,
     max_linear_gap_ms: int = DEFAULT_MAX_LINEAR_GAP_MS,
+    tz: ZoneInfo | None = None,
 ) -> tuple[Boundary, ...]:
     """The register value at every boundary of ``[start_ms, end_ms]`` (I2-I4).
 
     Raises :class:`MeterDataInputError` as :func:`compute_intervals` does.
     """
     _check_grid(start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms)
-    vals, segs, kinds, rules, traces = _boundaries(
-        sc, start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms
-    )
+    b = _boundaries(sc, start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms, tz)
+    return _boundary_objects(b, start_ms, interval_ms)
+
+
+def _boundary_objects(b: _Lists, start_ms: int, step: int) -> tuple[Boundary, ...]:
+    vals, segs, kinds, rules, traces = b
     return tuple(
         Boundary(
-            start_ms + k * interval_ms,
+            start_ms + k * step,
             None if kinds[k] == _NONE else vals[k],
             _HOW[kinds[k]],
             None if kinds[k] == _NONE else segs[k],
@@ -347,7 +301,13 @@ _Lists = tuple[list[int], list[int], list[int], list[str | None], list[tuple[Ori
 
 
 def _boundaries(
-    sc: Screened, start_ms: int, end_ms: int, step: int, tol: int, max_linear_gap_ms: int
+    sc: Screened,
+    start_ms: int,
+    end_ms: int,
+    step: int,
+    tol: int,
+    max_linear_gap_ms: int,
+    tz: ZoneInfo | None = None,
 ) -> _Lists:
     """Register value, series, kind, rule and trace of every boundary (I2-I4).
 
@@ -364,7 +324,7 @@ def _boundaries(
     kinds: list[int] = [_NONE] * nb
     rules: list[str | None] = [None] * nb
     traces: list[tuple[Origin, ...]] = [()] * nb
-    estimates: dict[int, tuple[dict[int, int], str]] = {}
+    estimates: dict[int, tuple[dict[int, int] | None, str]] = {}
     pair_a = -1
     pair: tuple[Origin, ...] = ()
 
@@ -387,7 +347,7 @@ def _boundaries(
             segs[k] = seg[c]
             kinds[k] = _READ
             i = src[c]
-            traces[k] = (Origin(gws[i], hts[i], ixs[i]),)
+            traces[k] = (new_origin(gws[i], hts[i], ixs[i]),)
         elif p == 0:
             rules[k] = RULE_NO_EARLIER_READING
         elif p == n:
@@ -410,11 +370,14 @@ def _boundaries(
                 else:
                     est = estimates.get(a)
                     if est is None:
-                        est = _estimate_gap(sc, a, step, tol, max_linear_gap_ms)
+                        est = estimate_gap(sc, a, step, tol, max_linear_gap_ms, tz)
                         estimates[a] = est
-                    vals[k] = est[0][t]
+                    shape, rules[k] = est
+                    if shape is None:  # no comparable day: the line of I3
+                        vals[k] = wh[a] + (wh[p] - wh[a]) * (t - ta) // (tb - ta)
+                    else:
+                        vals[k] = shape[t]
                     kinds[k] = _ESTIMATED
-                    rules[k] = est[1]
         t += step
     return vals, segs, kinds, rules, traces
 
@@ -449,101 +412,28 @@ def _intervals(b: _Lists, start_ms: int, step: int) -> tuple[Interval, ...]:
     return tuple(out)
 
 
-def _register_at(sc: Screened, t: int) -> Fraction:
-    """Exact (rational) linear register value at ``t`` inside the readings' span."""
-    ts, wh = sc.ts, sc.wh
-    j = bisect_right(ts, t) - 1
-    if ts[j] == t:
-        return Fraction(wh[j])
-    return wh[j] + Fraction((wh[j + 1] - wh[j]) * (t - ts[j]), ts[j + 1] - ts[j])
-
-
-def _usable(sc: Screened, lo: int, hi: int, max_linear_gap_ms: int) -> bool:
-    """Whether ``[lo, hi]`` is covered by one series with no gap above the linear limit."""
-    ts, seg = sc.ts, sc.seg
-    i0 = bisect_right(ts, lo) - 1
-    i1 = bisect_left(ts, hi)
-    if i0 < 0 or i1 >= len(ts) or seg[i0] != seg[i1]:
-        return False
-    return all(ts[j + 1] - ts[j] <= max_linear_gap_ms for j in range(i0, i1))
-
-
-def _estimate_gap(
-    sc: Screened, a: int, step: int, tol: int, max_linear_gap_ms: int
-) -> tuple[dict[int, int], str]:
-    """Register values at the grid boundaries inside the long gap after reading ``a``.
-
-    Returns ``({boundary_ms: value}, rule)``; docs/intervals.md I4.
-    """
-    ta, tb = sc.ts[a], sc.ts[a + 1]
-    wa, wb = sc.wh[a], sc.wh[a + 1]
-    first = (ta + tol) // step * step + step  # first grid point after ta's window
-    last = (tb - tol - 1) // step * step  # last grid point before tb's window
-    inner = list(range(first, last + 1, step))
-    points = [ta, *inner, tb]
-    shifts = [s for s in SAME_WEEKDAY_SHIFTS_MS if _usable(sc, ta - s, tb - s, max_linear_gap_ms)]
-    if not shifts:
-        shifts = [
-            s for s in NEAREST_DAY_SHIFTS_MS if _usable(sc, ta - s, tb - s, max_linear_gap_ms)
-        ][:1]
-    rule = RULE_COMPARABLE_DAYS
-    weights: list[int] = []
-    if shifts:
-        prof: list[Fraction] = [Fraction(0)] * (len(points) - 1)
-        for s in shifts:
-            prev = _register_at(sc, points[0] - s)
-            for k in range(1, len(points)):
-                cur = _register_at(sc, points[k] - s)
-                prof[k - 1] += cur - prev
-                prev = cur
-        if sum(prof) > 0:
-            den = lcm(*(f.denominator for f in prof))
-            weights = [f.numerator * (den // f.denominator) for f in prof]
-    if not weights:
-        rule = RULE_LINEAR_NO_PROFILE
-        weights = [points[k + 1] - points[k] for k in range(len(points) - 1)]
-    shares = largest_remainder(wb - wa, weights)
-    values: dict[int, int] = {}
-    v = wa
-    for k, t in enumerate(inner):
-        v += shares[k]
-        values[t] = v
-    return values, rule
-
-
-def aggregate(
-    intervals: Sequence[Interval], periods: Sequence[tuple[str, int, int]]
-) -> list[PeriodTotal]:
-    """Totals of ``intervals`` over ``periods`` given as ``(label, start_ms, end_ms)``.
-
-    Each period sums the intervals that lie entirely inside it (a
-    :class:`replica.meterdata.calendar.Period` is such a triple). Raises
-    :class:`MeterDataInputError` when an interval straddles a period's edge (the
-    period is not on the interval grid).
-    """
-    out: list[PeriodTotal] = []
-    starts = [i.start_ms for i in intervals]
-    for label, ps, pe in periods:
-        lo = bisect_left(starts, ps)
-        hi = bisect_left(starts, pe)
-        part = intervals[lo:hi]
-        if (lo > 0 and intervals[lo - 1].end_ms > ps) or (part and part[-1].end_ms > pe):
-            raise MeterDataInputError(
-                "period", label, "does not start and end on the interval grid"
-            )
-        counts = {q.value: 0 for q in Quality}
-        known = 0
-        worst = Quality.MEASURED
-        for iv in part:
-            counts[iv.quality.value] += 1
-            if iv.wh is not None:
-                known += iv.wh
-            if _RANK[iv.quality] > _RANK[worst]:
-                worst = iv.quality
-        if not part:
-            worst = Quality.MISSING
-        missing = counts[Quality.MISSING.value] > 0 or not part
-        out.append(
-            PeriodTotal(label, ps, pe, None if missing else known, known, worst, len(part), counts)
-        )
-    return out
+__all__ = [
+    "Boundary",
+    "DEFAULT_MAX_LINEAR_GAP_MS",
+    "Interval",
+    "IntervalSeries",
+    "MS_PER_HOUR",
+    "MS_PER_MINUTE",
+    "NEAREST_DAY_SHIFTS_MS",
+    "PROFILE_LOOKBACK_MS",
+    "Quality",
+    "RULES",
+    "RULES_VERSION",
+    "RULE_COMPARABLE_DAYS",
+    "RULE_LINEAR",
+    "RULE_LINEAR_NO_PROFILE",
+    "RULE_METER_EXCHANGE",
+    "RULE_NO_EARLIER_READING",
+    "RULE_NO_LATER_READING",
+    "SAME_WEEKDAY_SHIFTS_MS",
+    "boundaries_from_screened",
+    "compute_intervals",
+    "default_tolerance_ms",
+    "intervals_from_screened",
+    "largest_remainder",
+]

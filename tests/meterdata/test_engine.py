@@ -316,3 +316,49 @@ def test_the_fast_interval_constructor_builds_equal_objects():
     assert repr(fast) == repr(slow)
     with pytest.raises(AttributeError):
         fast.wh = 8  # type: ignore[misc]
+
+
+def test_the_fast_origin_constructor_builds_equal_objects():
+    from replica.meterdata.vee import new_origin
+
+    assert new_origin("aa", 3, 4) == Origin("aa", 3, 4)
+    assert hash(new_origin("aa", 3, 4)) == hash(Origin("aa", 3, 4))
+    assert new_origin("aa", 3, 4) < Origin("aa", 3, 5)
+
+
+def test_screened_entry_points_agree_with_compute_intervals():
+    from replica.meterdata import screen
+    from replica.meterdata.intervals import boundaries_from_screened, intervals_from_screened
+
+    s = regular([0, 15, 30, 100, 400, 415])
+    kw = {"start_ms": 0, "end_ms": 420 * MIN, "interval_ms": Q}
+    whole = compute_intervals(s, with_boundaries=True, **kw)
+    sc = screen(s)
+    assert intervals_from_screened(sc, tolerance_ms=9000, **kw) == whole.intervals
+    assert boundaries_from_screened(sc, tolerance_ms=9000, **kw) == whole.boundaries
+    assert {i.quality for i in whole.intervals} == set(Quality)
+
+
+def test_comparable_days_keep_local_time_across_a_dst_change():
+    """Monday 2026-03-30, the day after clocks go forward in Vienna: the comparable day a
+    week earlier had its peak at 08:00-09:00 local time, 07:00 UTC then, 06:00 UTC now."""
+    from replica.meterdata.calendar import zone
+
+    H = 60 * MIN
+    before = 1_774_224_000_000  # 2026-03-23T00:00Z, a Monday, CET (UTC+1)
+    gap_day = before + 7 * 24 * H  # 2026-03-30T00:00Z, CEST (UTC+2)
+    s, wh = [], 0
+    for h in range(25):
+        s.append(RegisterSample(before + h * H, wh, o(h)))
+        wh += 1000 if h == 7 else 10  # 07:00-08:00 UTC = 08:00-09:00 local
+    s += [
+        RegisterSample(gap_day + 3 * H, 50_000, o(100)),
+        RegisterSample(gap_day + 4 * H, 50_010, o(101)),  # 06:00 local
+        RegisterSample(gap_day + 10 * H, 51_060, o(102)),  # 12:00 local
+    ]
+    kw = {"start_ms": gap_day + 4 * H, "end_ms": gap_day + 10 * H, "interval_ms": H}
+    local = compute_intervals(s, tz=zone("Europe/Vienna"), **kw).intervals
+    utc = compute_intervals(s, **kw).intervals
+    assert {i.rule for i in local} == {i.rule for i in utc} == {"comparable-days"}
+    assert [i.wh for i in local] == [10, 10, 1000, 10, 10, 10]  # peak 08:00 local
+    assert [i.wh for i in utc] == [10, 10, 10, 1000, 10, 10]  # an hour late

@@ -13,6 +13,7 @@ from replica.meterdata import (
     RegisterSample,
     compute_intervals,
     default_tolerance_ms,
+    largest_remainder,
 )
 
 MIN = 60_000
@@ -194,9 +195,16 @@ def test_never_measured_without_a_trusted_reading_within_tolerance_at_both_ends(
 @SETTINGS
 @given(st.data(), readings())
 def test_deterministic_whatever_the_input_order(data, gen):
+    """Also: the validation shortcut (readings in ledger order) equals the general path."""
     interval, samples = gen
     start, end = span_for(data, interval, samples)
-    kw = {"start_ms": start, "end_ms": end, "interval_ms": interval, "with_boundaries": True}
+    kw = {
+        "start_ms": start,
+        "end_ms": end,
+        "interval_ms": interval,
+        "with_boundaries": True,
+        "rated_max_w": data.draw(st.sampled_from([None, 1_000, 10**6])),
+    }
     a = compute_intervals(samples, **kw)
     assert compute_intervals(list(samples), **kw) == a
     shuffled = list(samples)
@@ -245,3 +253,46 @@ def test_power_findings_do_not_change_values(gen):
     rated = compute_intervals(samples, rated_max_w=1_000, **kw)
     assert rated.intervals == plain.intervals
     assert {f.kind for f in rated.findings} <= {"power-above-rated", "clock-unsynchronised"}
+
+
+@SETTINGS
+@given(
+    st.integers(0, 10**9),
+    st.lists(st.integers(0, 10**12), min_size=1, max_size=60).filter(lambda w: sum(w) > 0),
+)
+def test_largest_remainder_conserves_and_stays_within_one_unit(total, weights):
+    shares = largest_remainder(total, weights)
+    assert sum(shares) == total
+    wsum = sum(weights)
+    for s, w in zip(shares, weights, strict=True):
+        low = total * w // wsum
+        assert low <= s <= low + 1
+        if w == 0:
+            assert s == 0
+    # a larger remainder never gets less than a smaller one (ties: the earlier first)
+    rem = [total * w % wsum for w in weights]
+    up = [s - total * w // wsum for s, w in zip(shares, weights, strict=True)]
+    for i in range(len(weights)):
+        for j in range(len(weights)):
+            if up[j] and not up[i]:
+                assert (rem[j], -j) > (rem[i], -i)
+
+
+@SETTINGS
+@given(st.integers(0, 4_000_000_000_000), st.integers(1, 28))
+def test_days_before_keeps_the_local_time_of_day(t, d):
+    from datetime import UTC, datetime, timedelta
+
+    from replica.meterdata.calendar import zone
+    from replica.meterdata.estimate import days_before
+
+    assert days_before(t, d, None) == t - d * DAY
+    tz = zone("Europe/Vienna")
+    u = days_before(t, d, tz)
+    assert abs(u - (t - d * DAY)) <= HOUR
+    here = datetime.fromtimestamp(t / 1000, UTC).astimezone(tz)
+    there = datetime.fromtimestamp(u / 1000, UTC).astimezone(tz)
+    assert there.date() == (here.replace(tzinfo=None) - timedelta(days=d)).date()
+    if (there.hour, there.minute) != (here.hour, here.minute):
+        # only where that wall time does not exist d days earlier (clocks went forward)
+        assert there.utcoffset() != here.utcoffset()
