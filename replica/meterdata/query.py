@@ -26,6 +26,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import sub
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -373,7 +374,7 @@ def _longest_gap(ts: Sequence[int], start: int, end: int) -> int:
         return 0
     lo = max(bisect_right(ts, start) - 1, 0)
     hi = min(bisect_left(ts, end), len(ts) - 1)
-    return max((ts[i + 1] - ts[i] for i in range(lo, hi)), default=0)
+    return max(map(sub, ts[lo + 1:hi + 1], ts[lo:hi]), default=0)
 
 
 def worse(a: Quality, b: Quality) -> Quality:
@@ -406,6 +407,10 @@ def _lay_sources(per_source: Sequence[tuple[Source, list[Interval], list[Finding
                  req: Request) -> list[Interval]:
     """Each interval from the source(s) whose span meets it (see the module docstring)."""
     n = (req.end_ms - req.start_ms) // req.interval_ms
+    if len(per_source) == 1:
+        src, ivs, _ = per_source[0]
+        if src.from_ms <= req.start_ms and (src.to_ms is None or src.to_ms >= req.end_ms):
+            return list(ivs)  # one meter all along
     out: list[Interval] = []
     for k in range(n):
         s = req.start_ms + k * req.interval_ms
