@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_enroll)
 
     p = with_config(sub.add_parser("revoke", help="refuse a key's blocks from a time on"))
-    p.add_argument("pubkey", metavar="PUBKEY")
+    p.add_argument("pubkey", metavar="PUBKEY", help="gateway public key or name")
     p.add_argument("--at", default=None,
                    help="revocation time: Unix ms or ISO 8601 (default now)")
     p.set_defaults(func=cmd_revoke)

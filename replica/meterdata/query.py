@@ -26,6 +26,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import sub
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -48,7 +49,7 @@ from replica.meterdata.registry import (
     select_registers,
 )
 from replica.meterdata.store import Channel, MeterDataStore
-from replica.meterdata.vee import Finding, Origin, RegisterColumns
+from replica.meterdata.vee import Finding, Origin, PowerSample, RegisterColumns
 from replica.storage.base import GatewayRecord, Storage
 
 QUALITY_ORDER = {Quality.MEASURED: 0, Quality.SUBSTITUTED: 1, Quality.ESTIMATED: 2,
@@ -57,6 +58,9 @@ RULE_SOURCES_OVERLAP = "meter-exchange"
 
 ENERGY_UNITS = {"Wh": 0, "kWh": 3, "MWh": 6}
 """Energy units the index converts to Wh (decimal exponent of the unit)."""
+POWER_UNITS = {"W": 0, "kW": 3}
+POWER_REGISTERS = {"import": "1-0:1.7.0", "export": "1-0:2.7.0"}
+"""Active power drawn / fed in (>= 0): the engine's frozen-register check uses them."""
 
 MAX_INTERVALS = 100_000
 """Most intervals one query may ask for per series (a year of 15 minutes is 35,040)."""
@@ -281,8 +285,11 @@ class MeterData:
                 registers.update(chosen)
                 parts = []
                 findings: list[Finding] = []
+                power = [c for c in chans if c.obis == POWER_REGISTERS[d] and c.unit in
+                         POWER_UNITS]
                 for obis in chosen:
-                    got = self._channel_intervals(by_obis[obis], src, target.point, req)
+                    got = self._channel_intervals(by_obis[obis], src, target.point, req,
+                                                  power)
                     parts.append(got[0])
                     findings.extend(got[1])
                 if parts:
@@ -299,8 +306,11 @@ class MeterData:
         return out
 
     def _channel_intervals(self, chans: Sequence[Channel], src: Source, point: MeteringPoint,
-                           req: Request) -> tuple[list[Interval], list[Finding]]:
-        """One register's intervals from one source (its channels' readings merged)."""
+                           req: Request, power: Sequence[Channel] = ()
+                           ) -> tuple[list[Interval], list[Finding]]:
+        """One register's intervals from one source (its channels' readings merged);
+        the meter's power readings of that direction let the engine find a frozen
+        register."""
         tol = default_tolerance_ms(req.interval_ms)
         span_lo = src.from_ms
         # a meter's reading at the instant it was replaced is its last: [from, to]
@@ -317,20 +327,37 @@ class MeterData:
         cols = self._columns(chans, lo, hi)
         if _longest_gap(cols.ts_ms, req.start_ms, req.end_ms) > DEFAULT_MAX_LINEAR_GAP_MS:
             cols = self._columns(chans, max(span_lo, lo - PROFILE_LOOKBACK_MS), hi)
+        samples = self._power(power, max(span_lo, req.start_ms - tol),
+                              min(span_hi, req.end_ms + tol + 1))
         try:
             res = compute_intervals(cols, start_ms=req.start_ms, end_ms=req.end_ms,
                                     interval_ms=req.interval_ms, tolerance_ms=tol,
                                     rated_max_w=point.rated_max_w,
-                                    register_modulus=point.register_modulus)
+                                    register_modulus=point.register_modulus,
+                                    power_samples=samples, tz=req.tz)
         except MeterDataInputError as exc:
             raise input_error(exc) from None
         return list(res.intervals), list(res.findings)
+
+    def _power(self, chans: Sequence[Channel], lo: int, hi: int) -> list[PowerSample]:
+        """Power readings in whole W (floored) of ``[lo, hi)``."""
+        out = []
+        for c in chans:
+            gw = c.gateway_key.hex()
+            scale = POWER_UNITS[c.unit] + c.exponent
+            for ts, v, h, i, _f in self.store.readings(c.channel, lo, hi):
+                w = v * 10**scale if scale >= 0 else v // 10**-scale
+                out.append(PowerSample(ts, w, Origin(gw, h, i)))
+        return out
 
     def _columns(self, chans: Sequence[Channel], lo: int, hi: int) -> RegisterColumns:
         rows: list[tuple[int, int, str, int, int, int]] = []
         for c in chans:
             gw = c.gateway_key.hex()
             scale = ENERGY_UNITS[c.unit] + c.exponent
+            if scale == 0:  # already Wh: the database makes the rows
+                rows.extend(self.store.engine_rows(c.channel, gw, lo, hi))
+                continue
             mul = 10**scale if scale >= 0 else 0
             div = 10**-scale if scale < 0 else 1
             for ts, v, h, i, f in self.store.readings(c.channel, lo, hi):
@@ -347,7 +374,7 @@ def _longest_gap(ts: Sequence[int], start: int, end: int) -> int:
         return 0
     lo = max(bisect_right(ts, start) - 1, 0)
     hi = min(bisect_left(ts, end), len(ts) - 1)
-    return max((ts[i + 1] - ts[i] for i in range(lo, hi)), default=0)
+    return max(map(sub, ts[lo + 1:hi + 1], ts[lo:hi]), default=0)
 
 
 def worse(a: Quality, b: Quality) -> Quality:
@@ -380,6 +407,10 @@ def _lay_sources(per_source: Sequence[tuple[Source, list[Interval], list[Finding
                  req: Request) -> list[Interval]:
     """Each interval from the source(s) whose span meets it (see the module docstring)."""
     n = (req.end_ms - req.start_ms) // req.interval_ms
+    if len(per_source) == 1:
+        src, ivs, _ = per_source[0]
+        if src.from_ms <= req.start_ms and (src.to_ms is None or src.to_ms >= req.end_ms):
+            return list(ivs)  # one meter all along
     out: list[Interval] = []
     for k in range(n):
         s = req.start_ms + k * req.interval_ms

@@ -358,7 +358,19 @@ class MeterDataStore:
             cur.execute(self._q("SELECT ts_ms, value, height, idx, flags FROM meter_readings "
                                 "WHERE channel = ? AND ts_ms >= ? AND ts_ms < ? "
                                 "ORDER BY ts_ms, height, idx"), (channel, from_ms, to_ms))
-            return [(int(a), int(b), int(c), int(d), int(e)) for a, b, c, d, e in cur.fetchall()]
+            return cur.fetchall()  # both drivers give int for INTEGER / BIGINT
+
+    def engine_rows(self, channel: int, gateway: str, from_ms: int, to_ms: int
+                    ) -> list[tuple[int, int, str, int, int, int]]:
+        """``(ts_ms, value, gateway, height, idx, flags)`` of a channel in ``[from_ms,
+        to_ms)`` in time order: the rows :class:`~replica.meterdata.vee.RegisterColumns`
+        takes, made by the database (``gateway`` is echoed as given)."""
+        with self._read() as cur:
+            cur.execute(self._q("SELECT ts_ms, value, CAST(? AS TEXT), height, idx, flags FROM "
+                                "meter_readings WHERE channel = ? AND ts_ms >= ? AND ts_ms < ? "
+                                "ORDER BY ts_ms, height, idx"),
+                        (gateway, channel, from_ms, to_ms))
+            return cur.fetchall()
 
     def last_before(self, channel: int, ts_ms: int) -> int | None:
         """Timestamp of the channel's last reading before ``ts_ms``."""

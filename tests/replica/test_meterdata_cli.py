@@ -144,3 +144,14 @@ def test_bad_input_is_one_line_and_exit_2(replica_toml: Path, args: list[str], w
     code, out, err = run(replica_toml, *args, capsys=capsys)
     assert code == 2, (out, err)
     assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_revoke_takes_a_gateway_name(replica_toml: Path, storage_factory: StorageFactory,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(replica_toml, "revoke", "north", "--at", "2026-01-31T12:00:00Z",
+                         capsys=capsys)
+    assert code == 0, err
+    rec = storage_factory.open().gateway(gateway_key(b"cli-gw"))
+    assert rec is not None and rec.revoked_at_ms == 1_769_860_800_000
+    code, _, err = run(replica_toml, "revoke", "south", capsys=capsys)
+    assert code == 2 and "PUBKEY" in err

@@ -286,3 +286,27 @@ def test_index_rows_read_every_field_as_the_ledger_decodes_it(rs: list) -> None:
     want = [(r.meter_id, r.obis, r.unit, r.exponent, r.timestamp_ms, 0, i, r.value, r.quality)
             for i, (r, _) in enumerate(block_readings(block))]
     assert rows == want
+
+
+def test_findings_reach_the_series_frozen_register_and_rollover(storage: Storage) -> None:
+    key = gateway_key(b"find")
+    storage.enroll(key, "finder", None, 1)
+    svc = service(storage)
+    start = DAY0 - 600_000
+    frozen = range(100, 113)  # an hour at the same value while drawing 2 kW
+    rs = register_readings("m", "1-0:1.8.0", start, n=300, step_ms=STEP,
+                           wh_per_step=lambda k: 0 if k in frozen else 150)
+    rs += register_readings("m", "1-0:1.7.0", start, n=300, step_ms=STEP, unit="W",
+                            wh_per_step=lambda k: 0, base_wh=2000)
+    rs += register_readings("m", "1-0:2.8.0", start, n=300, step_ms=STEP, base_wh=99_900,
+                            wh_per_step=lambda k: -99_950 if k == 150 else 50)
+    push(svc, key, seal_readings(b"find", rs, per_block=50))
+    md = MeterData(storage, None, svc.index.store)
+    md.store.put_point(make_point("p", "grid", register_modulus=100_000))
+    assign(md, "p", "finder", "m", 0, None)
+    req = parse_request("2025-11-30", "2025-11-30", "15m", "Europe/Vienna")
+    imp, exp = md.series(md.targets(point="p", start_ms=req.start_ms, end_ms=req.end_ms)[0], req)
+    assert [f.kind for f in imp.findings] == ["frozen-register"]
+    assert [f.kind for f in exp.findings] == ["register-decrease"]
+    assert exp.findings[0].effect == "unwrapped"
+    assert sum(iv.wh or 0 for iv in exp.intervals) == 96 * 150  # nothing lost at rollover
