@@ -1,0 +1,21 @@
+"""The one place settlement imports the ledger core from (its Merkle tree and errors).
+
+Settlement builds on the pure ledger core only; keeping the imports here means the
+core's move to its own package changes one file.
+"""
+
+from __future__ import annotations
+
+from agent.errors import ConfigError, ConfigErrors, MeterchainError, ProofError
+from agent.ledger import HASH_SIZE, NODE_PREFIX, merkle_root, root_from_inclusion
+
+__all__ = [
+    "HASH_SIZE",
+    "NODE_PREFIX",
+    "ConfigError",
+    "ConfigErrors",
+    "MeterchainError",
+    "ProofError",
+    "merkle_root",
+    "root_from_inclusion",
+]

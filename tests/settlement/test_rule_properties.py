@@ -1,0 +1,161 @@
+"""Invariants of every sharing rule and market, as hypothesis properties.
+
+In every interval: covered <= consumption; covered <= allocated; every covered Wh is
+attributed to exactly one producer; sum covered = sum generated - surplus (nothing
+created or lost); the same inputs give the same allocation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from settlement.allocation import Allocation, IntervalInput, attribute_pool, check
+from settlement.clearing.orders import Fee
+from settlement.rounding import apportion, capped_pro_rata, money
+
+from .rules_util import make_rule
+
+IDS = ["a", "b", "c", "d", "e", "f", "g"]
+wh = st.integers(min_value=0, max_value=50_000)
+
+
+@st.composite
+def intervals(draw: Any) -> IntervalInput:
+    consumers = sorted(draw(st.sets(st.sampled_from(IDS), min_size=1, max_size=6)))
+    producers = sorted(draw(st.sets(st.sampled_from(["p1", "p2", "p3", "a"]), min_size=1,
+                                    max_size=3)))
+    return IntervalInput(draw(st.integers(0, 3000)), draw(st.integers(0, 8783)),
+                         tuple(consumers), tuple(draw(wh) for _ in consumers),
+                         tuple(producers), tuple(draw(wh) for _ in producers))
+
+
+weights = st.dictionaries(st.sampled_from(IDS), st.integers(0, 100), max_size=7)
+unused = st.sampled_from(["producer", "community"])
+
+
+@st.composite
+def rules(draw: Any) -> Any:
+    name = draw(st.sampled_from(["pro_rata", "static_keys", "static_keys_redistributed",
+                                 "priority_cascade", "coefficient_schedule", "market"]))
+    if name == "pro_rata":
+        return make_rule(name, {})
+    if name in ("static_keys", "static_keys_redistributed"):
+        return make_rule(name, {"keys": draw(weights), "unused": draw(unused)})
+    if name == "priority_cascade":
+        return make_rule(name, {"priorities": draw(st.dictionaries(
+            st.sampled_from(IDS), st.integers(0, 3), max_size=7))})
+    if name == "coefficient_schedule":
+        coeffs = draw(st.lists(st.fixed_dictionaries({
+            "first": st.integers(0, 10), "end": st.integers(0, 20),
+            "producer": st.sampled_from(["*", "p1", "p2", "a"]),
+            "member": st.sampled_from(IDS), "weight": st.integers(0, 10)}), max_size=8))
+        return make_rule(name, {"coefficients": coeffs, "unused": draw(unused),
+                                "slot": draw(st.sampled_from(["hour_of_year", "interval"]))})
+    fee = draw(st.one_of(
+        st.builds(lambda v: {"kind": "per_mwh", "value": v}, st.integers(0, 5000)),
+        st.builds(lambda v: {"kind": "percent_bp", "value": v}, st.integers(0, 9999))))
+    prices = st.dictionaries(st.sampled_from(IDS + ["p1", "p2", "p3"]),
+                             st.integers(0, 40_000), max_size=10)
+    return make_rule(name, {"mechanism": draw(st.sampled_from(["pay_as_bid", "pay_as_clear"])),
+                            "fee": fee, "bid_limits": draw(prices),
+                            "offer_limits": draw(prices)})
+
+
+def _conserves(iv: IntervalInput, a: Allocation) -> None:
+    check(iv, a)
+    surplus = sum(iv.generation) - sum(a.used)
+    assert sum(a.covered) == sum(iv.generation) - surplus
+    assert sum(f.wh for f in a.flows) == sum(a.covered)
+    assert all(0 <= v <= c for v, c in zip(a.covered, iv.consumption, strict=True))
+    assert all(v <= al for v, al in zip(a.covered, a.allocated, strict=True))
+
+
+@settings(max_examples=300, deadline=None)
+@given(rules(), intervals())
+def test_every_rule_keeps_the_invariants_and_is_deterministic(rule: Any,
+                                                              iv: IntervalInput) -> None:
+    a = rule.allocate(iv)
+    _conserves(iv, a)
+    assert rule.allocate(iv) == a
+
+
+@settings(max_examples=200, deadline=None)
+@given(intervals())
+def test_pro_rata_covers_everyone_or_uses_everything(iv: IntervalInput) -> None:
+    a = make_rule("pro_rata", {}).allocate(iv)
+    if sum(iv.generation) >= sum(iv.consumption):
+        assert a.covered == iv.consumption
+    else:
+        assert sum(a.covered) == sum(iv.generation)
+        # each share within one Wh of the exact C_i * G / sum C
+        g, need = sum(iv.generation), sum(iv.consumption)
+        assert all(abs(v * need - c * g) < need for v, c in
+                   zip(a.covered, iv.consumption, strict=True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(weights, intervals())
+def test_redistribution_never_covers_less_than_static_keys(keys: dict[str, int],
+                                                           iv: IntervalInput) -> None:
+    static = make_rule("static_keys", {"keys": keys}).allocate(iv)
+    filled = make_rule("static_keys_redistributed", {"keys": keys}).allocate(iv)
+    assert sum(filled.covered) >= sum(static.covered)
+    # water-filling stops only when nothing is left or all keyed members are covered
+    keyed_open = [j for j, m in enumerate(iv.consumers)
+                  if keys.get(m, 0) and filled.covered[j] < iv.consumption[j]]
+    assert sum(filled.used) == sum(iv.generation) or not keyed_open
+
+
+@given(st.integers(0, 10**9), st.lists(st.integers(0, 10**6), min_size=1, max_size=20))
+def test_apportion_sums_exactly_and_stays_within_one_of_the_exact_share(
+        total: int, ws: list[int]) -> None:
+    if sum(ws) == 0:
+        return
+    parts = apportion(total, ws)
+    assert sum(parts) == total
+    w = sum(ws)
+    assert all(abs(p * w - total * x) < w for p, x in zip(parts, ws, strict=True))
+    assert all(p == 0 for p, x in zip(parts, ws, strict=True) if x == 0)
+
+
+def test_apportion_ties_go_to_the_smaller_id() -> None:
+    assert apportion(1, [1, 1, 1]) == [1, 0, 0]
+    assert apportion(2, [1, 1, 1]) == [1, 1, 0]
+    assert apportion(10, [1, 1, 1]) == [4, 3, 3]
+
+
+@given(st.integers(0, 10**7), st.lists(wh, min_size=1, max_size=10))
+def test_capped_pro_rata_caps(available: int, demands: list[int]) -> None:
+    parts = capped_pro_rata(available, demands)
+    assert all(0 <= p <= d for p, d in zip(parts, demands, strict=True))
+    assert sum(parts) == min(available, sum(demands))
+
+
+@given(st.lists(wh, min_size=1, max_size=8), st.lists(wh, min_size=1, max_size=5))
+def test_pool_attribution_margins_are_exact(covered: list[int], gen: list[int]) -> None:
+    if sum(covered) > sum(gen):
+        return
+    used, flows = attribute_pool(covered, gen)
+    assert all(u <= g for u, g in zip(used, gen, strict=True))
+    by_c = [0] * len(covered)
+    by_p = [0] * len(gen)
+    for f in flows:
+        by_c[f.consumer] += f.wh
+        by_p[f.producer] += f.wh
+    assert by_c == covered and by_p == used
+
+
+def test_money_rounds_half_away_from_zero() -> None:
+    assert money(499_999) == 0 and money(500_000) == 1 and money(1_500_000) == 2
+    assert money(-500_000) == -1 and money(-499_999) == 0
+
+
+def test_fee_effective_price_is_the_least_that_pays_the_seller() -> None:
+    for fee in (Fee("per_mwh", 1500), Fee("percent_bp", 1250), Fee("percent_bp", 1)):
+        for limit in range(0, 3000, 7):
+            t = fee.effective(limit)
+            assert t - fee.of(t) >= limit
+            assert t == 0 or (t - 1) - fee.of(t - 1) < limit
