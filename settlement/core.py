@@ -7,7 +7,13 @@ core's move to its own package changes one file.
 from __future__ import annotations
 
 from agent.errors import ConfigError, ConfigErrors, MeterchainError, ProofError
-from agent.ledger import HASH_SIZE, NODE_PREFIX, merkle_root, root_from_inclusion
+from agent.ledger import (
+    HASH_SIZE,
+    NODE_PREFIX,
+    inclusion_proof,
+    merkle_root,
+    root_from_inclusion,
+)
 
 __all__ = [
     "HASH_SIZE",
@@ -16,6 +22,7 @@ __all__ = [
     "ConfigErrors",
     "MeterchainError",
     "ProofError",
+    "inclusion_proof",
     "merkle_root",
     "root_from_inclusion",
 ]

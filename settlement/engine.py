@@ -1,0 +1,191 @@
+"""Run a sharing rule over a period: interval energy + community -> output lines.
+
+For every interval of the period the engine sums each member's metering points,
+asks the rule for the allocation (checking its invariants), and writes one output
+line per member; over the period it adds up who covered whom and prices it. The
+result is a :class:`Result`: per member the lines that its part of the settlement
+document commits to (``docs/settlement.md`` section 3 defines each line), and the
+totals. Pure: no file, clock or socket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from settlement.allocation import IntervalInput, check
+from settlement.clearing.orders import Order
+from settlement.config import Community
+from settlement.errors import InputError
+from settlement.period import Period, year_start_ms
+from settlement.rounding import money
+from settlement.rules import Rule, load_all
+from settlement.rules.schedule import CoefficientSchedule
+from settlement.source import MEASURED, MISSING, QUALITY_LETTERS, IntervalData
+
+ENGINE_VERSION = 1
+
+TOTAL_FIELDS = ("use", "allocated", "covered", "generation", "surplus", "community_surplus",
+                "grid_import", "grid_export", "paid", "fees", "received", "import_amount",
+                "export_amount", "community_export_amount", "provisional_intervals")
+"""Fields of a member's ``T`` line after the member id, in order."""
+
+
+def build_rule(c: Community) -> Rule:
+    """The rule instance ``community.toml`` asks for."""
+    rules = load_all()
+    s = c.sharing
+    mode = s.mode
+    if mode == "pro_rata":
+        return rules[mode]()
+    if mode in ("static_keys", "static_keys_redistributed"):
+        return rules[mode](keys={m.id: m.key for m in c.members if m.key},
+                           unused=s.unused)
+    if mode == "priority_cascade":
+        return rules[mode](priorities={m.id: m.priority for m in c.members
+                                       if m.priority is not None})
+    if mode == "coefficient_schedule":
+        return CoefficientSchedule(coefficients=s.coefficients, slot=s.slot, unused=s.unused)
+    return rules["market"](
+        mechanism=s.mechanism, fee=c.prices.grid_fee,
+        bid_limits={m.id: m.bid_limit for m in c.members if m.bid_limit is not None},
+        offer_limits={m.id: m.offer_limit for m in c.members if m.offer_limit is not None})
+
+
+@dataclass(frozen=True)
+class Result:
+    """A computed settlement: per member (sorted by id) its lines and totals."""
+
+    community: Community
+    period: Period
+    rule: Rule
+    members: tuple[str, ...]
+    lines: dict[str, list[str]]
+    totals: dict[str, dict[str, int]]
+
+
+def _sum_points(data: IntervalData, points: tuple[str, ...], t: int) -> tuple[int, int]:
+    wh = q = 0
+    for p in points:
+        v = data.points.get(p, {}).get(t)
+        if v is None:
+            q = MISSING
+        else:
+            wh += v[0]
+            q = max(q, v[1])
+    return wh, q
+
+
+def _orders(data: IntervalData, t: int, consumers: tuple[str, ...],
+            producers: tuple[str, ...]) -> tuple[tuple[Order, ...], tuple[Order, ...]] | None:
+    given = [o for o in data.orders if o.start_ms == t]
+    if not given:
+        return None
+    cidx = {m: j for j, m in enumerate(consumers)}
+    pidx = {m: p for p, m in enumerate(producers)}
+    bids: list[Order] = []
+    offers: list[Order] = []
+    for o in given:
+        table = cidx if o.side == "bid" else pidx
+        if o.member not in table:
+            raise InputError(f"order at {t}: {o.member!r} cannot {o.side} (no "
+                             f"{'consumption' if o.side == 'bid' else 'generation'} point)")
+        (bids if o.side == "bid" else offers).append(Order(table[o.member], o.wh, o.price))
+    return tuple(bids), tuple(offers)
+
+
+def run(c: Community, period: Period, data: IntervalData) -> Result:
+    """Settle ``period`` from ``data`` under ``c``'s rule and prices.
+
+    Raises:
+        InputError: the data's interval length differs from the community's, or an
+            order names a member that cannot trade.
+        SettlementError: a rule broke an invariant (a bug, never silently kept).
+    """
+    if data.interval_ms != c.interval_ms:
+        raise InputError(f"interval energy is in {data.interval_ms} ms intervals, the "
+                         f"community settles {c.interval_ms} ms")
+    rule = build_rule(c)
+    consumers, producers = c.consumers, c.producers
+    cpoints = [c.member(m).consumption for m in consumers]
+    gpoints = [c.member(m).generation for m in producers]
+    members = tuple(sorted(m.id for m in c.members))
+    cidx = {m: j for j, m in enumerate(consumers)}
+    pidx = {m: p for p, m in enumerate(producers)}
+    lines: dict[str, list[str]] = {m: [] for m in members}
+    acc = {m: [0] * 8 for m in members}  # use, allocated, covered, gen, surplus, cs, imp, exp
+    prov_count = dict.fromkeys(members, 0)
+    pairs: dict[tuple[int, int], list[int]] = {}  # (producer, consumer) -> [wh, value, fee]
+    community_price = c.prices.community
+    community_fee = c.prices.grid_fee.of(community_price)
+    layout = [(m, cidx.get(m), pidx.get(m)) for m in members]
+    step = c.interval_ms
+    year0 = year_start_ms(period.start_ms, c.time_zone)
+    next_year = year_start_ms(year0 + 367 * 86_400_000, c.time_zone)
+    for k, t in enumerate(range(period.start_ms, period.end_ms, step)):
+        if t >= next_year:
+            year0, next_year = next_year, year_start_ms(next_year + 367 * 86_400_000,
+                                                        c.time_zone)
+        cq = [_sum_points(data, pts, t) for pts in cpoints]
+        gq = [_sum_points(data, pts, t) for pts in gpoints]
+        orders = _orders(data, t, consumers, producers) if data.orders else None
+        iv = IntervalInput(k, (t - year0) // 3_600_000, consumers, tuple(x[0] for x in cq),
+                           producers, tuple(x[0] for x in gq),
+                           orders[0] if orders else None, orders[1] if orders else None)
+        a = rule.allocate(iv)
+        check(iv, a)
+        prov = int(any(q != MEASURED for _, q in cq) or any(q != MEASURED for _, q in gq))
+        for f in a.flows:
+            slot = pairs.get((f.producer, f.consumer))
+            if slot is None:
+                slot = pairs[(f.producer, f.consumer)] = [0, 0, 0]
+            slot[0] += f.wh
+            slot[1] += f.wh * (community_price if f.price is None else f.price)
+            slot[2] += f.wh * (community_fee if f.fee is None else f.fee)
+        for m, j, p in layout:
+            use = al = cov = gen = sur = cs = 0
+            q = MEASURED
+            if j is not None:
+                use, q = cq[j]
+                al, cov = a.allocated[j], a.covered[j]
+            if p is not None:
+                gen, gq_ = gq[p]
+                q = max(q, gq_)
+                sur = gen - a.used[p]
+                cs = a.to_community[p]
+            lines[m].append(f"I,{m},{t},{QUALITY_LETTERS[q]},{prov},{use},{al},{cov},{gen},"
+                            f"{sur},{cs},{use - cov},{sur}")
+            s = acc[m]
+            s[0] += use
+            s[1] += al
+            s[2] += cov
+            s[3] += gen
+            s[4] += sur
+            s[5] += cs
+            s[6] += use - cov
+            s[7] += sur
+            prov_count[m] += prov
+    # counterparties and money: each pair's amounts are rounded once, used on both sides
+    paid = dict.fromkeys(members, 0)
+    fees = dict.fromkeys(members, 0)
+    received = dict.fromkeys(members, 0)
+    cp_lines: dict[str, list[tuple[str, str, str]]] = {m: [] for m in members}
+    for (p, j), (wh, value, fee) in pairs.items():
+        seller, buyer = producers[p], consumers[j]
+        amount, fee_amount = money(value), money(fee)
+        paid[buyer] += amount
+        fees[buyer] += fee_amount
+        received[seller] += amount - fee_amount
+        cp_lines[buyer].append((seller, "B", f"{wh},{amount},{fee_amount}"))
+        cp_lines[seller].append((buyer, "S", f"{wh},{amount},{fee_amount}"))
+    totals: dict[str, dict[str, int]] = {}
+    pr = c.prices
+    for m in members:
+        for other, role, rest in sorted(cp_lines[m]):
+            lines[m].append(f"C,{m},{other},{role},{rest}")
+        s = acc[m]
+        values = s + [paid[m], fees[m], received[m], money(s[6] * pr.grid_supply),
+                      money((s[4] - s[5]) * pr.feed_in), money(s[5] * pr.feed_in),
+                      prov_count[m]]
+        totals[m] = dict(zip(TOTAL_FIELDS, values, strict=True))
+        lines[m].append("T," + m + "," + ",".join(map(str, values)))
+    return Result(c, period, rule, members, lines, totals)
