@@ -1,12 +1,13 @@
-"""The one place settlement imports the ledger core from (its Merkle tree and errors).
+"""The one place settlement imports the ledger core from (Merkle tree, errors, key files).
 
-Settlement builds on the pure ledger core only; keeping the imports here means the
-core's move to its own package changes one file.
+Settlement builds on the pure ledger core and the key-file layer just above it only;
+keeping the imports here means the core's move to its own package changes one file.
 """
 
 from __future__ import annotations
 
 from agent.errors import ConfigError, ConfigErrors, MeterchainError, ProofError
+from agent.keys import load_public_key, load_signing_key
 from agent.ledger import (
     HASH_SIZE,
     NODE_PREFIX,
@@ -23,6 +24,8 @@ __all__ = [
     "MeterchainError",
     "ProofError",
     "inclusion_proof",
+    "load_public_key",
+    "load_signing_key",
     "merkle_root",
     "root_from_inclusion",
 ]

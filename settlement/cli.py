@@ -1,0 +1,193 @@
+"""``meterchain settle``: run, verify, prove and check community settlements.
+
+    meterchain settle run --community community.toml --period 2026-11 \\
+        --intervals intervals.json --key operator.key --out DIR [--previous OLD.json]
+    meterchain settle verify DIR/settlement.json --community community.toml \\
+        --intervals intervals.json [--statements DIR/members]
+    meterchain settle prove DIR/settlement.json --member anna [-o proof.json]
+    meterchain settle verify-proof proof.json [--operator-key HEX_OR_FILE]
+
+A run writes ``settlement.json`` (the signed document), ``members/<id>.json`` and
+``.csv`` (statements) and, with ``--previous``, ``differences.json`` (per member,
+new minus old). Verification failures print ``FAILED ...`` and exit 1; bad input is
+one line on stderr and exit 2 (the dispatcher's rule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+
+from settlement.build import make_body, member_roots
+from settlement.config import load_community
+from settlement.core import load_public_key, load_signing_key
+from settlement.diff import member_diffs
+from settlement.document import canonical, document_hash, load_document, sign
+from settlement.engine import run
+from settlement.errors import DocumentError, InputError, SettlementMismatch
+from settlement.period import parse_period
+from settlement.proof import make_proof, verify_proof
+from settlement.source import load_intervals
+from settlement.statements import (
+    read_statement,
+    totals_from_lines,
+    write_file,
+    write_statements,
+)
+from settlement.verify import compare
+
+EXIT_OK, EXIT_FAILURE = 0, 1
+
+
+def _statements(doc_path: str, given: str | None, members: list[str]
+                ) -> dict[str, list[str]] | None:
+    d = Path(given) if given else Path(doc_path).resolve().parent / "members"
+    if not d.is_dir():
+        return None
+    out = {}
+    for m in members:
+        p = d / f"{m}.json"
+        if p.is_file():
+            out[m] = read_statement(p)["lines"]
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    community = load_community(args.community)
+    period = parse_period(args.period, community.time_zone)
+    data = load_intervals(args.intervals)
+    key = nacl.signing.SigningKey(load_signing_key(args.key))
+    previous = load_document(args.previous) if args.previous else None
+    result = run(community, period, data)
+    roots = member_roots(result)
+    body = make_body(result, data.sources, bytes(key.verify_key), previous, roots)
+    signed = sign(body, key)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    doc_hash = document_hash(body).hex()
+    write_statements(result, out, doc_hash, body["revision"])
+    write_file(out / "settlement.json", canonical(signed) + b"\n")
+    t = body["totals"]
+    print(f"settled {community.name} {period.label} revision {body['revision']}: "
+          f"{t['members']} members, {t['lines']} lines, covered {t['covered']} Wh of "
+          f"{t['generation']} Wh generated, {t['provisional_intervals']} provisional "
+          f"member-intervals")
+    print(f"root {body['root']}  document {doc_hash}")
+    print(f"wrote {out / 'settlement.json'} and {out / 'members'}/")
+    if previous is not None:
+        old_lines = _statements(args.previous, None, [m["id"] for m in
+                                                      previous.body["members"]])
+        if old_lines is None:
+            raise InputError(f"no statements beside {args.previous}: cannot show differences")
+        diffs = member_diffs({m: totals_from_lines(ls) for m, ls in old_lines.items()},
+                             result.totals)
+        write_file(out / "differences.json", json.dumps(
+            {"previous": previous.hash.hex(), "document": doc_hash, "members": diffs},
+            indent=1, sort_keys=True).encode() + b"\n")
+        print(f"differences from revision {previous.body['revision']}: "
+              f"{len(diffs)} member(s) changed")
+        for m, d in diffs.items():
+            print(f"  {m}: " + ", ".join(f"{k} {v:+d}" for k, v in d.items()))
+    return EXIT_OK
+
+
+def _operator_key(text: str | None) -> bytes | None:
+    return load_public_key(text) if text else None
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    try:
+        doc = load_document(args.document, _operator_key(args.operator_key))
+    except DocumentError as exc:
+        print(f"FAILED {args.document}: {exc}")
+        return EXIT_FAILURE
+    community = load_community(args.community)
+    period = parse_period(doc.body["period"]["label"], community.time_zone)
+    data = load_intervals(args.intervals)
+    result = run(community, period, data)
+    published = _statements(args.document, args.statements, list(doc.member_roots))
+    try:
+        compare(doc, result, list(data.sources), published)
+    except SettlementMismatch as exc:
+        print(f"FAILED {args.document}: {exc}")
+        return EXIT_FAILURE
+    b = doc.body
+    print(f"OK {b['community']['name']} {b['period']['label']} revision {b['revision']}: "
+          f"recomputed root {b['root']} ({b['totals']['members']} members, "
+          f"{b['totals']['lines']} lines), signed by {b['operator_key']}")
+    return EXIT_OK
+
+
+def cmd_prove(args: argparse.Namespace) -> int:
+    with open(args.document, "rb") as fh:
+        signed = json.loads(fh.read())
+    doc = load_document(args.document)
+    statements = Path(args.statements) if args.statements else (
+        Path(args.document).resolve().parent / "members")
+    lines = read_statement(statements / f"{args.member}.json")["lines"]
+    proof = make_proof(signed, doc, args.member, lines)
+    data = json.dumps(proof, indent=1).encode() + b"\n"
+    if args.output == "-":
+        sys.stdout.buffer.write(data)
+    else:
+        write_file(Path(args.output), data)
+        print(f"wrote proof of {args.member}'s {len(lines)} lines to {args.output}")
+    return EXIT_OK
+
+
+def cmd_verify_proof(args: argparse.Namespace) -> int:
+    with open(args.proof, "rb") as fh:
+        raw = fh.read()
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        print(f"FAILED {args.proof}: not JSON: {exc}")
+        return EXIT_FAILURE
+    try:
+        doc, lines = verify_proof(obj, _operator_key(args.operator_key))
+    except DocumentError as exc:
+        print(f"FAILED {args.proof}: {exc}")
+        return EXIT_FAILURE
+    t = totals_from_lines(lines)
+    b = doc.body
+    print(f"OK {obj['member']} in {b['community']['name']} {b['period']['label']} revision "
+          f"{b['revision']}: {len(lines)} lines proven against root {b['root']}")
+    print("  " + ", ".join(f"{k} {v}" for k, v in t.items()))
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("settle", help="energy-community settlement: run, verify, prove",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = p.add_subparsers(dest="settle_command", metavar="SUBCOMMAND", required=True)
+    r = s.add_parser("run", help="settle a period and sign the settlement document")
+    r.add_argument("--community", required=True, help="community.toml")
+    r.add_argument("--period", required=True, help="YYYY-MM (or YYYY-MM-DD), local time")
+    r.add_argument("--intervals", required=True,
+                   help="interval energy document (docs/settlement.md section 2)")
+    r.add_argument("--key", required=True, help="operator Ed25519 key file (meterchain keygen)")
+    r.add_argument("--out", required=True, help="directory for the document and statements")
+    r.add_argument("--previous", help="the settlement.json this revision replaces")
+    r.set_defaults(func=cmd_run)
+    v = s.add_parser("verify", help="recompute a settlement and compare byte for byte")
+    v.add_argument("document")
+    v.add_argument("--community", required=True)
+    v.add_argument("--intervals", required=True)
+    v.add_argument("--statements", help="published statements (default: members/ beside it)")
+    v.add_argument("--operator-key", help="expected operator public key (hex or file)")
+    v.set_defaults(func=cmd_verify)
+    pr = s.add_parser("prove", help="a member's lines with proofs against the signed root")
+    pr.add_argument("document")
+    pr.add_argument("--member", required=True)
+    pr.add_argument("--statements", help="statements directory (default: members/ beside it)")
+    pr.add_argument("-o", "--output", default="-", help="proof file (default: stdout)")
+    pr.set_defaults(func=cmd_prove)
+    vp = s.add_parser("verify-proof", help="check a member proof offline")
+    vp.add_argument("proof")
+    vp.add_argument("--operator-key", help="expected operator public key (hex or file)")
+    vp.set_defaults(func=cmd_verify_proof)
