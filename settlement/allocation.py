@@ -64,44 +64,22 @@ class Allocation:
     (generation covered somewhere, G.01 - P.01); ``to_community`` per producer: the
     part of its surplus that belongs to the community account (static keys with
     unused shares to the community) rather than returning to the producer;
-    ``flows``: who covered whom, every covered Wh attributed to one producer.
+    ``flows``: who covered whom, every covered Wh attributed to one producer; None
+    for a *pooled* rule, whose coverage comes from all producers in proportion to
+    ``used`` (attributed over the period by :mod:`settlement.attribution`).
     """
 
     allocated: tuple[int, ...]
     covered: tuple[int, ...]
     used: tuple[int, ...]
     to_community: tuple[int, ...]
-    flows: tuple[Flow, ...]
+    flows: tuple[Flow, ...] | None
 
 
-def attribute_pool(covered: Sequence[int], generation: Sequence[int]
-                   ) -> tuple[list[int], list[Flow]]:
-    """Attribute pooled coverage to producers in proportion to their generation.
-
-    Producer p's part of the total covered U is ``U * G_p / G`` (largest remainder),
-    and each producer in id order takes from every consumer in proportion to what is
-    still unattributed of that consumer's coverage, so both margins are exact.
-    Returns ``(used per producer, flows)``.
-    """
+def pooled_use(covered: list[int], generation: tuple[int, ...]) -> list[int]:
+    """Each producer's part of the pooled coverage, in proportion to its generation."""
     total = sum(covered)
-    used = apportion(total, generation) if total else [0] * len(generation)
-    flows: list[Flow] = []
-    if not total:
-        return used, flows
-    active = [j for j, v in enumerate(covered) if v]
-    if sum(1 for u in used if u) == 1:
-        p = next(i for i, u in enumerate(used) if u)
-        return used, [Flow(p, j, covered[j]) for j in active]
-    remaining = [covered[j] for j in active]
-    for p, u in enumerate(used):
-        if not u:
-            continue
-        parts = apportion(u, remaining)
-        for k, x in enumerate(parts):
-            if x:
-                flows.append(Flow(p, active[k], x))
-                remaining[k] -= x
-    return used, flows
+    return apportion(total, generation) if total else [0] * len(generation)
 
 
 def attribute_pairs(allocated_pairs: Sequence[Sequence[int]], covered: Sequence[int],
@@ -132,7 +110,8 @@ def check(interval: IntervalInput, a: Allocation) -> None:
 
     covered <= consumption, covered <= allocated, used + to_community <= generation,
     every quantity >= 0, flows add up to covered per consumer and to used per
-    producer (so sum covered = sum generated - surplus: nothing created or lost).
+    producer, or for a pooled rule sum used = sum covered (so sum covered = sum
+    generated - surplus: nothing created or lost).
 
     Raises:
         SettlementError: an invariant does not hold (a bug in the rule).
@@ -141,18 +120,24 @@ def check(interval: IntervalInput, a: Allocation) -> None:
     if not (len(a.allocated) == len(a.covered) == nc and len(a.used) == len(a.to_community)
             == np_):
         raise SettlementError(f"interval {interval.index}: allocation has the wrong shape")
-    for j in range(nc):
-        c, al, v = interval.consumption[j], a.allocated[j], a.covered[j]
-        if not 0 <= v <= c or v > al or al < 0:
-            raise SettlementError(
-                f"interval {interval.index}: consumer {interval.consumers[j]} has "
-                f"consumption {c}, allocated {al}, covered {v}")
+    if not (all(0 <= v <= c for v, c in zip(a.covered, interval.consumption, strict=True))
+            and all(v <= al for v, al in zip(a.covered, a.allocated, strict=True))):
+        j = next(j for j in range(nc) if not 0 <= a.covered[j] <= min(
+            interval.consumption[j], a.allocated[j]))
+        raise SettlementError(
+            f"interval {interval.index}: consumer {interval.consumers[j]} has consumption "
+            f"{interval.consumption[j]}, allocated {a.allocated[j]}, covered {a.covered[j]}")
     for p in range(np_):
         g, u, tc = interval.generation[p], a.used[p], a.to_community[p]
         if u < 0 or tc < 0 or u + tc > g:
             raise SettlementError(
                 f"interval {interval.index}: producer {interval.producers[p]} generated "
                 f"{g}, used {u}, surplus to the community {tc}")
+    if a.flows is None:
+        if sum(a.used) != sum(a.covered):
+            raise SettlementError(f"interval {interval.index}: pooled coverage "
+                                  f"{sum(a.covered)} differs from used generation {sum(a.used)}")
+        return
     by_c = [0] * nc
     by_p = [0] * np_
     for f in a.flows:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from settlement.allocation import IntervalInput, check
+from settlement.attribution import PoolAttribution
 from settlement.clearing.orders import Order
 from settlement.config import Community
 from settlement.errors import InputError
@@ -63,15 +64,17 @@ class Result:
     totals: dict[str, dict[str, int]]
 
 
-def _sum_points(data: IntervalData, points: tuple[str, ...], t: int) -> tuple[int, int]:
-    wh = q = 0
-    for p in points:
-        v = data.points.get(p, {}).get(t)
-        if v is None:
-            q = MISSING
-        else:
-            wh += v[0]
-            q = max(q, v[1])
+def _column(data: IntervalData, points: tuple[str, ...], ts: range
+            ) -> tuple[list[int], list[int]]:
+    """A member's Wh and worst quality per interval, summed over its points."""
+    wh = [0] * len(ts)
+    q = [MEASURED] * len(ts)
+    missing = (0, MISSING)
+    for point in points:
+        d = data.points.get(point, {})
+        vals = [d.get(t, missing) for t in ts]
+        wh = [a + v[0] for a, v in zip(wh, vals, strict=True)]
+        q = [a if a >= v[1] else v[1] for a, v in zip(q, vals, strict=True)]
     return wh, q
 
 
@@ -106,34 +109,41 @@ def run(c: Community, period: Period, data: IntervalData) -> Result:
                          f"community settles {c.interval_ms} ms")
     rule = build_rule(c)
     consumers, producers = c.consumers, c.producers
-    cpoints = [c.member(m).consumption for m in consumers]
-    gpoints = [c.member(m).generation for m in producers]
     members = tuple(sorted(m.id for m in c.members))
-    cidx = {m: j for j, m in enumerate(consumers)}
-    pidx = {m: p for p, m in enumerate(producers)}
-    lines: dict[str, list[str]] = {m: [] for m in members}
-    acc = {m: [0] * 8 for m in members}  # use, allocated, covered, gen, surplus, cs, imp, exp
-    prov_count = dict.fromkeys(members, 0)
+    ts = range(period.start_ms, period.end_ms, c.interval_ms)
+    n_t = len(ts)
+    ccols = [_column(data, c.member(m).consumption, ts) for m in consumers]
+    gcols = [_column(data, c.member(m).generation, ts) for m in producers]
+    use_rows = list(zip(*(col[0] for col in ccols), strict=True)) or [()] * n_t
+    gen_rows = list(zip(*(col[0] for col in gcols), strict=True)) or [()] * n_t
+    worst = [max(qs) for qs in zip(*(col[1] for col in ccols + gcols), strict=True)]
+    prov_col = [int(q != MEASURED) for q in worst]
+    # hour of the year (local time) of each interval, for hourly coefficient schedules
+    year0 = year_start_ms(period.start_ms, c.time_zone)
+    next_year = year_start_ms(year0 + 367 * 86_400_000, c.time_zone)
+    alloc_rows, cov_rows, used_rows, comm_rows = [], [], [], []
+    pool = PoolAttribution(len(consumers), len(producers),
+                           max((max(r) for r in use_rows if r), default=0), n_t)
     pairs: dict[tuple[int, int], list[int]] = {}  # (producer, consumer) -> [wh, value, fee]
     community_price = c.prices.community
     community_fee = c.prices.grid_fee.of(community_price)
-    layout = [(m, cidx.get(m), pidx.get(m)) for m in members]
-    step = c.interval_ms
-    year0 = year_start_ms(period.start_ms, c.time_zone)
-    next_year = year_start_ms(year0 + 367 * 86_400_000, c.time_zone)
-    for k, t in enumerate(range(period.start_ms, period.end_ms, step)):
+    for k, t in enumerate(ts):
         if t >= next_year:
             year0, next_year = next_year, year_start_ms(next_year + 367 * 86_400_000,
                                                         c.time_zone)
-        cq = [_sum_points(data, pts, t) for pts in cpoints]
-        gq = [_sum_points(data, pts, t) for pts in gpoints]
         orders = _orders(data, t, consumers, producers) if data.orders else None
-        iv = IntervalInput(k, (t - year0) // 3_600_000, consumers, tuple(x[0] for x in cq),
-                           producers, tuple(x[0] for x in gq),
-                           orders[0] if orders else None, orders[1] if orders else None)
+        iv = IntervalInput(k, (t - year0) // 3_600_000, consumers, use_rows[k], producers,
+                           gen_rows[k], orders[0] if orders else None,
+                           orders[1] if orders else None)
         a = rule.allocate(iv)
         check(iv, a)
-        prov = int(any(q != MEASURED for _, q in cq) or any(q != MEASURED for _, q in gq))
+        alloc_rows.append(a.allocated)
+        cov_rows.append(a.covered)
+        used_rows.append(a.used)
+        comm_rows.append(a.to_community)
+        if a.flows is None:
+            pool.add(a.covered, a.used)
+            continue
         for f in a.flows:
             slot = pairs.get((f.producer, f.consumer))
             if slot is None:
@@ -141,29 +151,37 @@ def run(c: Community, period: Period, data: IntervalData) -> Result:
             slot[0] += f.wh
             slot[1] += f.wh * (community_price if f.price is None else f.price)
             slot[2] += f.wh * (community_fee if f.fee is None else f.fee)
-        for m, j, p in layout:
-            use = al = cov = gen = sur = cs = 0
-            q = MEASURED
-            if j is not None:
-                use, q = cq[j]
-                al, cov = a.allocated[j], a.covered[j]
-            if p is not None:
-                gen, gq_ = gq[p]
-                q = max(q, gq_)
-                sur = gen - a.used[p]
-                cs = a.to_community[p]
-            lines[m].append(f"I,{m},{t},{QUALITY_LETTERS[q]},{prov},{use},{al},{cov},{gen},"
-                            f"{sur},{cs},{use - cov},{sur}")
-            s = acc[m]
-            s[0] += use
-            s[1] += al
-            s[2] += cov
-            s[3] += gen
-            s[4] += sur
-            s[5] += cs
-            s[6] += use - cov
-            s[7] += sur
-            prov_count[m] += prov
+    for (p, j), wh in pool.pairs().items():
+        slot = pairs.setdefault((p, j), [0, 0, 0])
+        slot[0] += wh
+        slot[1] += wh * community_price
+        slot[2] += wh * community_fee
+    alloc_cols = list(zip(*alloc_rows, strict=True))
+    cov_cols = list(zip(*cov_rows, strict=True))
+    used_cols = list(zip(*used_rows, strict=True))
+    comm_cols = list(zip(*comm_rows, strict=True))
+    zeros = [0] * n_t
+    cidx = {m: j for j, m in enumerate(consumers)}
+    pidx = {m: p for p, m in enumerate(producers)}
+    lines: dict[str, list[str]] = {}
+    acc: dict[str, list[int]] = {}
+    prov_total = sum(prov_col)
+    for m in members:
+        cj, pj = cidx.get(m), pidx.get(m)
+        use, q1 = ccols[cj] if cj is not None else (zeros, [MEASURED] * n_t)
+        al = alloc_cols[cj] if cj is not None else zeros
+        cov = cov_cols[cj] if cj is not None else zeros
+        gen, q2 = gcols[pj] if pj is not None else (zeros, [MEASURED] * n_t)
+        sur = ([g - u for g, u in zip(gen, used_cols[pj], strict=True)]
+               if pj is not None else zeros)
+        cs = comm_cols[pj] if pj is not None else zeros
+        qs = [QUALITY_LETTERS[max(a, b)] for a, b in zip(q1, q2, strict=True)]
+        lines[m] = [f"I,{m},{t},{q},{pv},{u},{a},{v},{g},{s},{x},{u - v},{s}"
+                    for t, q, pv, u, a, v, g, s, x in
+                    zip(ts, qs, prov_col, use, al, cov, gen, sur, cs, strict=True)]
+        su, sv = sum(use), sum(cov)
+        acc[m] = [su, sum(al), sv, sum(gen), sum(sur), sum(cs), su - sv, sum(sur)]
+    prov_count = dict.fromkeys(members, prov_total)
     # counterparties and money: each pair's amounts are rounded once, used on both sides
     paid = dict.fromkeys(members, 0)
     fees = dict.fromkeys(members, 0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from settlement.allocation import Allocation, IntervalInput, attribute_pool
+from settlement.allocation import Allocation, IntervalInput, pooled_use
 from settlement.rounding import capped_pro_rata
 from settlement.rules import register
 
@@ -43,6 +43,6 @@ class PriorityCascade:
             left -= sum(parts)
             if not left:
                 break
-        used, flows = attribute_pool(covered, interval.generation)
+        used = pooled_use(covered, interval.generation)
         c = tuple(covered)
-        return Allocation(c, c, tuple(used), (0,) * len(used), tuple(flows))
+        return Allocation(c, c, tuple(used), (0,) * len(used), None)

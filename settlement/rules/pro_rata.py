@@ -2,14 +2,14 @@
 
 The pooled generation G covers every consumer in proportion to its consumption;
 when G exceeds the community's consumption everyone is covered and the rest is
-surplus. Covered energy is attributed to producers in proportion to generation.
+surplus. Coverage is pooled: each producer supplies it in proportion to its generation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from settlement.allocation import Allocation, IntervalInput, attribute_pool
+from settlement.allocation import Allocation, IntervalInput, pooled_use
 from settlement.rounding import capped_pro_rata
 from settlement.rules import register
 
@@ -24,6 +24,6 @@ class ProRata:
 
     def allocate(self, interval: IntervalInput) -> Allocation:
         covered = capped_pro_rata(sum(interval.generation), interval.consumption)
-        used, flows = attribute_pool(covered, interval.generation)
+        used = pooled_use(covered, interval.generation)
         c = tuple(covered)
-        return Allocation(c, c, tuple(used), (0,) * len(used), tuple(flows))
+        return Allocation(c, c, tuple(used), (0,) * len(used), None)

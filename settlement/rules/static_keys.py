@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from settlement.allocation import Allocation, IntervalInput, attribute_pool
+from settlement.allocation import Allocation, IntervalInput, pooled_use
 from settlement.rounding import apportion
 from settlement.rules import register
 
@@ -41,6 +41,6 @@ class StaticKeys:
         total = sum(interval.generation)
         allocated = apportion(total, weights) if sum(weights) else [0] * len(weights)
         covered = [min(c, a) for c, a in zip(interval.consumption, allocated, strict=True)]
-        used, flows = attribute_pool(covered, interval.generation)
+        used = pooled_use(covered, interval.generation)
         return Allocation(tuple(allocated), tuple(covered), tuple(used),
-                          surplus_owner(interval, used, self.unused), tuple(flows))
+                          surplus_owner(interval, used, self.unused), None)

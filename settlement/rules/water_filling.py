@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from settlement.allocation import Allocation, IntervalInput, attribute_pool
+from settlement.allocation import Allocation, IntervalInput, pooled_use
 from settlement.rounding import apportion
 from settlement.rules import register
 from settlement.rules.static_keys import surplus_owner
@@ -60,7 +60,7 @@ class StaticKeysRedistributed:
     def allocate(self, interval: IntervalInput) -> Allocation:
         weights = [self.keys.get(m, 0) for m in interval.consumers]
         covered = water_fill(sum(interval.generation), list(interval.consumption), weights)
-        used, flows = attribute_pool(covered, interval.generation)
+        used = pooled_use(covered, interval.generation)
         c = tuple(covered)
         return Allocation(c, c, tuple(used), surplus_owner(interval, used, self.unused),
-                          tuple(flows))
+                          None)
