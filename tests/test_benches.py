@@ -47,6 +47,14 @@ def _forward(d: dict[str, Any]) -> None:
     assert d["rows"] and all(r["readings_per_s"] > 0 for r in d["rows"])
 
 
+def _settle(d: dict[str, Any]) -> None:
+    assert {r["mode"] for r in d["rows"]} == {"pro_rata", "market"}
+    for r in d["rows"]:
+        assert r["lines"] >= 30 * 96 and r["run_s"] >= 0 and r["proof_ms"] > 0
+        assert 0 < r["covered_share_pct"] <= 100
+    assert d["summary"]["sha256_200b_per_s"] > 0
+
+
 BENCHES: list[tuple[list[str], Callable[[dict[str, Any]], None]]] = [
     (["ingest.py", "--blocks", "20", "--baseline-readings", "640", "--small-readings", "640",
       "--big-readings", "2000", "--rounds", "2", "--per-round", "5"], _ingest),
@@ -55,6 +63,7 @@ BENCHES: list[tuple[list[str], Callable[[dict[str, Any]], None]]] = [
       "both"], _replica),
     (["agent.py", "--duration", "2", "--readings", "3000"], _agent),
     (["forward.py", "--readings", "5000"], _forward),
+    (["settle.py", "--members", "30", "--producers", "3", "--intervals", "96"], _settle),
 ]
 
 
