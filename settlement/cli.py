@@ -23,9 +23,9 @@ from typing import Any
 
 import nacl.signing
 
+from keyfiles import load_public_key, load_signing_key
 from settlement.build import make_body, member_roots
 from settlement.config import load_community
-from settlement.core import load_public_key, load_signing_key
 from settlement.diff import member_diffs
 from settlement.document import canonical, document_hash, load_document, sign
 from settlement.engine import run

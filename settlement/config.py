@@ -1,7 +1,7 @@
 """``community.toml``: the community, its members, sharing mode and prices, validated.
 
 :func:`load_community` reports EVERY problem at once as a
-:class:`~agent.errors.ConfigErrors`, each naming its key path
+:class:`~ledger.errors.ConfigErrors`, each naming its key path
 (``members[2].key: must be an integer >= 0, got -5``); unknown keys are refused with
 the closest valid name. ``docs/settlement.md`` documents every key.
 
@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ledger.errors import ConfigError, ConfigErrors
 from settlement.clearing.orders import FEE_KINDS, Fee
-from settlement.core import ConfigError, ConfigErrors
 from settlement.rules.schedule import ANY_PRODUCER, SLOT_KINDS, Coefficient
 from settlement.rules.static_keys import UNUSED_MODES
 

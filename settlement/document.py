@@ -26,7 +26,7 @@ from typing import Any
 import nacl.exceptions
 import nacl.signing
 
-from settlement.core import merkle_root
+from ledger.merkle import merkle_root
 from settlement.errors import DocumentError, SettlementMismatch
 
 TYPE = "meterchain-settlement"

@@ -8,12 +8,12 @@
 - :class:`SettlementMismatch` -- a recomputation differs from what a document says;
   carries ``expected`` and ``actual`` and, where known, the first differing ``line``.
 
-Configuration problems are :class:`~agent.errors.ConfigError` (with the key path).
+Configuration problems are :class:`~ledger.errors.ConfigError` (with the key path).
 """
 
 from __future__ import annotations
 
-from settlement.core import MeterchainError
+from ledger.errors import MeterchainError
 
 
 class SettlementError(MeterchainError):

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from settlement.core import ProofError, inclusion_proof, root_from_inclusion
+from ledger.errors import ProofError
+from ledger.merkle import inclusion_proof, root_from_inclusion
 from settlement.document import (
     Document,
     member_leaf,

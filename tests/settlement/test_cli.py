@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from agent.cli import main
-from agent.keys import generate_gateway_key
+from keyfiles import generate_gateway_key
+from meterchain.cli import main
 from settlement.source import IntervalData
 from settlement.synthetic import intervals
 

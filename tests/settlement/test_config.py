@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ledger.errors import ConfigError, ConfigErrors
 from settlement.config import load_community, parse_community
-from settlement.core import ConfigError, ConfigErrors
 from settlement.synthetic import community_toml
 
 GOOD = """

@@ -8,8 +8,8 @@ from typing import Any
 import nacl.signing
 import pytest
 
+from ledger.merkle import inclusion_proof, merkle_root
 from settlement.build import make_body
-from settlement.core import inclusion_proof, merkle_root
 from settlement.diff import member_diffs
 from settlement.document import (
     canonical,

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from ledger.merkle import merkle_root
 from settlement import errors
 from settlement.build import make_body
 from settlement.config import parse_community
-from settlement.core import merkle_root
 from settlement.document import canonical, document_hash, verify_document
 from settlement.engine import run
 from settlement.period import parse_period
