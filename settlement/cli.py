@@ -1,15 +1,19 @@
 """``meterchain settle``: run, verify, prove and check community settlements.
 
     meterchain settle run --community community.toml --period 2026-11 \\
-        --intervals intervals.json --key operator.key --out DIR [--previous OLD.json]
+        (--intervals intervals.json | --replica URL) --key operator.key --out DIR \\
+        [--previous OLD.json]
     meterchain settle verify DIR/settlement.json --community community.toml \\
-        --intervals intervals.json [--statements DIR/members]
+        (--intervals intervals.json | --replica URL) [--statements DIR/members]
     meterchain settle prove DIR/settlement.json --member anna [-o proof.json]
     meterchain settle verify-proof proof.json [--operator-key HEX_OR_FILE]
 
 A run writes ``settlement.json`` (the signed document), ``members/<id>.json`` and
-``.csv`` (statements) and, with ``--previous``, ``differences.json`` (per member,
-new minus old). Verification failures print ``FAILED ...`` and exit 1; bad input is
+``.csv`` (statements), ``intervals.json`` (the input it settled, so the run can be
+checked again offline) and, with ``--previous``, ``differences.json`` (per member,
+new minus old). ``--replica URL`` reads interval energy from a replica's meter-data
+API with the token in ``--token-file`` or ``$MC_REPLICA_TOKEN`` (scope
+``read:readings``). Verification failures print ``FAILED ...`` and exit 1; bad input is
 one line on stderr and exit 2 (the dispatcher's rule).
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,14 +30,15 @@ import nacl.signing
 
 from keyfiles import load_public_key, load_signing_key
 from settlement.build import make_body, member_roots
-from settlement.config import load_community
+from settlement.config import Community, load_community
 from settlement.diff import member_diffs
 from settlement.document import canonical, document_hash, load_document, sign
 from settlement.engine import run
 from settlement.errors import DocumentError, InputError, SettlementMismatch
-from settlement.period import parse_period
+from settlement.period import Period, parse_period
 from settlement.proof import make_proof, verify_proof
-from settlement.source import load_intervals
+from settlement.replica_source import collect, http_getter
+from settlement.source import IntervalData, load_intervals
 from settlement.statements import (
     read_statement,
     totals_from_lines,
@@ -42,6 +48,7 @@ from settlement.statements import (
 from settlement.verify import compare
 
 EXIT_OK, EXIT_FAILURE = 0, 1
+TOKEN_ENV = "MC_REPLICA_TOKEN"
 
 
 def _statements(doc_path: str, given: str | None, members: list[str]
@@ -57,10 +64,29 @@ def _statements(doc_path: str, given: str | None, members: list[str]
     return out
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    if args.token_file:
+        try:
+            text = Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            raise InputError(f"--token-file: cannot read {args.token_file}: "
+                             f"{exc.strerror}") from None
+        if not text:
+            raise InputError(f"--token-file: {args.token_file} is empty")
+        return text
+    return os.environ.get(TOKEN_ENV) or None
+
+
+def _input(args: argparse.Namespace, community: Community, period: Period) -> IntervalData:
+    if args.replica:
+        return collect(community, period, http_getter(args.replica, _token(args)))
+    return load_intervals(args.intervals)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     community = load_community(args.community)
     period = parse_period(args.period, community.time_zone)
-    data = load_intervals(args.intervals)
+    data = _input(args, community, period)
     key = nacl.signing.SigningKey(load_signing_key(args.key))
     previous = load_document(args.previous) if args.previous else None
     result = run(community, period, data)
@@ -71,6 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     doc_hash = document_hash(body).hex()
     write_statements(result, out, doc_hash, body["revision"])
+    write_file(out / "intervals.json", json.dumps(data.as_json()).encode() + b"\n")
     write_file(out / "settlement.json", canonical(signed) + b"\n")
     t = body["totals"]
     print(f"settled {community.name} {period.label} revision {body['revision']}: "
@@ -108,7 +135,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     community = load_community(args.community)
     period = parse_period(doc.body["period"]["label"], community.time_zone)
-    data = load_intervals(args.intervals)
+    data = _input(args, community, period)
     result = run(community, period, data)
     published = _statements(args.document, args.statements, list(doc.member_roots))
     try:
@@ -161,6 +188,13 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _source_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--intervals", help="interval energy document (docs/settlement.md section 2)")
+    g.add_argument("--replica", metavar="URL", help="read interval energy from this replica")
+    p.add_argument("--token-file", help=f"API token for --replica (else ${TOKEN_ENV})")
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("settle", help="energy-community settlement: run, verify, prove",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -168,8 +202,7 @@ def register(sub: Any) -> None:
     r = s.add_parser("run", help="settle a period and sign the settlement document")
     r.add_argument("--community", required=True, help="community.toml")
     r.add_argument("--period", required=True, help="YYYY-MM (or YYYY-MM-DD), local time")
-    r.add_argument("--intervals", required=True,
-                   help="interval energy document (docs/settlement.md section 2)")
+    _source_args(r)
     r.add_argument("--key", required=True, help="operator Ed25519 key file (meterchain keygen)")
     r.add_argument("--out", required=True, help="directory for the document and statements")
     r.add_argument("--previous", help="the settlement.json this revision replaces")
@@ -177,7 +210,7 @@ def register(sub: Any) -> None:
     v = s.add_parser("verify", help="recompute a settlement and compare byte for byte")
     v.add_argument("document")
     v.add_argument("--community", required=True)
-    v.add_argument("--intervals", required=True)
+    _source_args(v)
     v.add_argument("--statements", help="published statements (default: members/ beside it)")
     v.add_argument("--operator-key", help="expected operator public key (hex or file)")
     v.set_defaults(func=cmd_verify)
