@@ -37,7 +37,7 @@ from settlement.engine import run
 from settlement.errors import DocumentError, InputError, SettlementMismatch
 from settlement.period import Period, parse_period
 from settlement.proof import make_proof, verify_proof
-from settlement.replica_source import collect, http_getter
+from settlement.replica_source import collect, http_getter, member_readings
 from settlement.source import IntervalData, load_intervals
 from settlement.statements import (
     read_statement,
@@ -157,13 +157,27 @@ def cmd_prove(args: argparse.Namespace) -> int:
     statements = Path(args.statements) if args.statements else (
         Path(args.document).resolve().parent / "members")
     lines = read_statement(statements / f"{args.member}.json")["lines"]
-    proof = make_proof(signed, doc, args.member, lines)
-    data = json.dumps(proof, indent=1).encode() + b"\n"
+    readings = None
+    if args.replica:
+        if not args.community:
+            raise InputError("--replica needs --community (which points are the member's)")
+        community = load_community(args.community)
+        try:
+            m = community.member(args.member)
+        except KeyError:
+            raise InputError(f"{args.member!r} is not a member in {args.community}") from None
+        inputs = load_intervals(args.intervals or str(Path(args.document).resolve().parent
+                                                      / "intervals.json"))
+        readings = member_readings(m.consumption + m.generation, inputs,
+                                   http_getter(args.replica, _token(args)))
+    proof = make_proof(signed, doc, args.member, lines, readings)
+    blob = json.dumps(proof, indent=1).encode() + b"\n"
     if args.output == "-":
-        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.write(blob)
     else:
-        write_file(Path(args.output), data)
-        print(f"wrote proof of {args.member}'s {len(lines)} lines to {args.output}")
+        write_file(Path(args.output), blob)
+        extra = f" and {len(readings['proofs'])} signed readings" if readings else ""
+        print(f"wrote proof of {args.member}'s {len(lines)} lines{extra} to {args.output}")
     return EXIT_OK
 
 
@@ -176,7 +190,7 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
         print(f"FAILED {args.proof}: not JSON: {exc}")
         return EXIT_FAILURE
     try:
-        doc, lines = verify_proof(obj, _operator_key(args.operator_key))
+        doc, lines, proven = verify_proof(obj, _operator_key(args.operator_key))
     except DocumentError as exc:
         print(f"FAILED {args.proof}: {exc}")
         return EXIT_FAILURE
@@ -185,6 +199,10 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
     print(f"OK {obj['member']} in {b['community']['name']} {b['period']['label']} revision "
           f"{b['revision']}: {len(lines)} lines proven against root {b['root']}")
     print("  " + ", ".join(f"{k} {v}" for k, v in t.items()))
+    if proven:
+        meters = sorted({r.meter_id for r in proven})
+        print(f"  {len(proven)} signed readings behind its intervals proven in the ledger "
+              f"(meters {', '.join(meters)})")
     return EXIT_OK
 
 
@@ -219,6 +237,12 @@ def register(sub: Any) -> None:
     pr.add_argument("--member", required=True)
     pr.add_argument("--statements", help="statements directory (default: members/ beside it)")
     pr.add_argument("-o", "--output", default="-", help="proof file (default: stdout)")
+    pr.add_argument("--replica", metavar="URL",
+                    help="add inclusion proofs of the member's readings from this replica")
+    pr.add_argument("--token-file", help=f"API token for --replica (else ${TOKEN_ENV})")
+    pr.add_argument("--community", help="community.toml (with --replica)")
+    pr.add_argument("--intervals", help="the run's input with traces (default: "
+                                        "intervals.json beside the document)")
     pr.set_defaults(func=cmd_prove)
     vp = s.add_parser("verify-proof", help="check a member proof offline")
     vp.add_argument("proof")

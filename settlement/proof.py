@@ -6,14 +6,23 @@ signature, recomputes the member's root from the lines, finds it among the signe
 member roots, and gives back the lines; the document root is recomputed from the
 member leaves, so the member's leaf is proven in the signed tree with its RFC 6962
 audit path, which the proof also carries for verifiers that keep only the root.
+
+Optionally (``readings``) it carries the member's own signed readings behind its
+intervals: per metering point and interval the readings' origins
+(``gateway:height:index``), and per origin the ledger's inclusion proof file
+(``docs/export-format.md``) as the replica gave it. Each is verified against the
+gateway key it names; no other member's reading is in the proof.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from ledger.errors import ProofError
+from ledger.errors import ChainError, ProofError
 from ledger.merkle import inclusion_proof, root_from_inclusion
+from ledger.prooffile import verify_proof_text
+from ledger.readings import Reading
 from settlement.document import (
     Document,
     member_leaf,
@@ -26,9 +35,11 @@ PROOF_TYPE = "meterchain-settlement-proof"
 PROOF_VERSION = 1
 
 
-def make_proof(signed: dict[str, Any], doc: Document, member: str, lines: list[str]
-               ) -> dict[str, Any]:
-    """The proof object for ``member`` with ``lines`` (its statement's lines).
+def make_proof(signed: dict[str, Any], doc: Document, member: str, lines: list[str],
+               readings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The proof object for ``member`` with ``lines`` (its statement's lines) and,
+    optionally, ``readings``: ``{"traces": {point: [[start_ms, [origin, ...]], ...]},
+    "proofs": {origin: inclusion proof object}}`` with origins as ``gw:height:index``.
 
     Raises:
         DocumentError: the member is not in the document.
@@ -43,13 +54,57 @@ def make_proof(signed: dict[str, Any], doc: Document, member: str, lines: list[s
     ids = list(roots)
     leaves = [member_leaf(m, roots[m]) for m in ids]
     index = ids.index(member)
-    return {"type": PROOF_TYPE, "version": PROOF_VERSION, "member": member,
-            "signed_document": signed, "lines": lines, "member_index": index,
-            "audit_path": [h.hex() for h in inclusion_proof(leaves, index)]}
+    out = {"type": PROOF_TYPE, "version": PROOF_VERSION, "member": member,
+           "signed_document": signed, "lines": lines, "member_index": index,
+           "audit_path": [h.hex() for h in inclusion_proof(leaves, index)]}
+    if readings is not None:
+        out["readings"] = readings
+    return out
 
 
-def verify_proof(obj: Any, operator_key: bytes | None = None) -> tuple[Document, list[str]]:
-    """Check a member proof; return the document and the member's proven lines.
+def _verify_readings(readings: Any, lines: list[str]) -> list[Reading]:
+    """Check every traced origin's inclusion proof; return the proven readings.
+
+    Raises:
+        DocumentError: malformed, an origin without a proof, a trace of an interval
+            the member has no line for, or a proof that does not verify.
+    """
+    if not isinstance(readings, dict) or not isinstance(readings.get("traces"), dict) or (
+            not isinstance(readings.get("proofs"), dict)):
+        raise DocumentError("readings: needs traces and proofs")
+    starts = {ln.split(",")[2] for ln in lines if ln.startswith("I,")}
+    needed: set[str] = set()
+    for point, rows in readings["traces"].items():
+        for row in rows if isinstance(rows, list) else [None]:
+            if not (isinstance(row, list) and len(row) == 2 and isinstance(row[1], list)):
+                raise DocumentError(f"readings.traces.{point}: malformed")
+            if str(row[0]) not in starts:
+                raise DocumentError(f"readings.traces.{point}: interval {row[0]} is not "
+                                    "one of the member's")
+            needed.update(str(o) for o in row[1])
+    proven = []
+    for origin in sorted(needed):
+        gw, _, rest = origin.partition(":")
+        h, _, i = rest.partition(":")
+        doc = readings["proofs"].get(origin)
+        if doc is None:
+            raise DocumentError(f"readings: no inclusion proof for {origin}")
+        try:
+            key = bytes.fromhex(gw)
+            proof, reading = verify_proof_text(json.dumps(doc), key)
+        except (ValueError, ChainError) as exc:
+            raise DocumentError(f"reading {origin}: {exc}") from None
+        if (str(proof.header.height), str(proof.index)) != (h, i):
+            raise DocumentError(f"reading {origin}: the proof is of height "
+                                f"{proof.header.height} index {proof.index}")
+        proven.append(reading)
+    return proven
+
+
+def verify_proof(obj: Any, operator_key: bytes | None = None
+                 ) -> tuple[Document, list[str], list[Reading]]:
+    """Check a member proof; return the document, the member's proven lines and the
+    proven readings behind them (empty when the proof carries none).
 
     Raises:
         DocumentError: malformed, or the document does not verify.
@@ -86,4 +141,5 @@ def verify_proof(obj: Any, operator_key: bytes | None = None) -> tuple[Document,
         raise DocumentError(f"audit path: {exc}") from None
     if top.hex() != doc.body["root"]:
         raise SettlementMismatch("document root via audit path", doc.body["root"], top.hex())
-    return doc, lines
+    proven = _verify_readings(obj["readings"], lines) if "readings" in obj else []
+    return doc, lines, proven

@@ -21,7 +21,7 @@ from typing import Any
 from settlement.config import Community
 from settlement.errors import InputError
 from settlement.period import Period
-from settlement.source import IntervalData, Source
+from settlement.source import IntervalData, Origin, Source
 
 QUALITIES = {"measured": 0, "substituted": 1, "estimated": 2, "missing": 3}
 """The replica's quality names -> the input's quality ranks (``M S E X``)."""
@@ -58,6 +58,7 @@ def collect(c: Community, period: Period, get: Getter) -> IntervalData:
         raise InputError(f"the replica serves intervals of {sorted(INTERVALS)} minutes, "
                          f"the community settles {c.interval_minutes}")
     points: dict[str, dict[int, tuple[int, int]]] = {}
+    traces: dict[str, dict[int, tuple[Origin, ...]]] = {}
     heights: dict[str, tuple[int, int]] = {}
     for m in sorted(c.members, key=lambda m: m.id):
         for kind, direction in (("consumption", "import"), ("generation", "export")):
@@ -66,22 +67,29 @@ def collect(c: Community, period: Period, get: Getter) -> IntervalData:
                           "to": str(period.end_ms), "interval": INTERVALS[c.interval_minutes],
                           "tz": "UTC", "traces": "true"}
                 got: dict[int, tuple[int, int]] = {}
+                origins: dict[int, tuple[Origin, ...]] = {}
                 for iv in _series(get("/v1/meterdata/intervals", params), point, direction):
                     try:
                         start, wh, quality = iv["start_ms"], iv["wh"], QUALITIES[iv["quality"]]
-                        traces = list(iv.get("start_trace", [])) + list(iv.get("end_trace", []))
+                        trace = list(iv.get("start_trace", [])) + list(iv.get("end_trace", []))
                     except (KeyError, TypeError):
                         raise InputError(f"malformed interval in the replica's answer for "
                                          f"{point}: {str(iv)[:200]}") from None
                     if not isinstance(start, int) or not (wh is None or isinstance(wh, int)):
                         raise InputError(f"malformed interval for {point}: {str(iv)[:200]}")
                     got[start] = (0, 3) if wh is None else (wh, quality)
-                    for o in traces:
-                        gw, h = o.get("gateway"), o.get("height")
-                        if isinstance(gw, str) and isinstance(h, int):
+                    named = []
+                    for o in trace:
+                        gw, h, i = o.get("gateway"), o.get("height"), o.get("index")
+                        if isinstance(gw, str) and isinstance(h, int) and isinstance(i, int):
                             lo, hi = heights.get(gw, (h, h))
                             heights[gw] = (min(lo, h), max(hi, h))
+                            named.append((gw, h, i))
+                    if named:
+                        origins[start] = tuple(named)
                 points[point] = got
+                if origins:
+                    traces[point] = origins
     sources = []
     for gw, (lo, hi) in sorted(heights.items()):
         answer = get(f"/v1/gateways/{gw}/blocks/{hi}/hash", {})
@@ -89,7 +97,7 @@ def collect(c: Community, period: Period, get: Getter) -> IntervalData:
         if not isinstance(head, str):
             raise InputError(f"replica gave no hash for block {hi} of gateway {gw}")
         sources.append(Source(gw, lo, hi, head))
-    return IntervalData(c.interval_ms, points, tuple(sources))
+    return IntervalData(c.interval_ms, points, tuple(sources), (), traces)
 
 
 def http_getter(base_url: str, token: str | None, *, timeout_s: float = TIMEOUT_S) -> Getter:
@@ -124,3 +132,28 @@ def http_getter(base_url: str, token: str | None, *, timeout_s: float = TIMEOUT_
             raise InputError(f"replica {base_url} answered GET {path} with no JSON") from None
 
     return get
+
+
+def member_readings(points: tuple[str, ...], data: IntervalData, get: Getter
+                    ) -> dict[str, Any]:
+    """The traces of ``points`` in ``data`` and the replica's inclusion proof of every
+    reading they name (``GET /v1/gateways/{gw}/proof?height=&index=``), as a member
+    proof's ``readings`` (:mod:`settlement.proof`).
+
+    Raises:
+        InputError: ``data`` has no traces for a point, or the replica refuses.
+    """
+    traces: dict[str, list[Any]] = {}
+    origins: set[Origin] = set()
+    for point in points:
+        rows = data.traces.get(point)
+        if not rows:
+            raise InputError(f"the input has no traces for metering point {point} (settle "
+                             "from a replica to record them)")
+        traces[point] = [[t, [f"{g}:{h}:{i}" for g, h, i in o]] for t, o in sorted(rows.items())]
+        for o in rows.values():
+            origins.update(o)
+    proofs = {f"{g}:{h}:{i}": get(f"/v1/gateways/{g}/proof",
+                                  {"height": str(h), "index": str(i)})
+              for g, h, i in sorted(origins)}
+    return {"traces": traces, "proofs": proofs}

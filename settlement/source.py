@@ -9,11 +9,15 @@ produces it, tests and benchmarks write it)::
                   "head_hash": HEX64}],
      "points": {"AT001": [[start_ms, wh, "M"], ...], ...},
      "orders": [{"start_ms": T, "member": "anna", "side": "bid", "wh": 500,
-                 "price": 15000}, ...]}
+                 "price": 15000}, ...],
+     "traces": {"AT001": [[start_ms, [[HEX64, height, index], ...]], ...]}}
 
 Quality letters: ``M`` measured, ``S`` substituted, ``E`` estimated, ``X`` missing.
 An interval absent from a point's list counts as missing (0 Wh, ``X``). ``orders``
 (optional) are a market's bids and offers; without them orders follow measurement.
+``traces`` (optional) name, per point and interval, the signed readings (gateway,
+block height, reading index) behind the interval's boundaries; member proofs prove
+them. Traces are not part of what a settlement commits to.
 """
 
 from __future__ import annotations
@@ -58,14 +62,19 @@ class MarketOrder:
     price: int
 
 
+Origin = tuple[str, int, int]
+"""A signed reading: (gateway key hex, block height, reading index)."""
+
+
 @dataclass(frozen=True)
 class IntervalData:
-    """Interval energy: point -> start_ms -> (Wh, quality rank)."""
+    """Interval energy: point -> start_ms -> (Wh, quality rank); optional traces."""
 
     interval_ms: int
     points: Mapping[str, Mapping[int, tuple[int, int]]]
     sources: tuple[Source, ...] = ()
     orders: tuple[MarketOrder, ...] = field(default=())
+    traces: Mapping[str, Mapping[int, tuple[Origin, ...]]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         """The input document (canonical order: points and intervals sorted)."""
@@ -78,6 +87,10 @@ class IntervalData:
         if self.orders:
             doc["orders"] = [{"start_ms": o.start_ms, "member": o.member, "side": o.side,
                               "wh": o.wh, "price": o.price} for o in self.orders]
+        if self.traces:
+            doc["traces"] = {p: [[t, [list(o) for o in origins]]
+                                 for t, origins in sorted(v.items())]
+                             for p, v in sorted(self.traces.items())}
         return doc
 
 
@@ -144,7 +157,26 @@ def parse_intervals(doc: Any) -> IntervalData:
                                   o["member"], o["side"],
                                   _int(o.get("wh"), 0, MAX_WH, f"orders[{i}].wh"),
                                   _int(o.get("price"), 0, 10**9, f"orders[{i}].price")))
-    return IntervalData(interval_ms, points, tuple(sources), tuple(orders))
+    traces: dict[str, dict[int, tuple[Origin, ...]]] = {}
+    raw_traces = doc.get("traces", {})
+    if not isinstance(raw_traces, dict):
+        raise InputError("traces: must be an object of metering point -> intervals")
+    for point, rows in raw_traces.items():
+        got_t: dict[int, tuple[Origin, ...]] = {}
+        for k, row in enumerate(rows if isinstance(rows, list) else [None]):
+            where = f"traces.{point}[{k}]"
+            if not isinstance(row, list) or len(row) != 2 or not isinstance(row[1], list):
+                raise InputError(f"{where}: must be [start_ms, [[gateway, height, index], ...]]")
+            origins = []
+            for o in row[1]:
+                if not isinstance(o, list) or len(o) != 3:
+                    raise InputError(f"{where}: an origin must be [gateway, height, index]")
+                origins.append((_hex64(o[0], f"{where} gateway"),
+                                _int(o[1], 0, 2**63 - 1, f"{where} height"),
+                                _int(o[2], 0, 65_535, f"{where} index")))
+            got_t[_int(row[0], 0, 2**63 - 1, f"{where} start_ms")] = tuple(origins)
+        traces[point] = got_t
+    return IntervalData(interval_ms, points, tuple(sources), tuple(orders), traces)
 
 
 def load_intervals(path: str) -> IntervalData:

@@ -83,7 +83,8 @@ def test_member_proof_verifies_offline_and_reveals_only_that_member(operator: An
     r, signed = _settle(operator)
     doc = verify_document(signed)
     proof = make_proof(signed, doc, "m0002", r.lines["m0002"])
-    got_doc, lines = verify_proof(proof, bytes(operator.verify_key))
+    got_doc, lines, readings = verify_proof(proof, bytes(operator.verify_key))
+    assert readings == []
     assert lines == r.lines["m0002"] and got_doc.hash == doc.hash
     text = canonical(proof).decode()
     for other in r.members:

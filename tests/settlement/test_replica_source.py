@@ -167,3 +167,40 @@ def test_refusals_are_clear_and_never_show_the_token(replica: str, tmp_path: Pat
                  str(tmp_path / "token"), "--key", "k", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "401" in err and "mct_wrong" not in err and "Traceback" not in err
+
+
+def test_member_proof_carries_the_signed_readings_behind_its_intervals(
+        replica: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    (tmp_path / "community.toml").write_text(TOML)
+    generate_gateway_key(tmp_path / "keys")
+    monkeypatch.setenv("MC_REPLICA_TOKEN", TOKEN)
+    community = ["--community", str(tmp_path / "community.toml")]
+    assert main(["settle", "run", *community, "--period", "2026-11-02", "--replica", replica,
+                 "--key", str(tmp_path / "keys" / "gateway.key"),
+                 "--out", str(tmp_path / "out")]) == 0
+    doc = str(tmp_path / "out" / "settlement.json")
+    proof = tmp_path / "anna.json"
+    assert main(["settle", "prove", doc, "--member", "anna", "--replica", replica,
+                 *community, "-o", str(proof)]) == 0
+    assert "95 signed readings" in capsys.readouterr().out
+    assert main(["settle", "verify-proof", str(proof)]) == 0
+    out = capsys.readouterr().out
+    assert "95 signed readings behind its intervals proven" in out and "anna-grid" in out
+    p = json.loads(proof.read_text())
+    # only anna's own readings: every proven reading is of her meter
+    assert set(p["readings"]["traces"]) == {"AT001-anna"}
+    # a tampered reading, a missing proof, a trace of a foreign interval: each fails
+    first = sorted(p["readings"]["proofs"])[0]
+    for mutate in (
+            lambda q: q["readings"]["proofs"][first].update(
+                reading=q["readings"]["proofs"][first]["reading"][:-2] + "ff"),
+            lambda q: q["readings"]["proofs"].pop(first),
+            lambda q: q["readings"]["traces"]["AT001-anna"].append([1, [first]])):
+        bad = json.loads(proof.read_text())
+        mutate(bad)
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        assert main(["settle", "verify-proof", str(tmp_path / "bad.json")]) == 1
+        assert capsys.readouterr().out.startswith("FAILED")
+    assert main(["settle", "prove", doc, "--member", "anna", "--replica", replica,
+                 "-o", str(proof)]) == 2
+    assert "needs --community" in capsys.readouterr().err

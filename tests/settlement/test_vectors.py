@@ -53,7 +53,7 @@ def test_vector_recomputes_from_its_inputs(vec: dict[str, Any]) -> None:
     assert document_hash(body).hex() == vec["document_hash"]
     assert body == vec["signed"]["document"]
     doc = verify_document(vec["signed"], bytes.fromhex(DATA["operator_key"]))
-    _, lines = verify_proof(vec["proof_anna"])
+    _, lines, _ = verify_proof(vec["proof_anna"])
     assert lines == r.lines["anna"] and doc.hash.hex() == vec["document_hash"]
 
 

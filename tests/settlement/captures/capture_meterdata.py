@@ -7,8 +7,9 @@ starts the replica under uvicorn on 127.0.0.1 with a throw-away SQLite database,
 pushes one day of signed 5-minute register readings of a small community (a
 household with a one-hour gap, a prosumer, a PV plant), registers its metering
 points, and records every answer the settlement adapter asks for
-(``settlement.replica_source``): intervals per point with traces, and the hash of
-every block the traces name. The recording (``meterdata-day.json``) is what
+(``settlement.replica_source``): intervals per point with traces, the hash of the
+newest block the traces name, and the inclusion proof of every reading behind the
+household's (anna's) intervals. The recording (``meterdata-day.json``) is what
 ``tests/settlement/test_replica_source.py`` serves back over a real socket.
 """
 
@@ -92,6 +93,17 @@ def main() -> None:
                         for o in iv.get("start_trace", []) + iv.get("end_trace", []):
                             heights[o["gateway"]] = max(heights.get(o["gateway"], 0),
                                                         o["height"])
+            anna = {(o["gateway"], o["height"], o["index"])
+                    for a in answers if a["params"]["point"] == "AT001-anna"
+                    for s in a["json"]["series"] for iv in s["intervals"]
+                    for o in iv["start_trace"] + iv["end_trace"]}
+            for gw, h, i in sorted(anna):
+                path = f"/v1/gateways/{gw}/proof"
+                params = {"height": str(h), "index": str(i)}
+                resp = rep.http.get(path, params=params)
+                assert resp.status_code == 200, resp.text
+                answers.append({"path": path, "params": params, "status": 200,
+                                "json": resp.json()})
             for gw, h in sorted(heights.items()):  # the newest block each gateway's traces name
                 path = f"/v1/gateways/{gw}/blocks/{h}/hash"
                 resp = rep.http.get(path)
