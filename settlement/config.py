@@ -11,8 +11,11 @@ cent as minor unit): no floats in money.
 
 from __future__ import annotations
 
+import csv
 import difflib
 import hashlib
+import io
+import os
 import re
 import tomllib
 import zoneinfo
@@ -31,6 +34,7 @@ MECHANISMS = ("pay_as_bid", "pay_as_clear")
 INTERVAL_MINUTES = (5, 10, 15, 30, 60)
 MAX_MEMBERS = 100_000
 MAX_COEFFICIENTS = 1_000_000
+MAX_COEFFICIENTS_FILE_BYTES = 64 * 1024 * 1024
 MAX_PRICE = 10**9  # minor units per MWh
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 """Member ids and metering point ids: 1..64 of [A-Za-z0-9._-] (no comma, so the
@@ -69,11 +73,14 @@ class Sharing:
     mechanism: str = "pay_as_clear"
     slot: str = "hour_of_year"
     coefficients: tuple[Coefficient, ...] = ()
+    coefficient_paths: tuple[str, ...] = ()
+    """Where each coefficient was given (key path or file line), for error messages."""
 
 
 @dataclass(frozen=True)
 class Community:
-    """The whole validated ``community.toml``; ``sha256`` is of the file's bytes."""
+    """The whole validated ``community.toml``; ``sha256`` is of the file's bytes,
+    ``coefficients_sha256`` of the coefficients file's (empty when there is none)."""
 
     name: str
     time_zone: str
@@ -83,6 +90,7 @@ class Community:
     sharing: Sharing
     prices: Prices
     sha256: str = ""
+    coefficients_sha256: str = ""
 
     @property
     def interval_ms(self) -> int:
@@ -223,18 +231,27 @@ def _coefficient(path: str, data: Any, problems: list[ConfigError]) -> Coefficie
     return c
 
 
-def _sharing(data: Any, problems: list[ConfigError]) -> Sharing:
+def _sharing(data: Any, problems: list[ConfigError],
+             file_rows: list[tuple[int, dict[str, Any]]]) -> Sharing:
     t = _Table("sharing", data, problems, ("mode", "unused", "mechanism", "slot",
-                                           "coefficients"))
+                                           "coefficients", "coefficients_file"))
     raw = t.get("coefficients", [], lambda v: None if isinstance(v, list) and len(v) <= (
         MAX_COEFFICIENTS) else f"must be an array of at most {MAX_COEFFICIENTS} tables")
+    t.get("coefficients_file", "", lambda v: None if isinstance(v, str) and v else
+          "must be the path of a CSV file (first,end,producer,member,weight)")
+    paths = [f"sharing.coefficients[{i}]" for i in range(len(raw))]
+    paths += [f"sharing.coefficients_file:{line}" for line, _ in file_rows]
+    tables = list(raw) + [row for _, row in file_rows]
+    coefficients = [_coefficient(p, c, problems) for p, c in zip(paths, tables, strict=True)]
+    if len(coefficients) > MAX_COEFFICIENTS:
+        t.fail("coefficients", f"at most {MAX_COEFFICIENTS} coefficients in all")
     return Sharing(
         mode=t.get("mode", "pro_rata", _choice(MODES)),
         unused=t.get("unused", "producer", _choice(UNUSED_MODES)),
         mechanism=t.get("mechanism", "pay_as_clear", _choice(MECHANISMS)),
         slot=t.get("slot", "hour_of_year", _choice(SLOT_KINDS)),
-        coefficients=tuple(_coefficient(f"sharing.coefficients[{i}]", c, problems)
-                           for i, c in enumerate(raw)),
+        coefficients=tuple(coefficients),
+        coefficient_paths=tuple(paths),
     )
 
 
@@ -278,11 +295,12 @@ def _cross_checks(c: Community, problems: list[ConfigError]) -> None:
     if mode == "coefficient_schedule":
         if not c.sharing.coefficients:
             fail("sharing.coefficients", "mode coefficient_schedule needs coefficients")
-        for i, co in enumerate(c.sharing.coefficients):
+        for where, co in zip(c.sharing.coefficient_paths, c.sharing.coefficients,
+                             strict=True):
             if co.member and co.member not in ids:
-                fail(f"sharing.coefficients[{i}].member", f"unknown member {co.member!r}")
+                fail(f"{where}.member", f"unknown member {co.member!r}")
             if co.producer != ANY_PRODUCER and co.producer not in c.producers:
-                fail(f"sharing.coefficients[{i}].producer",
+                fail(f"{where}.producer",
                      f"{co.producer!r} is not a member with a generation point")
     if mode == "market":
         for i, m in enumerate(c.members):
@@ -300,8 +318,11 @@ def _cross_checks(c: Community, problems: list[ConfigError]) -> None:
 
 
 def parse_community(data: Mapping[str, Any], *, sha256: str = "",
-                    source: str | None = None) -> Community:
-    """Validate a parsed ``community.toml``.
+                    source: str | None = None,
+                    coefficient_rows: list[tuple[int, dict[str, Any]]] | None = None,
+                    coefficients_sha256: str = "") -> Community:
+    """Validate a parsed ``community.toml`` (``coefficient_rows``: the coefficients
+    file's rows as tables with their line numbers, read by :func:`load_community`).
 
     Raises:
         ConfigErrors: every problem found, each with its key path.
@@ -320,9 +341,10 @@ def parse_community(data: Mapping[str, Any], *, sha256: str = "",
         interval_minutes=head.get("interval_minutes", 15, _choice(INTERVAL_MINUTES)),
         currency=head.get("currency", "EUR", _currency),
         members=tuple(_member(i, m, problems) for i, m in enumerate(members_raw)),
-        sharing=_sharing(top.data.get("sharing", {}), problems),
+        sharing=_sharing(top.data.get("sharing", {}), problems, coefficient_rows or []),
         prices=_prices(top.data.get("prices", {}), problems),
         sha256=sha256,
+        coefficients_sha256=coefficients_sha256,
     )
     _cross_checks(community, problems)
     if problems:
@@ -347,4 +369,58 @@ def load_community(path: str) -> Community:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError("", f"not valid TOML: {exc}", source=path) from None
-    return parse_community(data, sha256=hashlib.sha256(raw).hexdigest(), source=path)
+    rows: list[tuple[int, dict[str, Any]]] = []
+    file_hash = ""
+    name = data.get("sharing", {}).get("coefficients_file") if isinstance(
+        data.get("sharing"), dict) else None
+    if isinstance(name, str) and name:
+        rows, file_hash = _read_coefficients(os.path.join(os.path.dirname(path), name), path)
+    return parse_community(data, sha256=hashlib.sha256(raw).hexdigest(), source=path,
+                           coefficient_rows=rows, coefficients_sha256=file_hash)
+
+
+COEFFICIENT_COLUMNS = ("first", "end", "producer", "member", "weight")
+
+
+def _read_coefficients(path: str, source: str) -> tuple[list[tuple[int, dict[str, Any]]], str]:
+    """Rows of a coefficients CSV (header ``first,end,producer,member,weight``) as tables
+    with their line numbers, and the file's SHA-256.
+
+    Raises:
+        ConfigError: unreadable, too large, or without the header.
+    """
+    key = "sharing.coefficients_file"
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_COEFFICIENTS_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {path}: {exc.strerror}", source=source) from None
+    if len(raw) > MAX_COEFFICIENTS_FILE_BYTES:
+        raise ConfigError(key, f"{path} is larger than {MAX_COEFFICIENTS_FILE_BYTES} bytes",
+                          source=source)
+    try:
+        reader = csv.reader(io.StringIO(raw.decode("utf-8")))
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header) != COEFFICIENT_COLUMNS:
+            raise ConfigError(key, f"{path}: the first line must be "
+                                   f"{','.join(COEFFICIENT_COLUMNS)}", source=source)
+        rows = []
+        bad = []
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(COEFFICIENT_COLUMNS):
+                bad.append(ConfigError(f"{key}:{reader.line_num}", f"has {len(row)} fields, "
+                                       f"want {len(COEFFICIENT_COLUMNS)}"))
+                continue
+            table: dict[str, Any] = dict(zip(COEFFICIENT_COLUMNS, (v.strip() for v in row),
+                                             strict=False))
+            for col in ("first", "end", "weight"):
+                if col in table and re.fullmatch(r"[0-9]{1,10}", table[col]):
+                    table[col] = int(table[col])
+            rows.append((reader.line_num, table))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(key, f"{path}: not a CSV file: {exc}", source=source) from None
+    if bad:
+        raise ConfigErrors(bad, source=source)
+    return rows, hashlib.sha256(raw).hexdigest()

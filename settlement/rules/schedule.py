@@ -13,7 +13,7 @@ Unused shares are surplus, owned as ``unused`` says.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from settlement.allocation import Allocation, IntervalInput, attribute_pairs
 from settlement.rounding import apportion
@@ -22,6 +22,9 @@ from settlement.rules.static_keys import surplus_owner
 
 ANY_PRODUCER = "*"
 SLOT_KINDS = ("hour_of_year", "interval")
+NARROW_SLOTS = 48
+"""Coefficients valid for at most this many slots are indexed by slot at construction;
+wider ones are checked in every slot."""
 
 
 @dataclass(frozen=True)
@@ -43,14 +46,28 @@ class CoefficientSchedule:
     coefficients: tuple[Coefficient, ...] = ()
     slot: str = "hour_of_year"
     unused: str = "producer"
+    _by_slot: dict[int, list[Coefficient]] = field(init=False, repr=False, compare=False)
+    _wide: list[Coefficient] = field(init=False, repr=False, compare=False)
 
     NAME = "coefficient_schedule"
     VERSION = 1
 
+    def __post_init__(self) -> None:
+        by_slot: dict[int, list[Coefficient]] = {}
+        wide = []
+        for c in self.coefficients:
+            if c.end - c.first <= NARROW_SLOTS:
+                for s in range(c.first, c.end):
+                    by_slot.setdefault(s, []).append(c)
+            else:
+                wide.append(c)
+        object.__setattr__(self, "_by_slot", by_slot)
+        object.__setattr__(self, "_wide", wide)
+
     def weights(self, slot: int, producer: str, consumers: tuple[str, ...]) -> list[int]:
         """The weights valid for ``producer`` in ``slot``, aligned with ``consumers``."""
         by_member: dict[str, int] = {}
-        for c in self.coefficients:
+        for c in self._by_slot.get(slot, []) + self._wide:
             if c.first <= slot < c.end and c.producer in (producer, ANY_PRODUCER):
                 by_member[c.member] = by_member.get(c.member, 0) + c.weight
         return [by_member.get(m, 0) for m in consumers]

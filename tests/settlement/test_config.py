@@ -100,3 +100,37 @@ def test_unreadable_and_not_toml(tmp_path: Path) -> None:
     p.write_text("[community\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_community(str(p))
+
+
+def test_hourly_coefficients_from_a_file(tmp_path: Path) -> None:
+    toml = GOOD.replace('mode = "static_keys"\nunused = "community"',
+                        'mode = "coefficient_schedule"\ncoefficients_file = "betas.csv"')
+    (tmp_path / "community.toml").write_text(toml)
+    rows = ["first,end,producer,member,weight"]
+    for h in range(8760):  # Spain-style: a coefficient per member and hour of the year
+        rows += [f"{h},{h + 1},*,anna,{30 if h % 24 < 12 else 70}",
+                 f"{h},{h + 1},bert,bert,{70 if h % 24 < 12 else 30}"]
+    (tmp_path / "betas.csv").write_text("\n".join(rows) + "\n")
+    c = load_community(str(tmp_path / "community.toml"))
+    assert len(c.sharing.coefficients) == 2 * 8760
+    assert len(c.coefficients_sha256) == 64
+    from settlement.rules.schedule import CoefficientSchedule
+    rule = CoefficientSchedule(c.sharing.coefficients)
+    assert rule.weights(13, "bert", ("anna", "bert")) == [70, 30]
+    assert rule.weights(2, "bert", ("anna", "bert")) == [30, 70]
+    (tmp_path / "betas.csv").write_text(
+        "first,end,producer,member,weight\n0,1,*,anna\n0,1,*,zed,1\n2,1,nobody,anna,x\n")
+    with pytest.raises(ConfigErrors) as info:
+        load_community(str(tmp_path / "community.toml"))
+    assert [e.path for e in info.value.errors] == ["sharing.coefficients_file:2"]
+    (tmp_path / "betas.csv").write_text(
+        "first,end,producer,member,weight\n0,1,*,zed,1\n2,1,nobody,anna,x\n")
+    with pytest.raises(ConfigErrors) as info:
+        load_community(str(tmp_path / "community.toml"))
+    paths = {e.path for e in info.value.errors}
+    assert {"sharing.coefficients_file:2.member", "sharing.coefficients_file:3.end",
+            "sharing.coefficients_file:3.weight",
+            "sharing.coefficients_file:3.producer"} <= paths
+    (tmp_path / "betas.csv").write_text("hour,beta\n")
+    with pytest.raises(ConfigError, match="first line must be"):
+        load_community(str(tmp_path / "community.toml"))
