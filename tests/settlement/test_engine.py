@@ -104,3 +104,37 @@ def test_totals_line_matches_the_interval_lines() -> None:
             assert t[name] == sum(int(f[5 + i]) for f in rows), (m, name)
         assert r.lines[m][-1] == "T," + m + "," + ",".join(str(t[f]) for f in TOTAL_FIELDS)
     assert sum(r.totals[m]["community_surplus"] for m in r.members) > 0
+
+
+def test_hour_of_year_counts_elapsed_hours_across_a_dst_change() -> None:
+    # 2026-03-29 in Vienna has 23 hours: 2088 hours after 1 January 00:00 local the day
+    # starts, and its last hour is hour 2110 (not 2111, as local clock hours would say)
+    from settlement.config import parse_community
+    from settlement.period import parse_period
+    from settlement.synthetic import community_toml, intervals
+    data = community_toml(3, 1, mode="coefficient_schedule", time_zone="Europe/Vienna")
+    data["sharing"]["coefficients"] = [
+        {"first": 2110, "end": 2111, "producer": "*", "member": "m0001", "weight": 1}]
+    c = parse_community(data)
+    period = parse_period("2026-03-29", c.time_zone)
+    assert period.end_ms - period.start_ms == 23 * 3_600_000
+    d = intervals(3, 1, period.start_ms, 92)
+    d.points["m0000-g"].update({t: (500, 0) for t in d.points["m0000-g"]})  # type: ignore[attr-defined]
+    r = run(c, period, d)
+    got = [int(f[6]) > 0 for f in _interval_lines(r.lines["m0001"])]
+    assert got == [False] * 88 + [True] * 4
+
+
+def test_market_orders_from_the_input_are_used_and_checked() -> None:
+    from settlement.source import MarketOrder
+    c, period, data = small("market")
+    t = period.start_ms + 48 * 900_000  # noon
+    orders = (MarketOrder(t, "m0003", "bid", 50, 40_000),
+              MarketOrder(t, "m0000", "offer", 10_000, 1_000))
+    r = run(c, period, IntervalData(data.interval_ms, data.points, data.sources, orders))
+    noon = [_interval_lines(r.lines[m])[48] for m in r.members]
+    allocated = {f[1]: int(f[6]) for f in noon}
+    assert allocated["m0003"] == 50 and sum(allocated.values()) == 50
+    bad = (MarketOrder(t, "nobody", "bid", 50, 40_000),)
+    with pytest.raises(InputError, match="cannot bid"):
+        run(c, period, IntervalData(data.interval_ms, data.points, data.sources, bad))
