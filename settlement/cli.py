@@ -87,13 +87,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     community = load_community(args.community)
     period = parse_period(args.period, community.time_zone)
     data = _input(args, community, period)
+    out = Path(args.out)
+    if (out / "settlement.json").exists():
+        raise InputError(f"{out / 'settlement.json'} exists: settlements are never overwritten;"
+                         " write a new revision to a new --out with --previous")
     key = nacl.signing.SigningKey(load_signing_key(args.key))
     previous = load_document(args.previous) if args.previous else None
     result = run(community, period, data)
     roots = member_roots(result)
     body = make_body(result, data.sources, bytes(key.verify_key), previous, roots)
     signed = sign(body, key)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     doc_hash = document_hash(body).hex()
     write_statements(result, out, doc_hash, body["revision"])

@@ -121,11 +121,15 @@ class Document:
 
 
 def verify_document(obj: Any, operator_key: bytes | None = None) -> Document:
-    """Check a signed document's shape, signature, root and totals.
+    """Check a signed document's shape, signature and root (docs/settlement.md 7).
+
+    The totals and every member root can only be checked by recomputing the
+    settlement (:mod:`settlement.verify`); here the root must follow from the member
+    roots.
 
     Raises:
         DocumentError: malformed, unknown version, bad signature or wrong key.
-        SettlementMismatch: the root or the totals do not follow from the members.
+        SettlementMismatch: the root does not follow from the member roots.
     """
     if not isinstance(obj, dict) or set(obj) != {"document", "signature"}:
         raise DocumentError('not a settlement document (want {"document", "signature"})')

@@ -122,6 +122,12 @@ def test_resettlement_references_the_previous_version(settled: dict[str, Any],
     assert doc["revision"] == 1 and doc["previous"] is not None
     diffs = json.loads((out2 / "differences.json").read_text())
     assert diffs["previous"] == doc["previous"] and diffs["members"]
+    before = (out2 / "settlement.json").read_bytes()
+    assert main(["settle", "run", "--community", str(settled["community"]), "--period",
+                 "2026-06-21", "--intervals", str(new), "--key", str(settled["key"]),
+                 "--out", str(out2)]) == 2
+    assert "never overwritten" in capsys.readouterr().err
+    assert (out2 / "settlement.json").read_bytes() == before
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: Any) -> None:
