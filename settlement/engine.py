@@ -96,6 +96,60 @@ def _orders(data: IntervalData, t: int, consumers: tuple[str, ...],
     return tuple(bids), tuple(offers)
 
 
+@dataclass
+class _Period:
+    """What the interval loop produces: per-interval rows and pair totals."""
+
+    alloc: list[tuple[int, ...]]
+    covered: list[tuple[int, ...]]
+    used: list[tuple[int, ...]]
+    to_community: list[tuple[int, ...]]
+    pairs: dict[tuple[int, int], list[int]]  # (producer, consumer) -> [wh, value, fee]
+
+
+def _allocate(c: Community, rule: Rule, period: Period, data: IntervalData,
+              use_rows: list[tuple[int, ...]], gen_rows: list[tuple[int, ...]]) -> _Period:
+    """Run the rule on every interval, check it, and add up who covered whom."""
+    consumers, producers = c.consumers, c.producers
+    ts = range(period.start_ms, period.end_ms, c.interval_ms)
+    out = _Period([], [], [], [], {})
+    pool = PoolAttribution(len(consumers), len(producers),
+                           max((max(r) for r in use_rows if r), default=0), len(ts))
+    price = c.prices.community
+    fee = c.prices.grid_fee.of(price)
+    # hour of the year: whole hours elapsed since 1 January 00:00 local time
+    year0 = year_start_ms(period.start_ms, c.time_zone)
+    next_year = year_start_ms(year0 + 367 * 86_400_000, c.time_zone)
+    for k, t in enumerate(ts):
+        if t >= next_year:
+            year0, next_year = next_year, year_start_ms(next_year + 367 * 86_400_000,
+                                                        c.time_zone)
+        orders = _orders(data, t, consumers, producers) if data.orders else None
+        iv = IntervalInput(k, (t - year0) // 3_600_000, consumers, use_rows[k], producers,
+                           gen_rows[k], orders[0] if orders else None,
+                           orders[1] if orders else None)
+        a = rule.allocate(iv)
+        check(iv, a)
+        out.alloc.append(a.allocated)
+        out.covered.append(a.covered)
+        out.used.append(a.used)
+        out.to_community.append(a.to_community)
+        if a.flows is None:
+            pool.add(a.covered, a.used)
+            continue
+        for f in a.flows:
+            slot = out.pairs.setdefault((f.producer, f.consumer), [0, 0, 0])
+            slot[0] += f.wh
+            slot[1] += f.wh * (price if f.price is None else f.price)
+            slot[2] += f.wh * (fee if f.fee is None else f.fee)
+    for pair, wh in pool.pairs().items():
+        slot = out.pairs.setdefault(pair, [0, 0, 0])
+        slot[0] += wh
+        slot[1] += wh * price
+        slot[2] += wh * fee
+    return out
+
+
 def run(c: Community, period: Period, data: IntervalData) -> Result:
     """Settle ``period`` from ``data`` under ``c``'s rule and prices.
 
@@ -118,60 +172,23 @@ def run(c: Community, period: Period, data: IntervalData) -> Result:
     gen_rows = list(zip(*(col[0] for col in gcols), strict=True)) or [()] * n_t
     worst = [max(qs) for qs in zip(*(col[1] for col in ccols + gcols), strict=True)]
     prov_col = [int(q != MEASURED) for q in worst]
-    # hour of the year (local time) of each interval, for hourly coefficient schedules
-    year0 = year_start_ms(period.start_ms, c.time_zone)
-    next_year = year_start_ms(year0 + 367 * 86_400_000, c.time_zone)
-    alloc_rows, cov_rows, used_rows, comm_rows = [], [], [], []
-    pool = PoolAttribution(len(consumers), len(producers),
-                           max((max(r) for r in use_rows if r), default=0), n_t)
-    pairs: dict[tuple[int, int], list[int]] = {}  # (producer, consumer) -> [wh, value, fee]
-    community_price = c.prices.community
-    community_fee = c.prices.grid_fee.of(community_price)
-    for k, t in enumerate(ts):
-        if t >= next_year:
-            year0, next_year = next_year, year_start_ms(next_year + 367 * 86_400_000,
-                                                        c.time_zone)
-        orders = _orders(data, t, consumers, producers) if data.orders else None
-        iv = IntervalInput(k, (t - year0) // 3_600_000, consumers, use_rows[k], producers,
-                           gen_rows[k], orders[0] if orders else None,
-                           orders[1] if orders else None)
-        a = rule.allocate(iv)
-        check(iv, a)
-        alloc_rows.append(a.allocated)
-        cov_rows.append(a.covered)
-        used_rows.append(a.used)
-        comm_rows.append(a.to_community)
-        if a.flows is None:
-            pool.add(a.covered, a.used)
-            continue
-        for f in a.flows:
-            slot = pairs.get((f.producer, f.consumer))
-            if slot is None:
-                slot = pairs[(f.producer, f.consumer)] = [0, 0, 0]
-            slot[0] += f.wh
-            slot[1] += f.wh * (community_price if f.price is None else f.price)
-            slot[2] += f.wh * (community_fee if f.fee is None else f.fee)
-    for (p, j), wh in pool.pairs().items():
-        slot = pairs.setdefault((p, j), [0, 0, 0])
-        slot[0] += wh
-        slot[1] += wh * community_price
-        slot[2] += wh * community_fee
-    alloc_cols = list(zip(*alloc_rows, strict=True))
-    cov_cols = list(zip(*cov_rows, strict=True))
-    used_cols = list(zip(*used_rows, strict=True))
-    comm_cols = list(zip(*comm_rows, strict=True))
+    got = _allocate(c, rule, period, data, use_rows, gen_rows)
+    alloc_cols = list(zip(*got.alloc, strict=True))
+    cov_cols = list(zip(*got.covered, strict=True))
+    used_cols = list(zip(*got.used, strict=True))
+    comm_cols = list(zip(*got.to_community, strict=True))
     zeros = [0] * n_t
+    measured = [MEASURED] * n_t
     cidx = {m: j for j, m in enumerate(consumers)}
     pidx = {m: p for p, m in enumerate(producers)}
     lines: dict[str, list[str]] = {}
-    acc: dict[str, list[int]] = {}
-    prov_total = sum(prov_col)
+    energy: dict[str, list[int]] = {}
     for m in members:
         cj, pj = cidx.get(m), pidx.get(m)
-        use, q1 = ccols[cj] if cj is not None else (zeros, [MEASURED] * n_t)
+        use, q1 = ccols[cj] if cj is not None else (zeros, measured)
         al = alloc_cols[cj] if cj is not None else zeros
         cov = cov_cols[cj] if cj is not None else zeros
-        gen, q2 = gcols[pj] if pj is not None else (zeros, [MEASURED] * n_t)
+        gen, q2 = gcols[pj] if pj is not None else (zeros, measured)
         sur = ([g - u for g, u in zip(gen, used_cols[pj], strict=True)]
                if pj is not None else zeros)
         cs = comm_cols[pj] if pj is not None else zeros
@@ -180,9 +197,20 @@ def run(c: Community, period: Period, data: IntervalData) -> Result:
                     for t, q, pv, u, a, v, g, s, x in
                     zip(ts, qs, prov_col, use, al, cov, gen, sur, cs, strict=True)]
         su, sv = sum(use), sum(cov)
-        acc[m] = [su, sum(al), sv, sum(gen), sum(sur), sum(cs), su - sv, sum(sur)]
-    prov_count = dict.fromkeys(members, prov_total)
-    # counterparties and money: each pair's amounts are rounded once, used on both sides
+        energy[m] = [su, sum(al), sv, sum(gen), sum(sur), sum(cs), su - sv, sum(sur)]
+    totals = _money(c, members, got.pairs, energy, sum(prov_col), lines)
+    return Result(c, period, rule, members, lines, totals)
+
+
+def _money(c: Community, members: tuple[str, ...], pairs: dict[tuple[int, int], list[int]],
+           energy: dict[str, list[int]], provisional: int, lines: dict[str, list[str]]
+           ) -> dict[str, dict[str, int]]:
+    """Append each member's counterparty and totals lines; return the totals.
+
+    Each pair's amounts are rounded once and used on both sides, so what buyers pay
+    less the fees is exactly what sellers receive.
+    """
+    consumers, producers = c.consumers, c.producers
     paid = dict.fromkeys(members, 0)
     fees = dict.fromkeys(members, 0)
     received = dict.fromkeys(members, 0)
@@ -200,10 +228,10 @@ def run(c: Community, period: Period, data: IntervalData) -> Result:
     for m in members:
         for other, role, rest in sorted(cp_lines[m]):
             lines[m].append(f"C,{m},{other},{role},{rest}")
-        s = acc[m]
+        s = energy[m]
         values = s + [paid[m], fees[m], received[m], money(s[6] * pr.grid_supply),
                       money((s[4] - s[5]) * pr.feed_in), money(s[5] * pr.feed_in),
-                      prov_count[m]]
+                      provisional]
         totals[m] = dict(zip(TOTAL_FIELDS, values, strict=True))
         lines[m].append("T," + m + "," + ",".join(map(str, values)))
-    return Result(c, period, rule, members, lines, totals)
+    return totals
