@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from settlement.allocation import Allocation, IntervalInput, check
 from settlement.attribution import PoolAttribution
-from settlement.clearing.orders import Fee
+from settlement.clearing.orders import Fee, Order
 from settlement.rounding import apportion, capped_pro_rata, money
 
 from .rules_util import make_rule
@@ -76,7 +76,7 @@ def _conserves(iv: IntervalInput, a: Allocation) -> None:
     assert all(v <= al for v, al in zip(a.covered, a.allocated, strict=True))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(rules(), intervals())
 def test_every_rule_keeps_the_invariants_and_is_deterministic(rule: Any,
                                                               iv: IntervalInput) -> None:
@@ -180,3 +180,35 @@ def test_fee_effective_price_is_the_least_that_pays_the_seller() -> None:
             t = fee.effective(limit)
             assert t - fee.of(t) >= limit
             assert t == 0 or (t - 1) - fee.of(t - 1) < limit
+
+
+@st.composite
+def market_intervals(draw: Any) -> IntervalInput:
+    iv = draw(intervals())
+    nc, np_ = len(iv.consumers), len(iv.producers)
+    order = st.tuples(st.integers(0, 50_000), st.integers(0, 40_000))
+    bids = tuple(Order(draw(st.integers(0, nc - 1)), wh, price)
+                 for wh, price in draw(st.lists(order, max_size=8)))
+    offers = tuple(Order(draw(st.integers(0, np_ - 1)), wh, price)
+                   for wh, price in draw(st.lists(order, max_size=6)))
+    return IntervalInput(iv.index, iv.hour_of_year, iv.consumers, iv.consumption,
+                         iv.producers, iv.generation, bids, offers)
+
+
+@settings(max_examples=200, deadline=None)
+@given(market_intervals(), st.sampled_from(["pay_as_bid", "pay_as_clear"]),
+       st.sampled_from([Fee(), Fee("per_mwh", 1500), Fee("percent_bp", 800)]))
+def test_market_with_given_orders_settles_no_more_than_contracted_or_delivered(
+        iv: IntervalInput, mechanism: str, fee: Fee) -> None:
+    from settlement.rules.market import Market
+    a = Market(mechanism=mechanism, fee=fee).allocate(iv)
+    _conserves(iv, a)
+    assert a.flows is not None
+    bought = [0] * len(iv.consumers)
+    for b in iv.bids or ():
+        bought[b.member] += b.wh
+    assert all(al <= b for al, b in zip(a.allocated, bought, strict=True))
+    for f in a.flows:
+        assert f.price is not None and f.fee is not None and f.price - f.fee >= 0
+    if mechanism == "pay_as_clear":
+        assert len({f.price for f in a.flows}) <= 1
