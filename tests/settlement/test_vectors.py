@@ -17,7 +17,7 @@ from settlement import errors
 from settlement.build import make_body
 from settlement.config import parse_community
 from settlement.document import canonical, document_hash, verify_document
-from settlement.engine import run
+from settlement.engine import TOTAL_FIELDS, run
 from settlement.period import parse_period
 from settlement.proof import verify_proof
 from settlement.source import parse_intervals
@@ -75,3 +75,43 @@ def test_corrupt_proofs_fail_as_stated(name: str, vec: dict[str, Any]) -> None:
         verify_proof(vec["proof"])
     assert type(info.value).__name__ == vec["want_error"]
     assert str(info.value) == vec["message"]
+
+
+def _mth(leaves: list[bytes]) -> bytes:
+    """RFC 6962 tree hash written from the spec alone (split at the largest power of 2)."""
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return hashlib.sha256(b"\x01" + _mth(leaves[:k]) + _mth(leaves[k:])).digest()
+
+
+@pytest.mark.parametrize("vec", DATA["vectors"], ids=lambda v: v["name"])
+def test_a_verifier_written_from_the_spec_alone_accepts_the_vectors(
+        vec: dict[str, Any]) -> None:
+    import nacl.signing
+    signed = vec["signed"]
+    body = signed["document"]
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    assert text == vec["body_canonical"]
+    digest = hashlib.sha256(b"\x12" + text.encode()).digest()
+    nacl.signing.VerifyKey(bytes.fromhex(body["operator_key"])).verify(
+        digest, bytes.fromhex(signed["signature"]))
+    leaves = []
+    for m, entry in zip(vec["members"], body["members"], strict=True):
+        root = _mth([hashlib.sha256(b"\x10" + x["line"].encode()).digest()
+                     for x in m["lines"]])
+        assert root.hex() == entry["root"] and entry["lines"] == len(m["lines"])
+        leaves.append(hashlib.sha256(b"\x11" + root + m["id"].encode()).digest())
+    assert _mth(leaves).hex() == body["root"]
+    # the totals are the sums of the members' T lines
+    sums: dict[str, int] = {}
+    for m in vec["members"]:
+        last = m["lines"][-1]["line"].split(",")
+        assert last[0] == "T"
+        for name, v in zip(TOTAL_FIELDS, last[2:], strict=True):
+            sums[name] = sums.get(name, 0) + int(v)
+    assert {k: body["totals"][k] for k in sums} == sums
