@@ -31,12 +31,12 @@ def compare(doc: Document, result: Result, sources: list[Source],
 
     Raises:
         SettlementMismatch: the first difference: config hash, period, algorithm,
-            sources, a member's root (with the first differing line when known),
-            the root or the totals.
+            a member's root (with the first differing line when known), the root,
+            the totals, or the blocks used (sources).
     """
     body = make_body(result, sources, bytes.fromhex(doc.body["operator_key"]))
     want = doc.body
-    for key in ("community", "period", "algorithm", "sources"):
+    for key in ("community", "period", "algorithm"):
         if body[key] != want.get(key):
             raise SettlementMismatch(key, repr(want.get(key)), repr(body[key]))
     roots = {m["id"]: m["root"] for m in want["members"]}
@@ -51,6 +51,6 @@ def compare(doc: Document, result: Result, sources: list[Source],
     if [m["id"] for m in body["members"]] != list(roots):
         raise SettlementMismatch("members", repr(list(roots)),
                                  repr([m["id"] for m in body["members"]]))
-    for key in ("root", "totals"):
+    for key in ("root", "totals", "sources"):
         if body[key] != want.get(key):
             raise SettlementMismatch(key, repr(want.get(key)), repr(body[key]))
