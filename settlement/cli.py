@@ -157,6 +157,8 @@ def cmd_prove(args: argparse.Namespace) -> int:
     with open(args.document, "rb") as fh:
         signed = json.loads(fh.read())
     doc = load_document(args.document)
+    if args.member not in doc.member_roots:
+        raise InputError(f"member {args.member!r} is not in {args.document}")
     statements = Path(args.statements) if args.statements else (
         Path(args.document).resolve().parent / "members")
     lines = read_statement(statements / f"{args.member}.json")["lines"]

@@ -15,8 +15,10 @@ in an error message.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from settlement.config import Community
 from settlement.errors import InputError
@@ -100,6 +102,15 @@ def collect(c: Community, period: Period, get: Getter) -> IntervalData:
     return IntervalData(c.interval_ms, points, tuple(sources), (), traces)
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def http_getter(base_url: str, token: str | None, *, timeout_s: float = TIMEOUT_S) -> Getter:
     """A getter over HTTP(S) with httpx (the ``replica`` extra).
 
@@ -109,6 +120,12 @@ def http_getter(base_url: str, token: str | None, *, timeout_s: float = TIMEOUT_
     """
     import httpx
 
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise InputError(f"--replica must be an https:// URL, got {base_url!r}")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise InputError("plain http:// is allowed only to a loopback address (the token and "
+                         f"the readings would travel in clear); use https://, got {base_url!r}")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
 

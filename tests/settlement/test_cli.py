@@ -105,6 +105,8 @@ def test_prove_and_verify_proof(settled: dict[str, Any], capsys: Any) -> None:
     proof.write_text(json.dumps(p))
     assert main(["settle", "verify-proof", str(proof)]) == 1
     assert capsys.readouterr().out.startswith("FAILED")
+    assert main(["settle", "prove", doc, "--member", "../../etc/passwd"]) == 2
+    assert "is not in" in capsys.readouterr().err
 
 
 def test_resettlement_references_the_previous_version(settled: dict[str, Any],

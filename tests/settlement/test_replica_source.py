@@ -160,6 +160,10 @@ def test_refusals_are_clear_and_never_show_the_token(replica: str, tmp_path: Pat
         port = s.getsockname()[1]
     with pytest.raises(InputError, match="cannot reach the replica"):
         collect(c, period, http_getter(f"http://127.0.0.1:{port}", TOKEN))
+    with pytest.raises(InputError, match="only to a loopback address"):
+        http_getter("http://replica.example", TOKEN)
+    with pytest.raises(InputError, match="https:// URL"):
+        http_getter("ftp://replica.example", TOKEN)
     (tmp_path / "community.toml").write_text(TOML)
     (tmp_path / "token").write_text("mct_wrong\n")
     assert main(["settle", "run", "--community", str(tmp_path / "community.toml"),
