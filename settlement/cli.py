@@ -7,6 +7,7 @@
         (--intervals intervals.json | --replica URL) [--statements DIR/members]
     meterchain settle prove DIR/settlement.json --member anna [-o proof.json]
     meterchain settle verify-proof proof.json [--operator-key HEX_OR_FILE]
+    meterchain settle verify-chain REV0/settlement.json REV1/settlement.json ...
 
 A run writes ``settlement.json`` (the signed document), ``members/<id>.json`` and
 ``.csv`` (statements), ``intervals.json`` (the input it settled, so the run can be
@@ -32,7 +33,13 @@ from keyfiles import load_public_key, load_signing_key
 from settlement.build import make_body, member_roots
 from settlement.config import Community, load_community
 from settlement.diff import member_diffs
-from settlement.document import canonical, document_hash, load_document, sign
+from settlement.document import (
+    canonical,
+    document_hash,
+    load_document,
+    sign,
+    verify_revisions,
+)
 from settlement.engine import run
 from settlement.errors import DocumentError, InputError, SettlementMismatch
 from settlement.period import Period, parse_period
@@ -218,6 +225,19 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token-file", help=f"API token for --replica (else ${TOKEN_ENV})")
 
 
+def cmd_verify_chain(args: argparse.Namespace) -> int:
+    try:
+        docs = [load_document(p, _operator_key(args.operator_key)) for p in args.documents]
+        verify_revisions(docs)
+    except DocumentError as exc:
+        print(f"FAILED: {exc}")
+        return EXIT_FAILURE
+    b = docs[-1].body
+    print(f"OK {b['community']['name']} {b['period']['label']}: revisions 0..{b['revision']} "
+          f"chained, latest document {docs[-1].hash.hex()}")
+    return EXIT_OK
+
+
 def register(sub: Any) -> None:
     p = sub.add_parser("settle", help="energy-community settlement: run, verify, prove",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -253,3 +273,7 @@ def register(sub: Any) -> None:
     vp.add_argument("proof")
     vp.add_argument("--operator-key", help="expected operator public key (hex or file)")
     vp.set_defaults(func=cmd_verify_proof)
+    vc = s.add_parser("verify-chain", help="check that revisions of a period chain up")
+    vc.add_argument("documents", nargs="+", help="settlement.json of revision 0, 1, ...")
+    vc.add_argument("--operator-key", help="expected operator public key (hex or file)")
+    vc.set_defaults(func=cmd_verify_chain)

@@ -181,3 +181,32 @@ def load_document(path: str, operator_key: bytes | None = None) -> Document:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DocumentError(f"{path}: not JSON: {exc}") from None
     return verify_document(obj, operator_key)
+
+
+def verify_revisions(docs: list[Document]) -> None:
+    """Check that verified documents form one revision chain, oldest first.
+
+    Raises:
+        DocumentError: the first is not revision 0 (with no previous), or a document
+            does not name its predecessor's hash, skips a revision number, or
+            settles another community or period.
+    """
+    if not docs:
+        raise DocumentError("no documents to check")
+    first = docs[0].body
+    if first.get("revision") != 0 or first.get("previous") is not None:
+        raise DocumentError(f"the chain must start at revision 0 with no previous, got "
+                            f"revision {first.get('revision')}")
+    for prev, doc in zip(docs, docs[1:], strict=False):
+        a, b = prev.body, doc.body
+        if (b["community"]["name"], b["period"]["label"]) != (
+                a["community"]["name"], a["period"]["label"]):
+            raise DocumentError(f"revision {b.get('revision')} settles "
+                                f"{b['community']['name']} {b['period']['label']}, not "
+                                f"{a['community']['name']} {a['period']['label']}")
+        if b.get("revision") != a["revision"] + 1:
+            raise DocumentError(f"revision {b.get('revision')} follows revision "
+                                f"{a['revision']}")
+        if b.get("previous") != prev.hash.hex():
+            raise SettlementMismatch(f"previous of revision {b['revision']}", prev.hash.hex(),
+                                     str(b.get("previous")))

@@ -124,6 +124,12 @@ def test_resettlement_references_the_previous_version(settled: dict[str, Any],
     assert doc["revision"] == 1 and doc["previous"] is not None
     diffs = json.loads((out2 / "differences.json").read_text())
     assert diffs["previous"] == doc["previous"] and diffs["members"]
+    assert main(["settle", "verify-chain", str(old), str(out2 / "settlement.json")]) == 0
+    assert "revisions 0..1 chained" in capsys.readouterr().out
+    assert main(["settle", "verify-chain", str(out2 / "settlement.json"), str(old)]) == 1
+    assert "must start at revision 0" in capsys.readouterr().out
+    assert main(["settle", "verify-chain", str(old), str(old)]) == 1
+    assert "follows revision 0" in capsys.readouterr().out
     before = (out2 / "settlement.json").read_bytes()
     assert main(["settle", "run", "--community", str(settled["community"]), "--period",
                  "2026-06-21", "--intervals", str(new), "--key", str(settled["key"]),
