@@ -169,6 +169,15 @@ def cmd_prove(args: argparse.Namespace) -> int:
     statements = Path(args.statements) if args.statements else (
         Path(args.document).resolve().parent / "members")
     lines = read_statement(statements / f"{args.member}.json")["lines"]
+    select = starts = None
+    if args.from_ms is not None or args.to_ms is not None:
+        lo = args.from_ms if args.from_ms is not None else 0
+        hi = args.to_ms if args.to_ms is not None else 2**63
+        select = [i for i, ln in enumerate(lines)
+                  if ln.startswith("I,") and lo <= int(ln.split(",")[2]) < hi]
+        if not select:
+            raise InputError(f"no interval of {args.member} starts in [{lo}, {hi})")
+        starts = {int(lines[i].split(",")[2]) for i in select}
     readings = None
     if args.replica:
         if not args.community:
@@ -181,15 +190,17 @@ def cmd_prove(args: argparse.Namespace) -> int:
         inputs = load_intervals(args.intervals or str(Path(args.document).resolve().parent
                                                       / "intervals.json"))
         readings = member_readings(m.consumption + m.generation, inputs,
-                                   http_getter(args.replica, _token(args)))
-    proof = make_proof(signed, doc, args.member, lines, readings)
+                                   http_getter(args.replica, _token(args)), starts)
+    proof = make_proof(signed, doc, args.member, lines, readings, select)
     blob = json.dumps(proof, indent=1).encode() + b"\n"
     if args.output == "-":
         sys.stdout.buffer.write(blob)
     else:
         write_file(Path(args.output), blob)
         extra = f" and {len(readings['proofs'])} signed readings" if readings else ""
-        print(f"wrote proof of {args.member}'s {len(lines)} lines{extra} to {args.output}")
+        n = len(select) if select is not None else len(lines)
+        print(f"wrote proof of {n} of {args.member}'s {len(lines)} lines{extra} to "
+              f"{args.output}")
     return EXIT_OK
 
 
@@ -206,11 +217,15 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
     except DocumentError as exc:
         print(f"FAILED {args.proof}: {exc}")
         return EXIT_FAILURE
-    t = totals_from_lines(lines)
     b = doc.body
     print(f"OK {obj['member']} in {b['community']['name']} {b['period']['label']} revision "
           f"{b['revision']}: {len(lines)} lines proven against root {b['root']}")
-    print("  " + ", ".join(f"{k} {v}" for k, v in t.items()))
+    if lines[-1].startswith("T,"):
+        t = totals_from_lines(lines)
+        print("  " + ", ".join(f"{k} {v}" for k, v in t.items()))
+    else:
+        for ln in lines:
+            print(f"  {ln}")
     if proven:
         meters = sorted({r.meter_id for r in proven})
         print(f"  {len(proven)} signed readings behind its intervals proven in the ledger "
@@ -262,6 +277,9 @@ def register(sub: Any) -> None:
     pr.add_argument("--member", required=True)
     pr.add_argument("--statements", help="statements directory (default: members/ beside it)")
     pr.add_argument("-o", "--output", default="-", help="proof file (default: stdout)")
+    pr.add_argument("--from-ms", type=int, help="only the intervals starting at or after "
+                                                "this time (UTC ms), each with its own path")
+    pr.add_argument("--to-ms", type=int, help="only the intervals starting before this time")
     pr.add_argument("--replica", metavar="URL",
                     help="add inclusion proofs of the member's readings from this replica")
     pr.add_argument("--token-file", help=f"API token for --replica (else ${TOKEN_ENV})")

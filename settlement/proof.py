@@ -17,6 +17,7 @@ gateway key it names; no other member's reading is in the proof.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from ledger.errors import ChainError, ProofError
@@ -25,6 +26,7 @@ from ledger.prooffile import verify_proof_text
 from ledger.readings import Reading
 from settlement.document import (
     Document,
+    line_hash,
     member_leaf,
     member_root,
     verify_document,
@@ -36,10 +38,13 @@ PROOF_VERSION = 1
 
 
 def make_proof(signed: dict[str, Any], doc: Document, member: str, lines: list[str],
-               readings: dict[str, Any] | None = None) -> dict[str, Any]:
+               readings: dict[str, Any] | None = None,
+               select: Sequence[int] | None = None) -> dict[str, Any]:
     """The proof object for ``member`` with ``lines`` (its statement's lines) and,
     optionally, ``readings``: ``{"traces": {point: [[start_ms, [origin, ...]], ...]},
     "proofs": {origin: inclusion proof object}}`` with origins as ``gw:height:index``.
+    With ``select`` (line positions) only those lines are given, each with its
+    audit path in the member's tree.
 
     Raises:
         DocumentError: the member is not in the document.
@@ -54,9 +59,18 @@ def make_proof(signed: dict[str, Any], doc: Document, member: str, lines: list[s
     ids = list(roots)
     leaves = [member_leaf(m, roots[m]) for m in ids]
     index = ids.index(member)
-    out = {"type": PROOF_TYPE, "version": PROOF_VERSION, "member": member,
-           "signed_document": signed, "lines": lines, "member_index": index,
-           "audit_path": [h.hex() for h in inclusion_proof(leaves, index)]}
+    out: dict[str, Any] = {
+        "type": PROOF_TYPE, "version": PROOF_VERSION, "member": member,
+        "signed_document": signed, "lines": lines, "member_index": index,
+        "audit_path": [h.hex() for h in inclusion_proof(leaves, index)]}
+    if select is not None:
+        picked = sorted(set(select))
+        if not picked or not all(0 <= i < len(lines) for i in picked):
+            raise DocumentError(f"select lines among 0..{len(lines) - 1}")
+        hashes = [line_hash(ln) for ln in lines]
+        out.update(lines=[lines[i] for i in picked], line_indexes=picked,
+                   line_count=len(lines),
+                   line_paths=[[h.hex() for h in inclusion_proof(hashes, i)] for i in picked])
     if readings is not None:
         out["readings"] = readings
     return out
@@ -101,6 +115,30 @@ def _verify_readings(readings: Any, lines: list[str]) -> list[Reading]:
     return proven
 
 
+def _partial_root(obj: dict[str, Any], lines: list[str], count: Any, root: bytes) -> bytes:
+    """The member root the selected lines' audit paths lead to (each must agree).
+
+    Raises:
+        DocumentError: malformed selection or paths.
+        SettlementMismatch: a line's path leads elsewhere.
+    """
+    indexes, paths = obj.get("line_indexes"), obj.get("line_paths")
+    if obj.get("line_count") != count or not isinstance(indexes, list) or not isinstance(
+            paths, list) or not (len(indexes) == len(paths) == len(lines) > 0):
+        raise DocumentError(f"partial proof: needs line_count {count} and an index and "
+                            "audit path per line")
+    for ln, i, path in zip(lines, indexes, paths, strict=True):
+        try:
+            steps = [bytes.fromhex(h) for h in path]
+            got = root_from_inclusion(line_hash(ln), i, count, steps)
+        except (TypeError, ValueError, ProofError) as exc:
+            raise DocumentError(f"line {i}: audit path: {exc}") from None
+        if got != root:
+            raise SettlementMismatch(f"line {i} via its audit path", root.hex(), got.hex(),
+                                     actual_line=ln)
+    return root
+
+
 def verify_proof(obj: Any, operator_key: bytes | None = None
                  ) -> tuple[Document, list[str], list[Reading]]:
     """Check a member proof; return the document, the member's proven lines and the
@@ -125,7 +163,11 @@ def verify_proof(obj: Any, operator_key: bytes | None = None
     bad = [ln for ln in lines if ln.split(",")[1:2] != [member]]
     if bad:
         raise DocumentError(f"line {bad[0]!r} is not {member}'s")
-    got = member_root(lines)
+    if "line_indexes" in obj:
+        count = {m["id"]: m["lines"] for m in doc.body["members"]}[member]
+        got = _partial_root(obj, lines, count, roots[member])
+    else:
+        got = member_root(lines)
     if got != roots[member]:
         raise SettlementMismatch(f"member {member} root", roots[member].hex(), got.hex())
     index, path = obj.get("member_index"), obj.get("audit_path")

@@ -151,11 +151,12 @@ def http_getter(base_url: str, token: str | None, *, timeout_s: float = TIMEOUT_
     return get
 
 
-def member_readings(points: tuple[str, ...], data: IntervalData, get: Getter
-                    ) -> dict[str, Any]:
+def member_readings(points: tuple[str, ...], data: IntervalData, get: Getter,
+                    starts: set[int] | None = None) -> dict[str, Any]:
     """The traces of ``points`` in ``data`` and the replica's inclusion proof of every
     reading they name (``GET /v1/gateways/{gw}/proof?height=&index=``), as a member
-    proof's ``readings`` (:mod:`settlement.proof`).
+    proof's ``readings`` (:mod:`settlement.proof`); with ``starts``, only for the
+    intervals starting then.
 
     Raises:
         InputError: ``data`` has no traces for a point, or the replica refuses.
@@ -167,8 +168,10 @@ def member_readings(points: tuple[str, ...], data: IntervalData, get: Getter
         if not rows:
             raise InputError(f"the input has no traces for metering point {point} (settle "
                              "from a replica to record them)")
-        traces[point] = [[t, [f"{g}:{h}:{i}" for g, h, i in o]] for t, o in sorted(rows.items())]
-        for o in rows.values():
+        chosen = {t: o for t, o in rows.items() if starts is None or t in starts}
+        traces[point] = [[t, [f"{g}:{h}:{i}" for g, h, i in o]]
+                         for t, o in sorted(chosen.items())]
+        for o in chosen.values():
             origins.update(o)
     proofs = {f"{g}:{h}:{i}": get(f"/v1/gateways/{g}/proof",
                                   {"height": str(h), "index": str(i)})

@@ -156,3 +156,26 @@ def test_revisions_chain_and_show_differences(operator: Any) -> None:
     with pytest.raises(DocumentError, match="previous document"):
         make_body(r1, data.sources, bytes(operator.verify_key),
                   verify_document(sign(other["document"], operator)))
+
+
+def test_partial_proof_shows_chosen_lines_each_with_its_path(operator: Any) -> None:
+    r, signed = _settle(operator)
+    doc = verify_document(signed)
+    lines = r.lines["m0002"]
+    proof = make_proof(signed, doc, "m0002", lines, select=[50, 10, 50, 11])
+    assert proof["lines"] == [lines[10], lines[11], lines[50]]
+    assert proof["line_count"] == len(lines)
+    _, got, _ = verify_proof(proof)
+    assert got == [lines[10], lines[11], lines[50]]
+    for mutate, error in (
+            (lambda p: p["lines"].__setitem__(0, lines[12]), "via its audit path"),
+            (lambda p: p["line_indexes"].__setitem__(0, 12), "via its audit path"),
+            (lambda p: p.update(line_count=len(lines) + 1), "line_count"),
+            (lambda p: p["line_paths"].pop(), "an index and audit path per line"),
+            (lambda p: p["line_paths"][1].pop(), "audit path")):
+        bad = copy.deepcopy(proof)
+        mutate(bad)
+        with pytest.raises(DocumentError, match=error):
+            verify_proof(bad)
+    with pytest.raises(DocumentError, match="select lines"):
+        make_proof(signed, doc, "m0002", lines, select=[len(lines)])

@@ -208,3 +208,15 @@ def test_member_proof_carries_the_signed_readings_behind_its_intervals(
     assert main(["settle", "prove", doc, "--member", "anna", "--replica", replica,
                  "-o", str(proof)]) == 2
     assert "needs --community" in capsys.readouterr().err
+    # one hour of anna's day: four lines, each with its path, and only their readings
+    noon = CAPTURE["day0_ms"] + 12 * 3_600_000
+    assert main(["settle", "prove", doc, "--member", "anna", "--replica", replica,
+                 *community, "--from-ms", str(noon), "--to-ms", str(noon + 3_600_000),
+                 "-o", str(proof)]) == 0
+    assert "4 of anna's" in capsys.readouterr().out
+    p = json.loads(proof.read_text())
+    assert len(p["lines"]) == 4 and len(p["readings"]["traces"]["AT001-anna"]) == 4
+    assert len(p["readings"]["proofs"]) <= 8
+    assert main(["settle", "verify-proof", str(proof)]) == 0
+    out = capsys.readouterr().out
+    assert f"I,anna,{noon}," in out and "signed readings behind its intervals proven" in out

@@ -57,6 +57,13 @@ def test_vector_recomputes_from_its_inputs(vec: dict[str, Any]) -> None:
     assert lines == r.lines["anna"] and doc.hash.hex() == vec["document_hash"]
 
 
+def test_partial_proof_vector() -> None:
+    vec = DATA["vectors"][0]
+    _, lines, _ = verify_proof(vec["proof_anna_partial"])
+    every = [x["line"] for x in vec["members"][0]["lines"]]
+    assert lines == every[40:42] and vec["proof_anna_partial"]["line_count"] == len(every)
+
+
 CORRUPT = [(c["name"], c) for c in DATA["vectors"][0]["corrupt_documents"]]
 CORRUPT_PROOFS = [(c["name"], c) for c in DATA["vectors"][0]["corrupt_proofs"]]
 

@@ -7,8 +7,9 @@ three small communities (pro rata, static keys with unused shares to the communi
 a pay-as-clear market with a grid fee) the community.toml text, the interval energy
 document, every output line with its hash, the member roots and leaves, the document
 body's canonical bytes, its hash, the operator's signature and a member proof; for the
-first, also systematic corruptions of the signed document and the proof, each with
-``want_error`` (the error class) and its message.
+first, also a partial proof (two lines with their paths) and systematic corruptions
+of the signed document and the proof, each with ``want_error`` (the error class) and
+its message.
 """
 
 from __future__ import annotations
@@ -186,6 +187,8 @@ def vector(mode: str, toml_text: str, key: nacl.signing.SigningKey, corruptions:
         "document_hash": document_hash(body).hex(), "signed": signed, "proof_anna": proof,
     }
     if corruptions:
+        out["proof_anna_partial"] = make_proof(signed, doc, "anna", result.lines["anna"],
+                                               select=[40, 41])
         out["corrupt_documents"] = corrupt_documents(signed, key)
         out["corrupt_proofs"] = corrupt_proofs(proof)
     return out
