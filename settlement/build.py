@@ -25,7 +25,7 @@ def community_totals(result: Result) -> dict[str, int]:
     """Every ``T`` field summed over members, plus the member and line counts."""
     out = {f: sum(result.totals[m][f] for m in result.members) for f in TOTAL_FIELDS}
     out["members"] = len(result.members)
-    out["lines"] = sum(len(result.lines[m]) for m in result.members)
+    out["lines"] = sum(result.lines.count(m) for m in result.members)
     return out
 
 
@@ -59,7 +59,7 @@ def make_body(result: Result, sources: Sequence[Source], operator_key: bytes,
         "algorithm": {"engine": "meterchain-settlement", "engine_version": ENGINE_VERSION,
                       "rule": result.rule.NAME, "rule_version": result.rule.VERSION},
         "sources": sorted((s.as_json() for s in sources), key=lambda s: s["gateway"]),
-        "members": [{"id": m, "root": r.hex(), "lines": len(result.lines[m])}
+        "members": [{"id": m, "root": r.hex(), "lines": result.lines.count(m)}
                     for m, r in roots],
         "root": document_root(roots).hex(),
         "totals": community_totals(result),

@@ -10,6 +10,7 @@ totals. Pure: no file, clock or socket.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from settlement.allocation import IntervalInput, check
@@ -52,6 +53,30 @@ def build_rule(c: Community) -> Rule:
         offer_limits={m.id: m.offer_limit for m in c.members if m.offer_limit is not None})
 
 
+class Lines(Mapping[str, list[str]]):
+    """Member -> its output lines, kept as one newline-joined text per member.
+
+    A month of 15-minute lines is millions of short strings; one text per member
+    takes a fraction of the memory, and a member's list is made when asked for.
+    """
+
+    def __init__(self, texts: dict[str, str]) -> None:
+        self._texts = texts
+
+    def __getitem__(self, member: str) -> list[str]:
+        return self._texts[member].split("\n")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._texts)
+
+    def __len__(self) -> int:
+        return len(self._texts)
+
+    def count(self, member: str) -> int:
+        """How many lines ``member`` has."""
+        return self._texts[member].count("\n") + 1
+
+
 @dataclass(frozen=True)
 class Result:
     """A computed settlement: per member (sorted by id) its lines and totals."""
@@ -60,7 +85,7 @@ class Result:
     period: Period
     rule: Rule
     members: tuple[str, ...]
-    lines: dict[str, list[str]]
+    lines: Lines
     totals: dict[str, dict[str, int]]
 
 
@@ -181,7 +206,7 @@ def run(c: Community, period: Period, data: IntervalData) -> Result:
     measured = [MEASURED] * n_t
     cidx = {m: j for j, m in enumerate(consumers)}
     pidx = {m: p for p, m in enumerate(producers)}
-    lines: dict[str, list[str]] = {}
+    texts: dict[str, str] = {}
     energy: dict[str, list[int]] = {}
     for m in members:
         cj, pj = cidx.get(m), pidx.get(m)
@@ -193,19 +218,19 @@ def run(c: Community, period: Period, data: IntervalData) -> Result:
                if pj is not None else zeros)
         cs = comm_cols[pj] if pj is not None else zeros
         qs = [QUALITY_LETTERS[max(a, b)] for a, b in zip(q1, q2, strict=True)]
-        lines[m] = [f"I,{m},{t},{q},{pv},{u},{a},{v},{g},{s},{x},{u - v},{s}"
-                    for t, q, pv, u, a, v, g, s, x in
-                    zip(ts, qs, prov_col, use, al, cov, gen, sur, cs, strict=True)]
+        texts[m] = "\n".join([f"I,{m},{t},{q},{pv},{u},{a},{v},{g},{s},{x},{u - v},{s}"
+                              for t, q, pv, u, a, v, g, s, x in
+                              zip(ts, qs, prov_col, use, al, cov, gen, sur, cs, strict=True)])
         su, sv = sum(use), sum(cov)
         energy[m] = [su, sum(al), sv, sum(gen), sum(sur), sum(cs), su - sv, sum(sur)]
-    totals = _money(c, members, got.pairs, energy, sum(prov_col), lines)
-    return Result(c, period, rule, members, lines, totals)
+    totals = _money(c, members, got.pairs, energy, sum(prov_col), texts)
+    return Result(c, period, rule, members, Lines(texts), totals)
 
 
 def _money(c: Community, members: tuple[str, ...], pairs: dict[tuple[int, int], list[int]],
-           energy: dict[str, list[int]], provisional: int, lines: dict[str, list[str]]
+           energy: dict[str, list[int]], provisional: int, texts: dict[str, str]
            ) -> dict[str, dict[str, int]]:
-    """Append each member's counterparty and totals lines; return the totals.
+    """Append each member's counterparty and totals lines to its text; return the totals.
 
     Each pair's amounts are rounded once and used on both sides, so what buyers pay
     less the fees is exactly what sellers receive.
@@ -226,12 +251,12 @@ def _money(c: Community, members: tuple[str, ...], pairs: dict[tuple[int, int], 
     totals: dict[str, dict[str, int]] = {}
     pr = c.prices
     for m in members:
-        for other, role, rest in sorted(cp_lines[m]):
-            lines[m].append(f"C,{m},{other},{role},{rest}")
+        tail = [f"C,{m},{other},{role},{rest}" for other, role, rest in sorted(cp_lines[m])]
         s = energy[m]
         values = s + [paid[m], fees[m], received[m], money(s[6] * pr.grid_supply),
                       money((s[4] - s[5]) * pr.feed_in), money(s[5] * pr.feed_in),
                       provisional]
         totals[m] = dict(zip(TOTAL_FIELDS, values, strict=True))
-        lines[m].append("T," + m + "," + ",".join(map(str, values)))
+        tail.append("T," + m + "," + ",".join(map(str, values)))
+        texts[m] = "\n".join([texts[m], *tail]) if texts[m] else "\n".join(tail)
     return totals

@@ -60,6 +60,7 @@ def collect(c: Community, period: Period, get: Getter) -> IntervalData:
         raise InputError(f"the replica serves intervals of {sorted(INTERVALS)} minutes, "
                          f"the community settles {c.interval_minutes}")
     points: dict[str, dict[int, tuple[int, int]]] = {}
+    shared: dict[tuple[int, int], tuple[int, int]] = {}  # one tuple per distinct value
     traces: dict[str, dict[int, tuple[Origin, ...]]] = {}
     heights: dict[str, tuple[int, int]] = {}
     for m in sorted(c.members, key=lambda m: m.id):
@@ -79,7 +80,8 @@ def collect(c: Community, period: Period, get: Getter) -> IntervalData:
                                          f"{point}: {str(iv)[:200]}") from None
                     if not isinstance(start, int) or not (wh is None or isinstance(wh, int)):
                         raise InputError(f"malformed interval for {point}: {str(iv)[:200]}")
-                    got[start] = (0, 3) if wh is None else (wh, quality)
+                    value = (0, 3) if wh is None else (wh, quality)
+                    got[start] = shared.setdefault(value, value)
                     named = []
                     for o in trace:
                         gw, h, i = o.get("gateway"), o.get("height"), o.get("index")

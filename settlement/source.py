@@ -129,6 +129,7 @@ def parse_intervals(doc: Any) -> IntervalData:
     if not isinstance(raw_points, dict):
         raise InputError("points: must be an object of metering point -> intervals")
     points: dict[str, dict[int, tuple[int, int]]] = {}
+    shared: dict[tuple[int, int], tuple[int, int]] = {}  # one tuple per distinct value
     for point, rows in raw_points.items():
         if not isinstance(rows, list):
             raise InputError(f"points.{point}: must be an array of [start_ms, wh, quality]")
@@ -145,7 +146,8 @@ def parse_intervals(doc: Any) -> IntervalData:
                 raise InputError(f"{where}: start {t} is not on the {interval_ms} ms grid")
             if t in got:
                 raise InputError(f"{where}: interval {t} given twice")
-            got[t] = (wh, QUALITY_LETTERS.index(row[2]))
+            value = (wh, QUALITY_LETTERS.index(row[2]))
+            got[t] = shared.setdefault(value, value)
         points[point] = got
     orders = []
     for i, o in enumerate(doc.get("orders", [])):

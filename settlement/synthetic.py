@@ -51,6 +51,7 @@ def intervals(members: int, producers: int, start_ms: int, count: int, *,
     width = max(4, len(str(members)))
     per_day = DAY_MS // interval_ms
     points: dict[str, dict[int, tuple[int, int]]] = {}
+    shared: dict[tuple[int, int], tuple[int, int]] = {}  # one tuple per distinct value
     shape = []
     for k in range(per_day):
         hour = k * 24 / per_day
@@ -66,7 +67,7 @@ def intervals(members: int, producers: int, start_ms: int, count: int, *,
             t = start_ms + k * interval_ms
             wh = base * shape[k % per_day][1] // 1000 + rnd.randint(0, 30)
             q = 2 if estimated_every and (k + i) % estimated_every == 0 else 0
-            cons[t] = (wh, q)
+            cons[t] = shared.setdefault((wh, q), (wh, q))
         points[f"{mid}-c"] = cons
         if i < producers:
             peak = rnd.randint(600, 2000)
@@ -74,7 +75,8 @@ def intervals(members: int, producers: int, start_ms: int, count: int, *,
             for k in range(count):
                 t = start_ms + k * interval_ms
                 sun = shape[k % per_day][0]
-                gen[t] = (peak * sun // 1000 * rnd.randint(70, 100) // 100 if sun else 0, 0)
+                v = (peak * sun // 1000 * rnd.randint(70, 100) // 100 if sun else 0, 0)
+                gen[t] = shared.setdefault(v, v)
             points[f"{mid}-g"] = gen
     sources = (Source("11" * 32, 0, count - 1, "22" * 32),)
     return IntervalData(interval_ms, points, sources)
