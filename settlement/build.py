@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from settlement.document import TYPE, VERSION, Document, document_root, member_root
+from settlement.document import TYPE, VERSION, Document, document_root, member_root_encoded
 from settlement.engine import ENGINE_VERSION, TOTAL_FIELDS, Result
 from settlement.errors import DocumentError
 from settlement.source import Source
@@ -18,7 +18,7 @@ from settlement.source import Source
 
 def member_roots(result: Result) -> list[tuple[str, bytes]]:
     """``(member, root)`` for every member, in member-id order."""
-    return [(m, member_root(result.lines[m])) for m in result.members]
+    return [(m, member_root_encoded(result.lines.encoded(m))) for m in result.members]
 
 
 def community_totals(result: Result) -> dict[str, int]:

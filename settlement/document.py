@@ -67,8 +67,13 @@ def line_hash(line: str) -> bytes:
 
 def member_root(lines: Iterable[str]) -> bytes:
     """RFC 6962 tree hash over a member's line hashes."""
+    return member_root_encoded([ln.encode("ascii") for ln in lines])
+
+
+def member_root_encoded(lines: Iterable[bytes]) -> bytes:
+    """:func:`member_root` of lines already encoded as ASCII bytes."""
     sha, prefix = hashlib.sha256, LINE_PREFIX
-    return merkle_root([sha(prefix + ln.encode("ascii")).digest() for ln in lines])
+    return merkle_root([sha(prefix + ln).digest() for ln in lines])
 
 
 def member_leaf(member: str, root: bytes) -> bytes:

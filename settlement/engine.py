@@ -72,6 +72,10 @@ class Lines(Mapping[str, list[str]]):
     def __len__(self) -> int:
         return len(self._texts)
 
+    def encoded(self, member: str) -> list[bytes]:
+        """``member``'s lines as ASCII bytes (one encode for all of them)."""
+        return self._texts[member].encode("ascii").split(b"\n")
+
     def count(self, member: str) -> int:
         """How many lines ``member`` has."""
         return self._texts[member].count("\n") + 1
