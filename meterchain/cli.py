@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "read": "drivers.cli",
     "replica": "replica.cli",
     "audit": "replica.cli",
+    "settle": "settlement.cli",
 }
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 

@@ -27,6 +27,6 @@ fi
 . deploy/dev-env.sh
 mc_dev_env test,replica
 
-.venv/bin/ruff check ledger keyfiles drivers agent replica meterchain tests bench
+.venv/bin/ruff check ledger keyfiles drivers agent replica settlement meterchain tests bench
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

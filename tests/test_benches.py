@@ -66,6 +66,14 @@ def _ui(d: dict[str, Any]) -> None:
     assert d["summary"]["calibration_js_sort_ms"] > 0
 
 
+def _settle(d: dict[str, Any]) -> None:
+    assert {r["mode"] for r in d["rows"]} == {"pro_rata", "market"}
+    for r in d["rows"]:
+        assert r["lines"] >= 30 * 96 and r["run_s"] >= 0 and r["proof_ms"] > 0
+        assert 0 < r["covered_share_pct"] <= 100
+    assert d["summary"]["sha256_200b_per_s"] > 0
+
+
 BENCHES: list[tuple[list[str], Callable[[dict[str, Any]], None]]] = [
     (["ingest.py", "--blocks", "20", "--baseline-readings", "640", "--small-readings", "640",
       "--big-readings", "2000", "--rounds", "2", "--per-round", "5"], _ingest),
@@ -76,6 +84,7 @@ BENCHES: list[tuple[list[str], Callable[[dict[str, Any]], None]]] = [
     (["forward.py", "--readings", "5000"], _forward),
     (["intervals.py", "--points", "20", "--days", "2", "--http-requests", "5"], _intervals),
     (["ui.py", "--gateways", "20", "--rounds", "1"], _ui),
+    (["settle.py", "--members", "30", "--producers", "3", "--intervals", "96"], _settle),
 ]
 
 
