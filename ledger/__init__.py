@@ -19,6 +19,7 @@ from ledger.blocks import (
     RECORD_OVERHEAD,
     Block,
     Header,
+    decode_bare_header,
     seal_block,
 )
 from ledger.constants import (
@@ -46,6 +47,7 @@ from ledger.errors import (
     ChainError,
     CountMismatchError,
     DecryptError,
+    DigestMismatchError,
     ForkError,
     HeightError,
     KeyChangeError,
@@ -59,6 +61,7 @@ from ledger.errors import (
 )
 from ledger.fork import (
     verify_fork,
+    verify_fork_parts,
 )
 from ledger.merkle import (
     header_hash,
@@ -75,6 +78,7 @@ from ledger.proofs import (
     block_readings,
     open_block,
     prove_reading,
+    verify_proof_parts,
 )
 from ledger.readings import (
     KNOWN_QUALITY_BITS,
@@ -117,6 +121,7 @@ __all__ = [
     "ChainVerifier",
     "ClockSource",
     "CountMismatchError",
+    "DigestMismatchError",
     "DecryptError",
     "EMPTY_ROOT",
     "FORMAT_VERSION",
@@ -126,6 +131,7 @@ __all__ = [
     "HEADER_PREFIX",
     "HEADER_SIZE",
     "Header",
+    "decode_bare_header",
     "HeightError",
     "InclusionProof",
     "KEY_SIZE",
@@ -175,6 +181,7 @@ __all__ = [
     "parse_obis",
     "payload_hash",
     "prove_reading",
+    "verify_proof_parts",
     "reading_encoding_error",
     "root_from_inclusion",
     "seal_block",
@@ -183,6 +190,7 @@ __all__ = [
     "verify_block",
     "verify_chain",
     "verify_fork",
+    "verify_fork_parts",
     "verify_inclusion",
     "verify_records",
     "verify_signature",

@@ -150,6 +150,24 @@ class Header:
             )
 
 
+def decode_bare_header(data: bytes) -> Header:
+    """Decode a header that travels without its record (inclusion proofs, fork evidence).
+
+    The checks of section 8.1 of docs/ledger-format.md: magic, version, exactly
+    ``HEADER_SIZE`` bytes, the field rules. A header that does not decode names no
+    height, so the error carries none (not the height the bytes claim).
+
+    Raises:
+        MalformedError, UnsupportedVersionError: it does not decode.
+    """
+    try:
+        return Header.decode(data)
+    except (MalformedError, UnsupportedVersionError) as exc:
+        exc.height = None
+        exc.args = (exc._render(),)
+        raise
+
+
 @dataclass(frozen=True, slots=True)
 class Block:
     """A signed block: header, signature and payload (plain or sealed readings)."""

@@ -202,6 +202,12 @@ class CountMismatchError(MismatchError):
     reason = "count-mismatch"
 
 
+class DigestMismatchError(MismatchError):
+    """An export file's closing SHA-256 digest does not match the bytes before it."""
+
+    reason = "digest-mismatch"
+
+
 class TimeError(ChainError):
     """A block's time span is inverted, goes backwards, or lies in the future."""
 

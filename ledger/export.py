@@ -21,16 +21,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from ledger.blocks import Block
+from ledger.blocks import MAX_HEIGHT
 from ledger.constants import HEADER_SIZE, MAX_PAYLOAD_SIZE, SIGNATURE_SIZE
 from ledger.errors import (
-    HeightError,
-    KeyChangeError,
+    DigestMismatchError,
     MalformedError,
-    MismatchError,
     UnsupportedVersionError,
 )
-from ledger.verify import ChainHead, ChainVerifier, verify_block
+from ledger.verify import ChainHead, ChainVerifier
 
 EXPORT_MAGIC = b"MCEXPORT"
 EXPORT_VERSION = 1
@@ -87,7 +85,7 @@ class _HashingReader:
         self.sha = hashlib.sha256()
         self.pos = 0
 
-    def read_exact(self, n: int, what: str, height: int | None = None) -> bytes:
+    def read_exact(self, n: int, what: str, height: int | None) -> bytes:
         data = self.src.read(n)
         if len(data) != n:
             raise MalformedError(
@@ -105,34 +103,58 @@ class ExportHeader:
     count: int
 
 
-def read_export(src: IO[bytes]) -> tuple[ExportHeader, Iterator[bytes]]:
-    """Parse the file header; return it and an iterator over the block records.
-
-    The iterator checks the framing, the trailer, the digest and that nothing follows,
-    raising when it reaches a problem (so consume it fully).
+def _file_header(src: IO[bytes]) -> tuple[_HashingReader, ExportHeader]:
+    """Check the 28-byte file header in the spec's order; no height is known yet.
 
     Raises:
-        MalformedError: bad magic, truncation, bad lengths, digest mismatch, trailing bytes.
+        MalformedError: magic, length, reserved field or ranges.
         UnsupportedVersionError: an export version this code does not know.
     """
     r = _HashingReader(src)
     head = src.read(EXPORT_HEADER_SIZE)
-    if not head or not EXPORT_MAGIC.startswith(head[: len(EXPORT_MAGIC)]):
+    if head and len(head) < len(EXPORT_MAGIC) and EXPORT_MAGIC.startswith(head):
+        raise MalformedError(f"export is truncated: file ends inside the magic "
+                             f"(offset {len(head)})")
+    if len(head) < len(EXPORT_MAGIC) or head[: len(EXPORT_MAGIC)] != EXPORT_MAGIC:
         raise MalformedError(f"not a meterchain export (starts {head[:8]!r}, "
                              f"want {EXPORT_MAGIC!r})")
+    if len(head) < len(EXPORT_MAGIC) + 2:
+        raise MalformedError(f"export is truncated: file ends inside the file header "
+                             f"(offset {len(head)})")
+    version = int.from_bytes(head[8:10], "big")
+    if version != EXPORT_VERSION:
+        raise UnsupportedVersionError("unsupported export version", expected=EXPORT_VERSION,
+                                      actual=version)
     if len(head) < EXPORT_HEADER_SIZE:
         raise MalformedError(f"export is truncated: file ends inside the file header "
                              f"(offset {len(head)})")
     r.sha.update(head)
     r.pos = len(head)
-    magic, version, reserved, first, count = _HEAD.unpack(head)
-    if version != EXPORT_VERSION:
-        raise UnsupportedVersionError("unsupported export version", expected=EXPORT_VERSION,
-                                      actual=version)
+    _, _, reserved, first, count = _HEAD.unpack(head)
     if reserved != 0:
         raise MalformedError(f"reserved header field is {reserved}, must be 0")
-    if first >= 2**63 or count >= 2**63:
-        raise MalformedError("first height or count out of range")
+    if first > MAX_HEIGHT or count > MAX_HEIGHT + 1 - first:
+        raise MalformedError(f"first height {first} and count {count} go past the highest "
+                             f"height 2**63-1")
+    return r, ExportHeader(first, count)
+
+
+def read_export(src: IO[bytes]) -> tuple[ExportHeader, Iterator[bytes]]:
+    """Parse the file header; return it and an iterator over the block records.
+
+    The iterator checks each record's framing, then the trailer, the digest and that
+    nothing follows, raising when it reaches a problem (so consume it fully). Errors
+    after the file header carry the chain position: ``first + i`` for record ``i``,
+    ``first + count`` for the trailer, the digest and trailing bytes
+    (docs/export-format.md, "Verifying an export").
+
+    Raises:
+        MalformedError: bad magic, truncation, bad lengths, trailer or trailing bytes.
+        UnsupportedVersionError: an export version this code does not know.
+        DigestMismatchError: the digest does not match the bytes before it.
+    """
+    r, header = _file_header(src)
+    first, count = header.first_height, header.count
 
     def records() -> Iterator[bytes]:
         for i in range(count):
@@ -141,21 +163,22 @@ def read_export(src: IO[bytes]) -> tuple[ExportHeader, Iterator[bytes]]:
             if not HEADER_SIZE + SIGNATURE_SIZE + 4 <= n <= MAX_RECORD:
                 raise MalformedError(f"record length {n} out of range", height=h)
             yield r.read_exact(n, f"record {i}", h)
-        trailer = r.read_exact(len(TRAILER_MAGIC), "the trailer")
+        end = first + count
+        trailer = r.read_exact(len(TRAILER_MAGIC), "the trailer", end)
         if trailer != TRAILER_MAGIC:
-            raise MalformedError(f"bad trailer {trailer!r} after {count} records")
+            raise MalformedError(f"bad trailer {trailer!r} after {count} records", height=end)
         want = r.sha.digest()
         got = src.read(32)
         if len(got) != 32:
-            raise MalformedError("export is truncated: file ends inside the digest")
+            raise MalformedError("export is truncated: file ends inside the digest",
+                                 height=end)
         if got != want:
-            raise MismatchError("export digest does not match its contents",
-                                expected=want, actual=got)
-        extra = src.read(1)
-        if extra:
-            raise MalformedError("trailing bytes after the export's digest")
+            raise DigestMismatchError("export digest does not match its contents",
+                                      expected=want, actual=got, height=end)
+        if src.read(1):
+            raise MalformedError("trailing bytes after the export's digest", height=end)
 
-    return ExportHeader(first, count), records()
+    return header, records()
 
 
 @dataclass(frozen=True)
@@ -177,43 +200,34 @@ def verify_records(
 ) -> VerifyResult:
     """Verify block records in height order, from genesis or from ``first_height``.
 
-    A chain that starts above genesis (older blocks pruned) is verified from its first
-    block, which is checked on its own (signature and contents), not linked to genesis.
+    A chain that starts above genesis (older blocks pruned) starts from a trusted height
+    (section 9 of docs/ledger-format.md): its first record must have height
+    ``first_height`` and is not linked to anything before it. Every error carries the
+    chain position, whatever height the bad record claims.
 
     Raises:
         ChainError: naming the first failing height and why.
     """
-    verifier = ChainVerifier(gateway_key=gateway_key)
+    verifier = ChainVerifier(gateway_key=gateway_key, start_height=first_height)
     blocks = readings = 0
     for rec in records:
-        block = Block.decode(rec)
-        if blocks == 0 and first_height > 0:
-            if block.height != first_height:
-                raise HeightError("first block is not at the announced height",
-                                         expected=first_height, actual=block.height,
-                                         height=block.height)
-            if gateway_key is not None and block.header.gateway_key != gateway_key:
-                raise KeyChangeError("block signed by a different gateway key",
-                                            expected=gateway_key,
-                                            actual=block.header.gateway_key, height=block.height)
-            verifier = ChainVerifier(ChainHead(block.header, verify_block(block)))
-        else:
-            verifier.add(block)
+        head = verifier.add_record(rec)
         blocks += 1
-        readings += block.header.reading_count
+        readings += head.header.reading_count
         if progress is not None:
-            progress(block.height)
+            progress(head.height)
     return VerifyResult(first_height, verifier.head, blocks, readings)
 
 
 def verify_export(src: IO[bytes], *, gateway_key: bytes | None = None) -> VerifyResult:
-    """Verify a whole export: framing, digest and the signed chain inside.
+    """Verify a whole export: file header, then each record's framing and the chain in
+    file order, then the trailer, the digest and the end of the file.
+
+    The digest is checked last: a changed record is reported by the chain rule it breaks.
 
     Raises:
-        ChainError: the first problem found, with the height where known.
+        ChainError: the first problem found; no height for the file header, otherwise
+            the chain position.
     """
     header, records = read_export(src)
-    result = verify_records(records, header.first_height, gateway_key=gateway_key)
-    if result.blocks != header.count:  # read_export enforces it; kept as a guard
-        raise MismatchError("record count", expected=header.count, actual=result.blocks)
-    return result
+    return verify_records(records, header.first_height, gateway_key=gateway_key)

@@ -1,18 +1,25 @@
 """The inclusion proof file (``docs/export-format.md``): one reading with its Merkle path,
-the signed header and the signature, as JSON with hex fields. Pure: text in, values out."""
+the signed header and the signature, as JSON with hex fields. Pure: text in, values out.
+
+Parsing is strict so that every verifier accepts the same files: UTF-8 JSON without
+duplicate names, integers only as plain digit literals, hex only in lowercase without
+whitespace (the file format's table of checks, in order)."""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from ledger.blocks import Header
-from ledger.errors import MalformedError, MismatchError
+from ledger.blocks import MAX_HEIGHT, decode_bare_header
+from ledger.errors import MalformedError
 from ledger.merkle import header_hash
 from ledger.proofs import InclusionProof
 from ledger.readings import Reading
 
 PROOF_FORMAT = "meterchain-inclusion-proof-v1"
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")
+_DIGITS = re.compile(r"0|[1-9][0-9]*")
 
 
 def proof_to_json(proof: InclusionProof) -> str:
@@ -34,27 +41,66 @@ _PROOF_FIELDS = {"format", "height", "block_hash", "index", "header", "signature
                  "path"}
 
 
-def _hex(doc: dict[str, Any], key: str) -> bytes:
-    v = doc[key]
-    if not isinstance(v, str):
-        raise MalformedError(f"proof field {key!r} must be a hex string")
+class _Refused(ValueError):
+    """Raised by the JSON hooks; becomes a MalformedError."""
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in doc:
+            raise _Refused(f"member {key!r} appears twice")
+        doc[key] = value
+    return doc
+
+
+def _int_literal(text: str) -> int:
+    if not _DIGITS.fullmatch(text):
+        raise _Refused(f"integer {text!r} has a sign (only non-negative digit literals)")
+    return int(text)
+
+
+def _no_float(text: str) -> Any:
+    raise _Refused(f"number {text!r} is not an integer literal (no fraction or exponent)")
+
+
+def _no_constant(text: str) -> Any:
+    raise _Refused(f"{text} is not JSON")
+
+
+def _parse(text: str | bytes) -> Any:
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MalformedError(f"proof file is not UTF-8: {exc}") from None
     try:
-        return bytes.fromhex(v)
-    except ValueError:
-        raise MalformedError(f"proof field {key!r} is not hex") from None
+        return json.loads(text, object_pairs_hook=_pairs, parse_int=_int_literal,
+                          parse_float=_no_float, parse_constant=_no_constant)
+    except _Refused as exc:
+        raise MalformedError(f"proof file: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise MalformedError(f"proof file is not JSON: {exc}") from None
+
+
+def _hex(value: object, key: str, size: int | None = None) -> bytes:
+    if not isinstance(value, str) or not _HEX.fullmatch(value):
+        raise MalformedError(f"proof field {key!r} must be lowercase hex digits, two per byte, "
+                             "nothing else")
+    if size is not None and len(value) != 2 * size:
+        raise MalformedError(f"proof field {key!r} must be {size} bytes, not {len(value) // 2}")
+    return bytes.fromhex(value)
 
 
 def proof_from_json(text: str | bytes) -> InclusionProof:
     """Parse a proof file strictly (every field required, no unknown ones).
 
     Raises:
-        MalformedError: not a proof file of this format.
-        MismatchError: the informational ``height``/``block_hash`` disagree with the header.
+        MalformedError: not a proof file of this format (no height), or its ``height`` or
+            ``block_hash`` disagrees with its header (at the header's height).
+        UnsupportedVersionError: the header's version is not one this code knows.
     """
-    try:
-        doc = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedError(f"proof file is not JSON: {exc}") from None
+    doc = _parse(text)
     if not isinstance(doc, dict):
         raise MalformedError("proof file must hold a JSON object")
     if doc.get("format") != PROOF_FORMAT:
@@ -64,21 +110,23 @@ def proof_from_json(text: str | bytes) -> InclusionProof:
         raise MalformedError(f"proof fields wrong: missing {sorted(missing)}, "
                              f"unknown {sorted(extra)}")
     for key in ("height", "index"):
-        if type(doc[key]) is not int or doc[key] < 0:
-            raise MalformedError(f"proof field {key!r} must be a non-negative integer")
+        if type(doc[key]) is not int or doc[key] > MAX_HEIGHT:
+            raise MalformedError(f"proof field {key!r} must be an integer 0..2**63-1")
+    block_hash = _hex(doc["block_hash"], "block_hash", 32)
+    header_bytes = _hex(doc["header"], "header")
+    signature = _hex(doc["signature"], "signature", 64)
+    reading = _hex(doc["reading"], "reading")
     if not isinstance(doc["path"], list):
         raise MalformedError("proof field 'path' must be a list of hex strings")
-    header = Header.decode(_hex(doc, "header"))
+    path = tuple(_hex(p, "path") for p in doc["path"])
+    header = decode_bare_header(header_bytes)
     if doc["height"] != header.height:
-        raise MismatchError("proof height differs from its header", expected=header.height,
-                            actual=doc["height"], height=header.height)
-    bhash = header_hash(header.encode())
-    if _hex(doc, "block_hash") != bhash:
-        raise MismatchError("proof block_hash differs from its header's hash", expected=bhash,
-                            actual=_hex(doc, "block_hash"), height=header.height)
-    path = tuple(_hex({"p": p}, "p") for p in doc["path"])
-    return InclusionProof(header, _hex(doc, "signature"), doc["index"], _hex(doc, "reading"),
-                          path)
+        raise MalformedError(f"proof height {doc['height']} differs from its header's "
+                             f"{header.height}", height=header.height)
+    if block_hash != header_hash(header_bytes):
+        raise MalformedError("proof block_hash differs from its header's hash",
+                             height=header.height)
+    return InclusionProof(header, signature, doc["index"], reading, path)
 
 
 def verify_proof_text(text: str | bytes, gateway_key: bytes | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ledger.blocks import Block, Header
+from ledger.blocks import Block, Header, decode_bare_header
 from ledger.errors import (
     DecryptError,
     KeyChangeError,
@@ -104,3 +104,15 @@ def prove_reading(block: Block, index: int, recipient_sk: bytes | None = None) -
     leaves = [leaf_hash(e) for e in encoded]
     return InclusionProof(block.header, block.signature, index, encoded[index],
                           tuple(inclusion_proof(leaves, index)))
+
+
+def verify_proof_parts(header: bytes, signature: bytes, index: int, encoded_reading: bytes,
+                       path: tuple[bytes, ...], gateway_key: bytes | None = None) -> Reading:
+    """Verify an inclusion proof given as bytes (section 11): the bare header decodes
+    (section 8.1; no height when it does not), then :meth:`InclusionProof.verify`.
+
+    Raises:
+        ChainError: any check fails.
+    """
+    proof = InclusionProof(decode_bare_header(header), signature, index, encoded_reading, path)
+    return proof.verify(gateway_key)

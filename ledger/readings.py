@@ -141,11 +141,12 @@ class Reading:
 
 
 def format_decimal(value: int, exponent: int) -> str:
-    """Exact decimal text of ``value * 10**exponent`` (no float involved)."""
+    """Exact decimal text of ``value * 10**exponent`` (no float involved), as
+    docs/ledger-format.md section 3.1 defines it: ``230.4``, ``7000``, ``-0.005``, ``0``."""
     sign = "-" if value < 0 else ""
     digits = str(abs(value))
     if exponent >= 0:
-        return sign + digits + "0" * exponent
+        return sign + digits + "0" * exponent if value else "0"
     places = -exponent
     digits = digits.rjust(places + 1, "0")
     return f"{sign}{digits[:-places]}.{digits[-places:]}"

@@ -12,6 +12,7 @@ import nacl.signing
 
 from ledger.blocks import Block, Header
 from ledger.constants import LEAF_PREFIX
+from ledger.ed25519 import signature_error
 from ledger.errors import (
     BrokenLinkError,
     ChainError,
@@ -36,10 +37,16 @@ from ledger.readings import (
 def verify_signature(header: Header, signature: bytes) -> bytes:
     """Check the gateway's signature over the header; return the block hash.
 
+    The strict rule of the spec (section 6.2: ``S < L``, canonical and not small-order
+    ``A`` and ``R``) is checked by :mod:`ledger.ed25519` before libsodium's equation.
+
     Raises:
         SignatureError: the signature does not verify.
     """
     bhash = header_hash(header.encode())
+    why = signature_error(header.gateway_key, signature)
+    if why is not None:
+        raise SignatureError(f"{why} (key {header.gateway_key.hex()})", height=header.height)
     try:
         nacl.signing.VerifyKey(header.gateway_key).verify(bhash, signature)
     except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
@@ -161,16 +168,22 @@ class ChainHead:
 class ChainVerifier:
     """Verifies a chain block by block, keeping only the head.
 
-    Start from genesis (``head=None``) or from a trusted head (e.g. a replica's stored
-    head). ``gateway_key`` pins the expected key; otherwise the genesis block's key
-    is adopted. Feed blocks in order with :meth:`add` (or raw records with
-    :meth:`add_record`). A failing block leaves the head unchanged, and the error's
-    ``height`` is the chain position that failed (``next_height``), whatever height
-    the bad block claims.
+    Start from genesis (``head=None``), from a trusted head (e.g. a replica's stored
+    head), or from a trusted height ``start_height`` > 0 whose head is unknown (an export
+    or ledger whose older blocks were pruned: the first block must have that height and is
+    not linked to anything, section 9). ``gateway_key`` pins the expected key; otherwise
+    the first block's key is adopted. Feed blocks in order with :meth:`add` (or raw
+    records with :meth:`add_record`). A failing block leaves the head unchanged, and the
+    error's ``height`` is the chain position that failed (``next_height``), whatever
+    height the bad block claims.
     """
 
-    def __init__(self, head: ChainHead | None = None, gateway_key: bytes | None = None) -> None:
+    def __init__(self, head: ChainHead | None = None, gateway_key: bytes | None = None,
+                 *, start_height: int = 0) -> None:
+        if head is not None and start_height:
+            raise ValueError("give a trusted head or a start height, not both")
         self.head = head
+        self.start_height = start_height
         self.gateway_key = gateway_key if gateway_key is not None else (
             head.header.gateway_key if head else None
         )
@@ -178,7 +191,7 @@ class ChainVerifier:
     @property
     def next_height(self) -> int:
         """The height the next block must have."""
-        return 0 if self.head is None else self.head.header.height + 1
+        return self.start_height if self.head is None else self.head.header.height + 1
 
     def add(self, block: Block) -> ChainHead:
         """Verify ``block`` as the next one and advance the head.
@@ -206,8 +219,9 @@ class ChainVerifier:
     def _add(self, block: Block) -> ChainHead:
         header = block.header
         if self.head is None:
-            if header.height != 0:
-                raise HeightError("chain does not start at genesis", expected=0,
+            if header.height != self.start_height:
+                what = "genesis" if self.start_height == 0 else f"height {self.start_height}"
+                raise HeightError(f"chain does not start at {what}", expected=self.start_height,
                                   actual=header.height, height=header.height)
         else:
             check_link(self.head.header, self.head.hash, header)

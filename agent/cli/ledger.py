@@ -3,6 +3,10 @@
 Exit codes: 0 success; 1 the command ran and found the ledger, export or proof invalid
 (the first failing height and reason are printed); 2 bad input (missing path, not a
 ledger, unreadable key, unsafe key permissions), printed as one line by the dispatcher.
+``verify`` of a ledger directory reads the segment files alone (never the indexes) and
+counts a torn or damaged tail, garbage after the last block and a segment holding only its
+header as invalid (exit 1, ``malformed`` at the chain position): only a ledger whose every
+byte checks out is OK.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 
 import keyfiles as keys
 import ledger
+from agent.storage.dirverify import verify_ledger_dir
 from agent.storage.store import BlockStore, StoreOptions
 from ledger import export, prooffile
 from ledger.errors import ChainError, KeyFileError, StoreCorruptError, StoreError
@@ -123,10 +128,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise StoreError(f"{path}: no such ledger directory or export file")
     try:
         if path.is_dir():
-            with _open_ledger(args.path) as store:
-                what = f"ledger {path}"
-                result = export.verify_records(store.iter_records(store.first_height),
-                                               store.first_height, gateway_key=gateway_key)
+            what = f"ledger {path}"
+            result = verify_ledger_dir(path, gateway_key=gateway_key)
         else:
             what = f"export {path}"
             with open(path, "rb") as f:
@@ -143,8 +146,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(f"head hash: {head.hash.hex()}")
     print(f"gateway key: {head.header.gateway_key.hex()}")
     if result.first_height > 0:
-        print(f"note: heights below {result.first_height} were pruned; block "
-              f"{result.first_height} was checked on its own, not linked to genesis")
+        print(f"note: heights below {result.first_height} were pruned; verification started "
+              f"from a trusted height: block {result.first_height} is linked to nothing before it")
     return EXIT_OK
 
 

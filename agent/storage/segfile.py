@@ -22,9 +22,16 @@ from ledger.errors import StoreCorruptError
 FORMAT_FILE = "FORMAT"
 FORMAT_TEXT = b"meterchain-ledger-v1\n"
 SEGMENT_DIR = "segments"
-SEG_MAGIC = b"MCSEG001"
-SEG_HEADER = struct.Struct(">8sQ")
-SEG_HEADER_SIZE = SEG_HEADER.size  # 16
+SEG_MAGIC = b"MCSEG002"
+"""Segment format 2 (written by this version): the header records the alignment."""
+SEG_HEADER = struct.Struct(">8sQII")  # magic, first height, align, reserved (0)
+SEG_HEADER_SIZE = SEG_HEADER.size  # 24
+SEG_MAGIC_V1 = b"MCSEG001"
+"""Segment format 1 (still read): no alignment in the header; the reader supplies it."""
+SEG_HEADER_V1 = struct.Struct(">8sQ")
+SEG_HEADER_V1_SIZE = SEG_HEADER_V1.size  # 16
+MAX_ALIGN = 1 << 20
+"""Largest alignment a segment may record (1 MiB); 1 means no padding."""
 _FRAME = struct.Struct(">II")
 FRAME_SIZE = _FRAME.size  # 8
 _HEIGHT_AT = 4 + 1 + 1 + 32  # offset of the height inside a block record (header layout)
@@ -49,12 +56,51 @@ def record_height(record: bytes) -> int:
     return int(U64.unpack_from(record, _HEIGHT_AT)[0])
 
 
+@dataclass(frozen=True)
+class SegLayout:
+    """What a segment header says: its version, first height, where frames start and the
+    alignment of its padding (recorded in version 2; the reader's default in version 1)."""
+
+    version: int
+    first: int
+    data_start: int
+    align: int
+
+
+def parse_seg_header(data: bytes, v1_align: int) -> SegLayout:
+    """Decode a segment header (either version); ``v1_align`` is used for version 1.
+
+    Raises:
+        ValueError: too short, unknown magic, a bad alignment or a reserved field set.
+    """
+    magic = data[:8]
+    if magic == SEG_MAGIC_V1:
+        if len(data) < SEG_HEADER_V1_SIZE:
+            raise ValueError("segment shorter than its header")
+        _, first = SEG_HEADER_V1.unpack_from(data, 0)
+        return SegLayout(1, first, SEG_HEADER_V1_SIZE, v1_align)
+    if magic != SEG_MAGIC:
+        raise ValueError(f"unknown segment magic {bytes(magic)!r}")
+    if len(data) < SEG_HEADER_SIZE:
+        raise ValueError("segment shorter than its header")
+    _, first, align, reserved = SEG_HEADER.unpack_from(data, 0)
+    if not 1 <= align <= MAX_ALIGN or reserved != 0:
+        raise ValueError(f"bad segment header (align {align}, reserved {reserved})")
+    return SegLayout(2, first, SEG_HEADER_SIZE, align)
+
+
+def seg_header(first: int, align: int) -> bytes:
+    """The header of a new (version 2) segment."""
+    return SEG_HEADER.pack(SEG_MAGIC, first, align, 0)
+
+
 @dataclass
 class Segment:
     first: int
     path: Path
     index: array | None  # offsets of records; None until loaded (sealed segments)
     size: int  # bytes of valid data (a multiple of align after a complete append)
+    layout: SegLayout | None = None  # read from the header on first use
 
     @property
     def idx_path(self) -> Path:
@@ -175,13 +221,13 @@ def later_frame_exists(data: bytes, pos: int) -> bool:
     return False
 
 
-def scan_sealed(seg: Segment, align: int) -> array:
+def scan_sealed(seg: Segment, layout: SegLayout) -> array:
     """Rebuild a sealed segment's index by reading it whole; any bad record is corruption."""
     data = seg.path.read_bytes()
     idx = array("Q")
-    pos = SEG_HEADER_SIZE
+    pos = layout.data_start
     while True:
-        got = next_frame(data, pos, align)
+        got = next_frame(data, pos, layout.align)
         if got is None:
             raise StoreCorruptError(f"{seg.path}: record of height {seg.first + len(idx)} at "
                                     f"offset {pos} is damaged (sealed segment)")

@@ -6,14 +6,16 @@ framing, index files and scanning live in ``agent/storage/segfile.py``)::
     LEDGER/
       FORMAT                          "meterchain-ledger-v1\\n"; the writer holds a flock on it
       segments/
-        00000000000000000000.seg      segment: 16-byte header, then framed block records
+        00000000000000000000.seg      segment: 24-byte header, then framed block records
         00000000000000000000.idx      its index: one u64 file offset per block, in height order
         00000000000000012345.seg      the next segment; the name is the height of its first block
 
-Segment header: ``b"MCSEG001"`` then the first height (u64, big-endian). A frame is
+Segment header: ``b"MCSEG002"``, the first height (u64, big-endian), the alignment (u32) and
+a reserved u32 (0); version-1 segments (``b"MCSEG001"`` and the first height, 16 bytes, the
+alignment not recorded: ``StoreOptions.align`` is assumed) are still read. A frame is
 ``u32 length | u32 CRC32 | record`` where the CRC32 (zlib, IEEE polynomial) covers the four
 length bytes and the record, and the record is ``ledger.Block.encode()``. A length of 0
-starts padding: zero bytes up to the next multiple of ``StoreOptions.align`` in the file. Each
+starts padding: zero bytes up to the next multiple of the segment's alignment in the file. Each
 append writes its frames plus padding to the next boundary in one ``write`` and one
 ``fdatasync``, so a committed page is never rewritten. A new segment is written to a temporary
 file with its first batch, fsynced and renamed into place (then the directory is fsynced).
@@ -44,14 +46,15 @@ from agent.storage.segfile import (  # noqa: F401 - FORMAT_TEXT, SEG_MAGIC: re-e
     FORMAT_FILE,
     FORMAT_TEXT,
     FRAME_SIZE,
+    MAX_ALIGN,
     MAX_RECORD,
     MIN_RECORD,
     NO_SPACE,
-    SEG_HEADER,
     SEG_HEADER_SIZE,
     SEG_MAGIC,
     SEGMENT_DIR,
     U64,
+    SegLayout,
     Segment,
     decode_header,
     frame,
@@ -59,10 +62,12 @@ from agent.storage.segfile import (  # noqa: F401 - FORMAT_TEXT, SEG_MAGIC: re-e
     fsync_dir,
     later_frame_exists,
     next_frame,
+    parse_seg_header,
     pread_frame,
     read_index,
     record_height,
     scan_sealed,
+    seg_header,
     seg_name,
     write_all,
     write_durably,
@@ -105,7 +110,9 @@ class StoreOptions:
     fsync: bool = True
     """fdatasync every append (turn off only for throw-away benchmarks and tests)."""
     align: int = 4096
-    """Pad each append to a multiple of this many bytes (1 = no padding)."""
+    """Pad each append to a multiple of this many bytes (1 = no padding, at most 1 MiB).
+    Recorded in the header of every new segment; a segment keeps the alignment it was
+    begun with."""
     max_bytes: int | None = None
     """Budget for the store's disk use; an append beyond it raises ``StoreFullError``."""
     read_only: bool = False
@@ -177,6 +184,8 @@ class BlockStore:
 
     def _open(self) -> None:
         d, opts = self.directory, self.options
+        if not 1 <= opts.align <= MAX_ALIGN:
+            raise StoreError(f"alignment {opts.align} out of range 1..{MAX_ALIGN}")
         marker = d / FORMAT_FILE
         if not d.exists():
             if not opts.create or opts.read_only:
@@ -227,7 +236,7 @@ class BlockStore:
         """Scan the last segment from its last indexed record; cut a torn tail."""
         seg = self._segments[-1]
         with open(seg.path, "rb") as f:
-            self._check_seg_header(seg, f.read(SEG_HEADER_SIZE))
+            layout = self._check_seg_header(seg, f.read(SEG_HEADER_SIZE))
             index = read_index(seg.idx_path)
             on_disk = array("Q", index)
             # drop entries a crash left pointing past, or into, unwritten data
@@ -235,13 +244,13 @@ class BlockStore:
                 pread_frame(f.fileno(), index[-1]), 0, seg.first + len(index) - 1
             ):
                 index.pop()
-            base = index.pop() if index else SEG_HEADER_SIZE
+            base = index.pop() if index else layout.data_start
             f.seek(base)
             data = f.read()  # the tail: the last indexed record and what follows it
         pos = 0
         prev: ChainHead | None = None
         while True:
-            got = next_frame(data, pos, self.options.align, base)
+            got = next_frame(data, pos, layout.align, base)
             if got is None or got[0] == len(data):
                 if got is not None:
                     pos = got[0]
@@ -296,12 +305,27 @@ class BlockStore:
             os.ftruncate(self._idx_fd, 8 * common)  # shrinking needs no space
             self._idx_write(index[common:], 8 * common)
 
-    def _check_seg_header(self, seg: Segment, data: bytes) -> None:
-        if len(data) < SEG_HEADER_SIZE:
-            raise StoreCorruptError(f"{seg.path}: segment shorter than its header")
-        magic, first = SEG_HEADER.unpack_from(data, 0)
-        if magic != SEG_MAGIC or first != seg.first:
-            raise StoreCorruptError(f"{seg.path}: bad segment header")
+    def _check_seg_header(self, seg: Segment, data: bytes) -> SegLayout:
+        """Decode a segment's header (version 1 or 2) and remember its layout.
+
+        Raises:
+            StoreCorruptError: the header is damaged or names another first height.
+        """
+        try:
+            layout = parse_seg_header(data, self.options.align)
+        except ValueError as exc:
+            raise StoreCorruptError(f"{seg.path}: {exc}") from None
+        if layout.first != seg.first:
+            raise StoreCorruptError(f"{seg.path}: bad segment header (first height "
+                                    f"{layout.first}, name says {seg.first})")
+        seg.layout = layout
+        return layout
+
+    def _layout(self, seg: Segment) -> SegLayout:
+        """A segment's layout, reading its header on first use (sealed segments)."""
+        if seg.layout is None:
+            return self._check_seg_header(seg, os.pread(self._reader(seg), SEG_HEADER_SIZE, 0))
+        return seg.layout
 
     # --- state -----------------------------------------------------------------------
 
@@ -598,8 +622,8 @@ class BlockStore:
         """Where the next write to the last segment goes: past what is in flight."""
         return self._unsynced[-1].end if self._unsynced else seg.size
 
-    def _pad(self, end: int) -> bytes:
-        return bytes((-end) % self.options.align)
+    def _pad(self, end: int, align: int) -> bytes:
+        return bytes((-end) % align)
 
     def _check_budget(self, extra: int) -> None:
         budget = self.options.max_bytes
@@ -614,13 +638,14 @@ class BlockStore:
         write; not yet synced. Returns the bytes written and each record's offset.
         Cut back to ``start`` when it raises."""
         assert self._fd is not None and self._idx_fd is not None and seg.index is not None
-        lead = self._pad(start)  # only after recovery left an unpadded end
+        align = self._layout(seg).align  # a segment keeps the alignment it was begun with
+        lead = self._pad(start, align)  # only after recovery left an unpadded end
         offsets = []
         pos = start + len(lead)
         for f in frames:
             offsets.append(pos)
             pos += len(f)
-        buf = b"".join((lead, *frames, self._pad(pos)))
+        buf = b"".join((lead, *frames, self._pad(pos, align)))
         self._check_budget(len(buf) + 8 * len(frames))
         try:
             write_all(self._fd, buf)
@@ -658,7 +683,8 @@ class BlockStore:
         for f in frames:
             offsets.append(pos)
             pos += len(f)
-        buf = b"".join((SEG_HEADER.pack(SEG_MAGIC, first), *frames, self._pad(pos)))
+        buf = b"".join((seg_header(first, self.options.align), *frames,
+                        self._pad(pos, self.options.align)))
         self._check_budget(len(buf) + 8 * len(frames))
         if self._segments:  # seal the current segment: its index becomes durable
             assert self._idx_fd is not None
@@ -678,7 +704,8 @@ class BlockStore:
                                os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
         self._idx_behind = False
         self._idx_write(offsets, 0)
-        self._segments.append(Segment(first, path, array("Q", offsets), len(buf)))
+        self._segments.append(Segment(first, path, array("Q", offsets), len(buf), SegLayout(
+            2, first, SEG_HEADER_SIZE, self.options.align)))
         with self._cv:  # offsets start again in the new file
             self._epoch += 1
             self._want = self._synced = len(buf)
@@ -722,7 +749,8 @@ class BlockStore:
         if seg.index is None or rebuild:
             idx = array("Q") if rebuild else read_index(seg.idx_path)
             fd = self._reader(seg)
-            ok = bool(idx) and idx[0] == SEG_HEADER_SIZE and frame_ok(
+            layout = self._layout(seg)
+            ok = bool(idx) and idx[0] == layout.data_start and frame_ok(
                 pread_frame(fd, idx[-1]), 0, seg.first + len(idx) - 1
             )
             nxt = self._segments.index(seg) + 1
@@ -730,7 +758,7 @@ class BlockStore:
                 ok = self._segments[nxt].first == seg.first + len(idx)
             if not ok:
                 log.warning("%s: index missing or damaged; rebuilding it", seg.idx_path)
-                idx = scan_sealed(seg, self.options.align)
+                idx = scan_sealed(seg, layout)
                 if not self.options.read_only and seg is not self._segments[-1]:
                     try:
                         write_index(seg.idx_path, idx, durable=True)

@@ -96,7 +96,8 @@ def test_verify_reports_damage_inside_a_ledger(ledger_dir: Path, tmp_path: Path)
     data[400] ^= 0xFF
     seg.write_bytes(bytes(data))
     p = mc("verify", d)
-    assert p.returncode == 1 and "FAILED" in p.stdout and "damaged" in p.stdout
+    assert p.returncode == 1 and "FAILED" in p.stdout
+    assert "at height 0: malformed:" in p.stdout and "CRC-32 mismatch" in p.stdout
 
 
 def test_verify_with_the_wrong_gateway_key_fails(ledger_dir: Path) -> None:
@@ -195,3 +196,46 @@ def test_demo_keeps_and_continues_its_ledger(tmp_path: Path) -> None:
     (tmp_path / "other" / "file").write_text("x")
     one_line_error(mc("demo", "--ledger-only", "--ledger", tmp_path / "other"),
                    "not a demo ledger")
+
+
+EXPORT_VECTORS = {v["name"]: v for v in json.loads(
+    (ROOT / "tests" / "vectors" / "exports.json").read_text())["files"]}
+
+
+@pytest.mark.parametrize("name", [
+    "valid/pruned-first-height-1", "file-header/version-2", "framing/length-261",
+    "chain/pruned-first-record-claims-2^63+1", "chain/pruned-first-record-time-inverted+resigned",
+    "digest/bit-flip",
+])
+def test_verify_export_reports_the_vectors_reason_and_chain_position(name: str,
+                                                                     tmp_path: Path) -> None:
+    vec = EXPORT_VECTORS[name]
+    f = tmp_path / "x.mcexport"
+    f.write_bytes(bytes.fromhex(vec["export"]))
+    p = mc("verify", f)
+    if vec["want_error"] is None:
+        assert p.returncode == 0 and f"height verified: {vec['head_height']}" in p.stdout
+        return
+    assert p.returncode == 1, p
+    first = p.stdout.splitlines()[0]
+    where = "" if vec["want_height"] is None else f" at height {vec['want_height']}"
+    assert first.startswith(f"FAILED verifying {f}{where}: {vec['want_error']}: "), first
+
+
+PROOF_VECTORS = {v["name"]: v for v in json.loads(
+    (ROOT / "tests" / "vectors" / "proofs.json").read_text())["files"]}
+
+
+@pytest.mark.parametrize("name", ["valid", "hex/uppercase-header", "hex/space-inside-signature",
+                                  "int/index-2.0", "header/height-mismatch"])
+def test_verify_proof_follows_the_proof_file_vectors(name: str, tmp_path: Path) -> None:
+    vec = PROOF_VECTORS[name]
+    f = tmp_path / "p.json"
+    f.write_bytes(bytes.fromhex(vec["file"]))
+    p = mc("verify-proof", f, "--gateway-key", vec["gateway_key"])
+    if vec["want_error"] is None:
+        assert p.returncode == 0 and p.stdout.startswith("OK:"), p
+        return
+    assert p.returncode == 1, p
+    where = "" if vec["want_height"] is None else f" at height {vec['want_height']}"
+    assert p.stdout.startswith(f"FAILED verifying proof {f}{where}: {vec['want_error']}: "), p

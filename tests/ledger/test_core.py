@@ -113,6 +113,7 @@ def test_obis_and_decimal_text() -> None:
     assert L.format_decimal(-5, -3) == "-0.005"
     assert L.format_decimal(7, 3) == "7000"
     assert L.format_decimal(0, -2) == "0.00"
+    assert L.format_decimal(0, 3) == "0"  # zero has no trailing zeros to scale
 
 
 def test_verified_chain_returns_head_and_empty_input_returns_start() -> None:

@@ -123,9 +123,70 @@ def test_records_are_padded_to_pages_and_framed(tmp_path: Path) -> None:
     seg = tmp_path / "segments" / "00000000000000000000.seg"
     data = seg.read_bytes()
     assert len(data) % 4096 == 0
-    assert data[:8] == store.SEG_MAGIC
+    assert data[:24] == b"MCSEG002" + (0).to_bytes(8, "big") + (4096).to_bytes(4, "big") + bytes(4)
     rec = blocks[0].encode()
-    assert data[16:16 + 8 + len(rec)] == store.frame(rec)
+    assert data[24:24 + 8 + len(rec)] == store.frame(rec)
+
+
+def write_v1_segment(path: Path, first: int, batches: list[list[ledger.Block]],
+                     align: int) -> None:
+    """A segment as version 1 wrote it: 16-byte header, each append padded to ``align``."""
+    data = bytearray(b"MCSEG001" + first.to_bytes(8, "big"))
+    for batch in batches:
+        for b in batch:
+            data += store.frame(b.encode())
+        data += bytes(-len(data) % align)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("align", [4096, 512, 1])
+def test_version_1_segments_are_still_read_and_new_segments_record_their_alignment(
+        tmp_path: Path, align: int) -> None:
+    blocks = make_blocks(40, meters=2)
+    (tmp_path / "segments").mkdir()
+    (tmp_path / "FORMAT").write_bytes(store.FORMAT_TEXT)
+    write_v1_segment(tmp_path / "segments" / "00000000000000000000.seg", 0,
+                     [blocks[:3], blocks[3:4], blocks[4:8]], align)
+    opts = StoreOptions(segment_bytes=16 * 1024, align=align)
+    with BlockStore.open(tmp_path, options=opts) as s:
+        assert s.height == 7 and [s.get(h) for h in range(8)] == blocks[:8]
+        for b in blocks[8:]:
+            s.append(b)  # goes on in the version-1 segment, then rolls over
+        assert s.segment_count > 1
+    segs = sorted((tmp_path / "segments").glob("*.seg"))
+    assert segs[0].read_bytes()[:8] == b"MCSEG001"
+    for seg in segs[1:]:
+        head = seg.read_bytes()[:24]
+        assert head[:8] == b"MCSEG002" and int.from_bytes(head[16:20], "big") == align
+    for p in (tmp_path / "segments").glob("*.idx"):
+        p.unlink()  # every record is found again from the segment headers alone
+    with BlockStore.open(tmp_path, options=opts) as s:
+        assert [s.get(h) for h in range(40)] == blocks
+
+
+def test_a_segment_keeps_the_alignment_it_records(tmp_path: Path) -> None:
+    blocks = make_blocks(6)
+    with BlockStore.open(tmp_path, options=StoreOptions(align=512)) as s:
+        s.append_many(blocks[:2])
+    with BlockStore.open(tmp_path, options=StoreOptions(align=4096)) as s:
+        s.append_many(blocks[2:4])  # same segment: still padded to 512
+    seg = tmp_path / "segments" / "00000000000000000000.seg"
+    assert seg.stat().st_size % 512 == 0 and seg.stat().st_size % 4096 != 0
+    (tmp_path / "segments" / "00000000000000000000.idx").unlink()
+    with BlockStore.open(tmp_path, options=StoreOptions(align=4096)) as s:
+        assert [s.get(h) for h in range(4)] == blocks[:4]
+
+
+def test_a_bad_segment_header_is_corruption(tmp_path: Path) -> None:
+    with BlockStore.open(tmp_path) as s:
+        s.append_many(make_blocks(2))
+    seg = tmp_path / "segments" / "00000000000000000000.seg"
+    for bad in (b"MCSEG003", b"MCSEG002" + bytes(8) + bytes(4)):  # unknown; alignment 0
+        data = bytearray(seg.read_bytes())
+        data[: len(bad)] = bad
+        seg.write_bytes(bytes(data))
+        with pytest.raises(StoreCorruptError):
+            BlockStore.open(tmp_path, options=StoreOptions(read_only=True))
 
 
 def test_segments_roll_over_and_are_found_by_height(tmp_path: Path) -> None:
@@ -199,7 +260,7 @@ def test_damage_before_good_records_is_refused_not_truncated(tmp_path: Path) -> 
         s.append_many(blocks)
     seg = tmp_path / "segments" / "00000000000000000000.seg"
     data = bytearray(seg.read_bytes())
-    data[16 + len(store.frame(blocks[0].encode())) + 300] ^= 0x40  # inside block 1
+    data[24 + len(store.frame(blocks[0].encode())) + 300] ^= 0x40  # inside block 1
     seg.write_bytes(bytes(data))
     (tmp_path / "segments" / "00000000000000000000.idx").unlink()
     with pytest.raises(StoreCorruptError, match="refusing to truncate"):

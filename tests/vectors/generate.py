@@ -21,8 +21,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import io
 import json
 import sys
+import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,11 @@ import nacl.public  # noqa: E402
 import nacl.signing  # noqa: E402
 
 import ledger as L  # noqa: E402
+from agent.storage.dirverify import verify_ledger_dir  # noqa: E402
+from ledger import export, prooffile  # noqa: E402
 from ledger.errors import ChainError  # noqa: E402
+from tests.support import ed25519_math as ed  # noqa: E402
+from tests.support import sealed_forge  # noqa: E402
 
 # --- hard-coded key material (never use these anywhere else) ----------------------------
 
@@ -165,7 +172,10 @@ def readings_file() -> dict[str, Any]:
         err, _ = outcome(lambda e=enc: L.decode_reading(e))  # type: ignore[misc]
         assert err == "malformed", name
         invalid.append({"name": name, "encoding": enc.hex(), "want_error": err})
-    return {"valid": valid, "invalid": invalid}
+    decimals = [{"value": v, "exponent": e, "decimal": L.format_decimal(v, e)} for v, e in (
+        (2304, -1), (7, 3), (0, 0), (0, 3), (0, -2), (-5, -3), (-1, 0), (1, -9), (10, -1),
+        (-100, 2), (2**63 - 1, 0), (-(2**63), -19), (-(2**63), 127), (1, -128))]
+    return {"valid": valid, "invalid": invalid, "decimals": decimals}
 
 
 # --- chains -----------------------------------------------------------------------------
@@ -240,8 +250,30 @@ SEALED_COUNTS = [2, 0, 3]
 BASE_COUNTS = [2, 3, 2]
 
 
+def undecryptable() -> list[dict[str, Any]]:
+    """Sealed genesis blocks whose ephemeral key has low order: the X25519 shared secret is
+    all zeros, the box key public; a correct opener refuses them (section 5.2)."""
+    chain = build_chain("sealed", SEALED_COUNTS, sealed=True)
+    blk, readings, salts = chain[0]
+    plain = L.encode_payload([L.encode_reading(r, s) for r, s in zip(readings, salts,
+                                                                       strict=True)])
+    out = []
+    for name, epk in (("epk-zero", bytes(32)), ("epk-one", (1).to_bytes(32, "little"))):
+        payload = sealed_forge.seal_with_zero_secret(plain, x25519_pk(UTILITY_SK), epk)
+        header = dataclasses.replace(blk.header, payload_hash=L.payload_hash(payload))
+        sig = nacl.signing.SigningKey(GATEWAY_SEED).sign(L.header_hash(header.encode())).signature
+        forged = L.Block(header, sig, payload)
+        assert L.verify_records([forged.encode()]) is not None  # integrity holds
+        err, height = outcome(lambda b=forged: L.open_block(b, UTILITY_SK))  # type: ignore[misc]
+        assert err == "decrypt-failed"
+        out.append({"name": name, "records": [forged.encode().hex()], "plain_payload": plain.hex(),
+                    "want_error": err, "want_height": height})
+    return out
+
+
 def chains_file() -> dict[str, Any]:
     return {
+        "undecryptable": undecryptable(),
         "gateway_seed": GATEWAY_SEED.hex(),
         "gateway_key": pk(GATEWAY_SEED).hex(),
         "utility_sk": UTILITY_SK.hex(),
@@ -374,12 +406,241 @@ def corrupt_file() -> dict[str, Any]:
         s1[:162] + bytes(32) + s1[194:], fix_payload_hash=False)])
     add("sealed.encoding-plain+resigned", [sealed[0], resign(
         s1[:5] + b"\x00" + s1[6:], fix_payload_hash=False)])
+    ed25519_vectors(add, base_chain)
     return {
         "gateway_key": pk(GATEWAY_SEED).hex(),
         "base_chain": [r.hex() for r in base],
         "bit_numbering": "bit 0 is the most significant bit of the field's first byte",
         "vectors": vectors,
     }
+
+
+def ed25519_vectors(add: Callable[..., None],
+                    base_chain: list[tuple[L.Block, list[L.Reading], list[bytes]]]) -> None:
+    """Signatures a permissive Ed25519 verifier accepts and section 6.2 refuses."""
+    blocks = [b for b, _, _ in base_chain]
+    b1 = blocks[1]
+    msg1 = b1.hash
+
+    def forged_chain(key: bytes) -> list[bytes]:
+        # the whole base chain moved under ``key`` with one signature that fits any message
+        out, prev = [], None
+        for blk in blocks:
+            header = dataclasses.replace(
+                blk.header, gateway_key=key,
+                prev_hash=L.ZERO_HASH if prev is None else L.header_hash(prev.encode()))
+            sig = ed.forge_for_identity_key()
+            assert ed.permissive_verify(key, L.header_hash(header.encode()), sig)
+            out.append(L.Block(header, sig, blk.payload).encode())
+            prev = header
+        return out
+
+    def with_sig(sig: bytes, *, cofactored: bool = False) -> list[bytes]:
+        assert ed.permissive_verify(b1.header.gateway_key, msg1, sig, cofactored=cofactored)
+        return [blocks[0].encode(), L.Block(b1.header, sig, b1.payload).encode(),
+                blocks[2].encode()]
+
+    identity = (1).to_bytes(32, "little")
+    add("ed25519.identity-key", forged_chain(identity))
+    add("ed25519.identity-key+pinned", forged_chain(identity), pin=identity)
+    add("ed25519.non-canonical-key", forged_chain((ed.P + 1).to_bytes(32, "little")))
+    add("ed25519.small-order-R@identity", with_sig(ed.sign_with_r(GATEWAY_SEED, identity, msg1)))
+    order8 = bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05")
+    add("ed25519.small-order-R@order-8",
+        with_sig(ed.sign_with_r(GATEWAY_SEED, order8, msg1), cofactored=True))
+    add("ed25519.non-canonical-R",
+        with_sig(ed.sign_with_r(GATEWAY_SEED, (ed.P + 1).to_bytes(32, "little"), msg1)))
+    s_plus_l = int.from_bytes(b1.signature[32:], "little") + ed.L
+    add("ed25519.S-plus-L", with_sig(b1.signature[:32] + s_plus_l.to_bytes(32, "little")))
+
+
+# --- export files -----------------------------------------------------------------------
+
+
+def export_bytes(records: list[bytes], first: int, count: int | None = None) -> bytes:
+    """An export file around ``records`` (``count`` may lie, to test the framing)."""
+    buf = io.BytesIO()
+    export.write_export(buf, records, first, len(records))
+    data = buf.getvalue()
+    if count is not None:
+        body = data[:20] + count.to_bytes(8, "big") + data[28:-32]
+        data = body + hashlib.sha256(body).digest()
+    return data
+
+
+def redigest(data: bytes) -> bytes:
+    """Recompute the closing digest of a (changed) export."""
+    return data[:-32] + hashlib.sha256(data[:-32]).digest()
+
+
+def exports_file() -> dict[str, Any]:
+    base = [b.encode() for b, _, _ in build_chain("base", BASE_COUNTS)]
+    key = pk(GATEWAY_SEED)
+    files: list[dict[str, Any]] = []
+
+    def add(name: str, data: bytes, *, pin: bytes | None = None, valid: bool = False) -> None:
+        head: L.ChainHead | None = None
+        try:
+            result = export.verify_export(io.BytesIO(data), gateway_key=pin)
+            err, height = None, None
+            head = result.head
+        except ChainError as exc:
+            err, height = exc.reason, exc.height
+        assert (err is None) == valid, (name, err)
+        files.append({"name": name, "export": data.hex(), "gateway_key": pin.hex() if pin else None,
+                      "want_error": err, "want_height": height,
+                      "head_height": head.height if head else None,
+                      "head_hash": head.hash.hex() if head else None})
+
+    good = export_bytes(base, 0)
+    pruned = export_bytes(base[1:], 1)
+    add("valid/from-genesis", good, pin=key, valid=True)
+    add("valid/pruned-first-height-1", pruned, valid=True)
+    add("valid/empty", export_bytes([], 0), valid=True)
+    add("valid/empty-at-height-5", export_bytes([], 5), valid=True)
+    # the file header: no chain position yet
+    add("file-header/empty-file", b"")
+    add("file-header/truncated-in-magic", good[:5])
+    add("file-header/bad-magic", b"MCEXPORX" + good[8:])
+    add("file-header/truncated-in-version", good[:9])
+    add("file-header/version-2", good[:8] + b"\x00\x02" + good[10:])
+    add("file-header/version-2-truncated", good[:8] + b"\x00\x02")
+    add("file-header/truncated", good[:20])
+    add("file-header/reserved-1", redigest(good[:10] + b"\x00\x01" + good[12:]))
+    add("file-header/first-height-2^63", export_bytes([], 2**63 - 1)[:12]
+        + (2**63).to_bytes(8, "big") + export_bytes([], 0)[20:])
+    add("file-header/count-past-2^63", redigest(export_bytes([], 2**63 - 1)[:20]
+        + (2).to_bytes(8, "big") + export_bytes([], 0)[28:]))
+    # framing of records: the chain position of the record
+    rec1 = 28 + 4 + len(base[0])
+    add("framing/length-0", redigest(good[:rec1] + bytes(4) + good[rec1 + 4:]))
+    add("framing/length-261", redigest(good[:rec1] + (261).to_bytes(4, "big") + good[rec1 + 4:]))
+    add("framing/length-over-limit", redigest(
+        good[:rec1] + (262 + 16 * 1024 * 1024 + 1).to_bytes(4, "big") + good[rec1 + 4:]))
+    add("framing/length-one-more", redigest(
+        good[:rec1] + (len(base[1]) + 1).to_bytes(4, "big") + good[rec1 + 4:]))
+    add("framing/truncated-in-length", good[:rec1 + 2])
+    add("framing/truncated-in-record", good[:rec1 + 100])
+    add("framing/count-one-more", export_bytes(base, 0, count=4))
+    add("framing/count-one-less", export_bytes(base, 0, count=2))
+    # the chain inside (checked before the digest)
+    add("chain/record-bit-flip", good[:rec1 + 4 + 200] + bytes([good[rec1 + 4 + 200] ^ 1])
+        + good[rec1 + 4 + 201:])
+    add("chain/record-bit-flip+redigested", redigest(
+        good[:rec1 + 4 + 200] + bytes([good[rec1 + 4 + 200] ^ 1]) + good[rec1 + 4 + 201:]))
+    add("chain/wrong-key-pinned", good, pin=pk(OTHER_GATEWAY_SEED))
+    at2 = export_bytes(base[2:], 2)  # announces F = 1 below: block 2 is not at F
+    add("chain/pruned-first-record-not-at-F",
+        redigest(at2[:12] + (1).to_bytes(8, "big") + at2[20:]))
+    h1 = bytearray(base[1][: L.HEADER_SIZE])
+    h1[38:46] = (2**63 + 1).to_bytes(8, "big")
+    add("chain/pruned-first-record-claims-2^63+1",
+        redigest(pruned[:32] + bytes(h1) + pruned[32 + L.HEADER_SIZE:]))
+    h1 = bytearray(base[1][: L.HEADER_SIZE])
+    h1[86:94] = (int.from_bytes(h1[78:86], "big") - 1).to_bytes(8, "big")
+    inverted = resign(bytes(h1) + base[1][L.HEADER_SIZE:], fix_payload_hash=False)
+    add("chain/pruned-first-record-time-inverted+resigned", export_bytes([inverted], 1))
+    add("chain/pruned-first-record-bad-signature",
+        export_bytes([flip(base[1], L.HEADER_SIZE * 8)], 1))
+    add("chain/unknown-block-version", redigest(pruned[:32 + 4] + b"\x02" + pruned[32 + 5:]))
+    # after the records
+    end = len(good) - 40
+    add("trailer/bad", redigest(good[:end] + b"MCEXEND\x01" + good[end + 8:]))
+    add("trailer/truncated", good[:end + 4])
+    add("digest/truncated", good[:-1])
+    add("digest/missing", good[:-32])
+    add("digest/bit-flip", good[:-1] + bytes([good[-1] ^ 1]))
+    add("trailing/one-byte", good + b"\x00")
+    add("trailing/second-export", good + good)
+    return {"gateway_key": key.hex(), "files": files}
+
+
+# --- ledger directories -----------------------------------------------------------------
+
+
+def frame(record: bytes) -> bytes:
+    """A segment frame (export-format.md): u32 length, u32 CRC-32 of length and record."""
+    n = len(record).to_bytes(4, "big")
+    return n + zlib.crc32(record, zlib.crc32(n)).to_bytes(4, "big") + record
+
+
+def segment(first: int, batches: list[list[bytes]], align: int, version: int = 2) -> bytes:
+    """A segment file: header, then each batch of records framed and padded to ``align``."""
+    if version == 2:
+        data = bytearray(b"MCSEG002" + first.to_bytes(8, "big") + align.to_bytes(4, "big")
+                         + bytes(4))
+    else:
+        data = bytearray(b"MCSEG001" + first.to_bytes(8, "big"))
+    for batch in batches:
+        data += b"".join(frame(r) for r in batch)
+        data += bytes(-len(data) % align)
+    return bytes(data)
+
+
+def ledgerdirs_file() -> dict[str, Any]:
+    recs = [b.encode() for b, _, _ in build_chain("dir", [1, 2, 1, 0, 3, 1])]
+    vectors: list[dict[str, Any]] = []
+
+    def add(name: str, segments: dict[int, bytes], *, valid: bool = False) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            (d / "segments").mkdir()
+            (d / "FORMAT").write_bytes(b"meterchain-ledger-v1\n")
+            for first, data in segments.items():
+                (d / "segments" / f"{first:020d}.seg").write_bytes(data)
+            head: L.ChainHead | None = None
+            try:
+                head = verify_ledger_dir(d).head
+                err, height = None, None
+            except ChainError as exc:
+                err, height = exc.reason, exc.height
+        assert (err is None) == valid, (name, err)
+        vectors.append({
+            "name": name,
+            "segments": [{"file": f"{first:020d}.seg", "bytes": data.hex()}
+                         for first, data in segments.items()],
+            "want_error": err, "want_height": height,
+            "head_height": head.height if head else None,
+            "head_hash": head.hash.hex() if head else None,
+        })
+
+    a = 512
+    two = {0: segment(0, [recs[:2], recs[2:3]], a), 3: segment(3, [recs[3:6]], a)}
+    add("valid/two-segments-align-512", two, valid=True)
+    add("valid/align-1", {0: segment(0, [recs[:4], recs[4:]], 1)}, valid=True)
+    add("valid/version-1-align-4096", {0: segment(0, [recs[:1], recs[1:3]], 4096, 1)},
+        valid=True)
+    add("valid/version-1-then-2", {0: segment(0, [recs[:3]], 4096, 1),
+                                   3: segment(3, [recs[3:]], a)}, valid=True)
+    add("valid/pruned-first-segment-at-3", {3: segment(3, [recs[3:5], recs[5:]], a)},
+        valid=True)
+    add("valid/padding-cut-by-end-of-file", {0: segment(0, [recs[:2]], a)[:-3]}, valid=True)
+    add("valid/empty-ledger", {}, valid=True)
+    last = two[3]
+    add("tail/torn-frame", {0: two[0], 3: last + frame(recs[5])[:100]})
+    add("tail/garbage", {0: two[0], 3: last + b"garbage!"})
+    add("tail/non-zero-padding", {0: two[0], 3: last[:-1] + b"\x01"})
+    add("tail/four-zero-bytes-align-1", {0: segment(0, [recs[:3]], 1) + bytes(4)})
+    add("segment/header-only", {0: two[0], 3: last, 6: segment(6, [], a)})
+    add("segment/gap", {0: two[0], 4: segment(4, [recs[4:6]], a)})
+    add("segment/bad-magic", {0: two[0], 3: b"MCSEG003" + last[8:]})
+    add("segment/first-height-not-the-name", {0: two[0], 3: last[:8] + (4).to_bytes(8, "big")
+                                              + last[16:]})
+    add("segment/align-0", {0: two[0], 3: last[:16] + bytes(4) + last[20:]})
+    add("segment/reserved-1", {0: two[0], 3: last[:20] + (1).to_bytes(4, "big") + last[24:]})
+    add("segment/truncated-header", {0: two[0], 3: last[:20]})
+    s0 = bytearray(two[0])
+    s0[24 + 8 + 300] ^= 0x01  # inside genesis, CRC left as it was
+    add("frame/crc-mismatch", {0: bytes(s0), 3: last})
+    add("frame/length-0-align-1", {0: segment(0, [recs[:1]], 1)[:24] + bytes(4)
+                                   + segment(0, [recs[:1]], 1)[28:]})
+    rec = bytearray(recs[0])
+    rec[98] ^= 0x01  # genesis merkle root; the CRC recomputed: section 9 decides
+    add("chain/genesis-merkle-root+crc-fixed",
+        {0: segment(0, [[bytes(rec), *recs[1:2]], recs[2:3]], a), 3: last})
+    add("chain/records-out-of-order", {0: segment(0, [[recs[1], recs[0]]], a)})
+    return {"format_text": "meterchain-ledger-v1\n", "version_1_align": 4096,
+            "vectors": vectors}
 
 
 # --- Merkle proofs ----------------------------------------------------------------------
@@ -458,13 +719,17 @@ def proofs_file() -> dict[str, Any]:
     key = pk(GATEWAY_SEED)
     items = []
 
-    def add(name: str, p: L.InclusionProof, pin: bytes | None) -> None:
-        err, height = outcome(lambda: p.verify(pin))
-        items.append({"name": name, "header": p.header.encode().hex(),
-                      "signature": p.signature.hex(), "index": p.index,
-                      "reading": p.encoded_reading.hex(), "path": [x.hex() for x in p.path],
+    def add_raw(name: str, header: bytes, sig: bytes, index: int, reading: bytes,
+                path: tuple[bytes, ...], pin: bytes | None) -> None:
+        err, height = outcome(lambda: L.verify_proof_parts(header, sig, index, reading, path,
+                                                           pin))
+        items.append({"name": name, "header": header.hex(), "signature": sig.hex(),
+                      "index": index, "reading": reading.hex(), "path": [x.hex() for x in path],
                       "gateway_key": pin.hex() if pin else None,
                       "want_error": err, "want_height": height})
+
+    def add(name: str, p: L.InclusionProof, pin: bytes | None) -> None:
+        add_raw(name, p.header.encode(), p.signature, p.index, p.encoded_reading, p.path, pin)
 
     for i in range(5):
         add(f"valid/{i}", L.prove_reading(blk, i, UTILITY_SK), key)
@@ -488,8 +753,20 @@ def proofs_file() -> dict[str, Any]:
     crafted_sig = nacl.signing.SigningKey(GATEWAY_SEED).sign(
         L.header_hash(crafted.encode())).signature
     add("non-canonical-reading", L.InclusionProof(crafted, crafted_sig, 0, bad_reading, ()), key)
+    # bare headers that do not decode (section 8.1): no height is reported
+    hdr = p.header.encode()
+    rest = (p.signature, 2, p.encoded_reading, p.path, key)
+    add_raw("bare-header/bad-magic", b"MCHX" + hdr[4:], *rest)
+    add_raw("bare-header/version-2", hdr[:4] + b"\x02" + hdr[5:], *rest)
+    add_raw("bare-header/version-2-short", hdr[:4] + b"\x02", *rest)
+    add_raw("bare-header/193-bytes", hdr[:-1], *rest)
+    add_raw("bare-header/195-bytes", hdr + b"\x00", *rest)
+    add_raw("bare-header/encoding-2", hdr[:5] + b"\x02" + hdr[6:], *rest)
+    add_raw("bare-header/height-2^63", hdr[:38] + (2**63).to_bytes(8, "big") + hdr[46:], *rest)
+    add_raw("bare-header/sealed-without-recipient", hdr[:162] + bytes(32), *rest)
     assert all(x["want_error"] is None for x in items[:5])
     assert all(x["want_error"] for x in items[5:])
+    assert all(x["want_height"] is None for x in items if x["name"].startswith("bare-header"))
 
     base = build_chain("base", BASE_COUNTS)
     fork = build_chain("fork", [1], first=base[0][0].header)[0][0]
@@ -497,23 +774,106 @@ def proofs_file() -> dict[str, Any]:
     other = build_chain("other", [2, 2], seed=OTHER_GATEWAY_SEED)[1][0]
     forks = []
 
-    def fork_vec(name: str, a: L.Block, sa: bytes, b: L.Block, sb: bytes) -> None:
+    def fork_raw(name: str, a: bytes, sa: bytes, b: bytes, sb: bytes) -> None:
         try:
-            h: int | None = L.verify_fork(a.header, sa, b.header, sb)
+            h: int | None = L.verify_fork_parts(a, sa, b, sb)
             err = None
         except ChainError as exc:
-            err, h = exc.reason, None
-        forks.append({"name": name, "header_a": a.header.encode().hex(), "signature_a": sa.hex(),
-                      "header_b": b.header.encode().hex(), "signature_b": sb.hex(),
+            err, h = exc.reason, exc.height
+        forks.append({"name": name, "header_a": a.hex(), "signature_a": sa.hex(),
+                      "header_b": b.hex(), "signature_b": sb.hex(),
                       "want_error": err, "want_height": h})
+
+    def fork_vec(name: str, a: L.Block, sa: bytes, b: L.Block, sb: bytes) -> None:
+        fork_raw(name, a.header.encode(), sa, b.header.encode(), sb)
 
     fork_vec("fork-at-height-1", b1, b1.signature, fork, fork.signature)
     fork_vec("identical-headers", b1, b1.signature, b1, b1.signature)
     fork_vec("different-heights", b1, b1.signature, base[2][0], base[2][0].signature)
     fork_vec("different-keys", b1, b1.signature, other, other.signature)
+    fork_vec("bad-signature-a", b1, flip(b1.signature, 0), fork, fork.signature)
     fork_vec("bad-signature-b", b1, b1.signature, fork, flip(fork.signature, 0))
+    fork_raw("header-b-version-2", b1.header.encode(), b1.signature,
+             fork.header.encode()[:4] + b"\x02" + fork.header.encode()[5:], fork.signature)
+    fork_raw("header-a-truncated", b1.header.encode()[:100], b1.signature,
+             fork.header.encode(), fork.signature)
     assert forks[0]["want_error"] is None and all(f["want_error"] for f in forks[1:])
-    return {"gateway_key": key.hex(), "inclusion": items, "forks": forks}
+    return {"gateway_key": key.hex(), "inclusion": items, "forks": forks,
+            "files": proof_files(blk)}
+
+
+def proof_files(blk: L.Block) -> list[dict[str, Any]]:
+    """Proof files (export-format.md) as text, valid and refused, with reason and height."""
+    key = pk(GATEWAY_SEED)
+    good = prooffile.proof_to_json(L.prove_reading(blk, 2, UTILITY_SK))
+    doc = json.loads(good)
+    files = []
+
+    def add(name: str, text: str | bytes) -> None:
+        err, height = outcome(lambda: prooffile.verify_proof_text(text, key))
+        raw = text.encode() if isinstance(text, str) else text
+        files.append({"name": name, "file": raw.hex(), "gateway_key": key.hex(),
+                      "want_error": err, "want_height": height})
+
+    def edit(**fields: Any) -> str:
+        return json.dumps({**doc, **fields}, indent=2)
+
+    def swap(old: str, new: str) -> str:
+        assert old in good, old
+        return good.replace(old, new, 1)
+
+    h = doc["height"]
+    add("valid", good)
+    add("valid/compact", json.dumps(doc, separators=(",", ":")))
+    add("hex/uppercase-header", edit(header=doc["header"].upper()))
+    add("hex/uppercase-path", edit(path=[doc["path"][0].upper(), *doc["path"][1:]]))
+    add("hex/space-inside-signature", edit(signature=doc["signature"][:8] + " "
+                                           + doc["signature"][8:]))
+    add("hex/odd-length-reading", edit(reading=doc["reading"][:-1]))
+    add("hex/0x-prefix", edit(block_hash="0x" + doc["block_hash"][2:]))
+    add("hex/signature-63-bytes", edit(signature=doc["signature"][:-2]))
+    add("hex/block-hash-33-bytes", edit(block_hash=doc["block_hash"] + "00"))
+    add("int/index-2.0", swap('"index": 2', '"index": 2.0'))
+    add("int/height-exponent", swap(f'"height": {h}', f'"height": {h}e0'))
+    add("int/index-minus-0", swap('"index": 2', '"index": -0'))
+    add("int/height-string", edit(height=str(h)))
+    add("int/height-2^63", edit(height=2**63))
+    add("int/height-2^53+1", edit(height=2**53 + 1))
+    add("int/index-true", edit(index=True))
+    add("json/NaN-index", swap('"index": 2', '"index": NaN'))
+    add("json/duplicate-member", swap('"index": 2', '"index": 2, "index": 2'))
+    add("json/extra-member", edit(comment="x"))
+    add("json/missing-member", json.dumps({k: v for k, v in doc.items() if k != "path"}))
+    add("json/other-format", edit(format="meterchain-inclusion-proof-v2"))
+    add("json/not-an-object", "[]")
+    add("json/not-json", "proof")
+    add("json/utf-8-bom", b"\xef\xbb\xbf" + good.encode())
+    add("json/utf-16", good.encode("utf-16"))
+    add("header/version-2", edit(header=doc["header"][:8] + "02" + doc["header"][10:]))
+    add("header/height-mismatch", edit(height=h + 1))
+    add("header/block-hash-mismatch", edit(block_hash="00" * 32))
+    add("proof/wrong-index", edit(index=3))
+    add("proof/path-element-31-bytes", edit(path=[doc["path"][0][:-2], *doc["path"][1:]]))
+    assert files[0]["want_error"] is None and files[1]["want_error"] is None
+    assert all(f["want_error"] for f in files[2:])
+    return files
+
+
+VECTOR_FORMAT = 2
+"""Layout of these JSON files: 2 writes 64-bit integers as strings (1 wrote numbers)."""
+INT64_KEYS = frozenset({"value", "timestamp_ms", "height", "head_height", "want_height"})
+"""Fields holding 64-bit integers: written as decimal strings, since JSON numbers above
+2^53 lose precision in JavaScript and other parsers that read them as doubles."""
+
+
+def int64_as_strings(doc: Any) -> Any:
+    """``doc`` with every integer under an ``INT64_KEYS`` name turned into its decimal text."""
+    if isinstance(doc, list):
+        return [int64_as_strings(x) for x in doc]
+    if isinstance(doc, dict):
+        return {k: (str(v) if k in INT64_KEYS and isinstance(v, int) else int64_as_strings(v))
+                for k, v in doc.items()}
+    return doc
 
 
 def write_all(out: Path) -> list[Path]:
@@ -525,12 +885,16 @@ def write_all(out: Path) -> list[Path]:
         "corrupt.json": corrupt_file(),
         "merkle.json": merkle_file(),
         "proofs.json": proofs_file(),
+        "exports.json": exports_file(),
+        "ledgerdirs.json": ledgerdirs_file(),
     }
     written = []
     for name, content in files.items():
         path = out / name
-        path.write_text(json.dumps(content, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
-                        encoding="utf-8")
+        content = {"vector_format": VECTOR_FORMAT, **content}
+        text = json.dumps(int64_as_strings(content), indent=1, sort_keys=True,
+                          ensure_ascii=False)
+        path.write_text(text + "\n", encoding="utf-8")
         written.append(path)
     return written
 
