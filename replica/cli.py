@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import os
+import secrets
 import ssl
 import sys
 import time
@@ -110,6 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from replica.app import CONFIG_ENV, create_app
     from replica.config import load_config
     from replica.storage.base import open_storage
+    from replica.ui.session import SESSION_KEY_ENV
 
     cfg = load_config(args.config)
     create_app(cfg)  # fail fast on a bad utility key
@@ -119,6 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if path is not None and not os.access(path, os.R_OK):
             raise ConfigError(name, f"{path} is missing or unreadable", source=cfg.source)
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    os.environ.setdefault(SESSION_KEY_ENV, secrets.token_hex(32))  # web view, every worker
     mtls: dict[str, Any] = {}
     if cfg.tls_client_ca is not None:  # client certificates required, besides tokens
         mtls = {"ssl_ca_certs": str(cfg.tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}

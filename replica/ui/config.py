@@ -6,7 +6,7 @@ Example::
     behind_after_s = 900         # a gateway's newest block older than this: "behind"
     silent_after_s = 3600        # older than this (or never): "silent"
     session_ttl_s = 28800        # a login lasts this long
-    max_sessions = 1000          # most logins kept at once (the oldest is dropped)
+    max_sessions = 1000          # logouts remembered per process (the oldest forgotten)
 
     [audit]
     peers = ["https://replica-b.example:8470"]   # other replicas whose heads /ui/audit shows
@@ -36,7 +36,8 @@ class UiConfig:
     session_ttl_s: int = 8 * 3600
     """How long a login lasts, in seconds."""
     max_sessions: int = 1000
-    """Most sessions kept in memory; logging in beyond drops the oldest."""
+    """Most ended (logged-out) sessions a process remembers until they expire; beyond,
+    the oldest is forgotten (see :class:`replica.ui.session.SessionStore`)."""
 
 
 @dataclass(frozen=True)

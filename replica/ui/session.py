@@ -1,10 +1,11 @@
 """Logins of the web view: a replica token exchanged for a session cookie.
 
-The token a user pastes into the login form is checked once (by the replica's own token
-check, the same one ``/v1`` applies); the session keeps it in memory only, under a
-random 256-bit id that is the cookie's value. The cookie is HttpOnly, SameSite=Strict
-and Secure when the request came over TLS, so page scripts never see the token and no
-other site can send it.
+The token a user pastes into the login form is checked (by the replica's own token
+check, the same one ``/v1`` applies) and sealed with a server key into the session
+cookie (:class:`SessionStore`), so every worker process knows the login. The cookie is
+HttpOnly, SameSite=Strict and Secure when the request came over TLS, so page scripts
+never see it and no other site can send it; without the key its content cannot be read
+or made.
 
 :class:`SessionMiddleware` lets the pages' scripts call ``/v1`` with that cookie: on a
 safe request (GET, HEAD) to ``/v1/`` that carries no ``Authorization`` header but a live
@@ -16,6 +17,9 @@ strict Content-Security-Policy: no inline script or style) on every ``/ui`` resp
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import secrets
 import threading
 import time
@@ -24,6 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
+
+import nacl.exceptions
+import nacl.secret
+import nacl.utils
+
+from ledger.errors import ConfigError
 
 COOKIE = "mc_session"
 
@@ -46,7 +56,8 @@ STATIC_CACHE = (b"cache-control", b"no-cache")
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """One login: the token (never sent to the browser), its scopes and a CSRF token."""
+    """One login: the token (never readable by the browser), its scopes and a CSRF token.
+    ``sid`` is the cookie's value."""
 
     sid: str
     token: str
@@ -55,44 +66,100 @@ class Session:
     expires: float
 
 
-class SessionStore:
-    """Live sessions in memory, at most ``max_sessions`` (logging in beyond drops the
-    oldest), each for ``ttl_s`` seconds. Thread-safe."""
+SESSION_KEY_ENV = "MC_UI_SESSION_KEY"
+"""64 hex characters: the key sessions are sealed with. ``meterchain replica serve`` sets
+it (randomly, once per start) for all its worker processes; without it each app makes
+its own."""
+MAX_COOKIE = 4096
+"""Longest cookie value looked at."""
 
-    def __init__(self, ttl_s: int, max_sessions: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+
+def session_key() -> bytes:
+    """The sealing key from :data:`SESSION_KEY_ENV`, or a new random one.
+
+    Raises:
+        ConfigError: the variable is set but not 64 hex characters.
+    """
+    text = os.environ.get(SESSION_KEY_ENV)
+    if text is None:
+        return nacl.utils.random(nacl.secret.SecretBox.KEY_SIZE)
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != nacl.secret.SecretBox.KEY_SIZE:
+        raise ConfigError(SESSION_KEY_ENV, "must be 64 hex characters (a 32-byte key)")
+    return key
+
+
+class SessionStore:
+    """Sessions sealed into their own cookie (XSalsa20-Poly1305 with :func:`session_key`),
+    so that every worker process holding the key knows every login and nothing grows
+    in memory per login. A session lasts ``ttl_s`` seconds (wall clock: workers agree).
+
+    Logging out deletes the cookie and remembers the session as ended in this process,
+    at most ``max_sessions`` of them (the oldest forgotten first); with several worker
+    processes another worker would still take a copy of the cookie until it expires.
+    Revoking the token ends every session at once (pages and ``/v1`` check it).
+    Thread-safe.
+    """
+
+    def __init__(self, ttl_s: int, max_sessions: int, key: bytes | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.ttl_s = ttl_s
         self.max_sessions = max_sessions
+        self._box = nacl.secret.SecretBox(key if key is not None else session_key())
         self._clock = clock
         self._lock = threading.Lock()
-        self._by_id: OrderedDict[str, Session] = OrderedDict()
+        self._ended: OrderedDict[str, float] = OrderedDict()
 
     def create(self, token: str, scopes: frozenset[str]) -> Session:
-        s = Session(secrets.token_urlsafe(32), token, scopes, secrets.token_urlsafe(24),
-                    self._clock() + self.ttl_s)
-        with self._lock:
-            self._by_id[s.sid] = s
-            while len(self._by_id) > self.max_sessions:
-                self._by_id.popitem(last=False)
-        return s
+        """A new session and its cookie value (``sid``)."""
+        expires = self._clock() + self.ttl_s
+        csrf = secrets.token_urlsafe(24)
+        body = {"i": secrets.token_urlsafe(16), "t": token, "s": sorted(scopes),
+                "c": csrf, "e": expires}
+        sealed = self._box.encrypt(json.dumps(body, separators=(",", ":")).encode())
+        sid = base64.urlsafe_b64encode(bytes(sealed)).decode("ascii").rstrip("=")
+        return Session(sid, token, frozenset(scopes), csrf, expires)
+
+    def _open(self, sid: str | None) -> dict[str, Any] | None:
+        if not sid or len(sid) > MAX_COOKIE:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(sid + "=" * (-len(sid) % 4))
+            body = json.loads(self._box.decrypt(raw))
+        except (ValueError, TypeError, nacl.exceptions.CryptoError):
+            return None
+        if not isinstance(body, dict) or not all(k in body for k in "itsce"):
+            return None
+        return body
 
     def get(self, sid: str | None) -> Session | None:
-        """The live session with this id, or None (unknown or expired)."""
-        if not sid:
+        """The live session this cookie value seals, or None (forged, expired, ended)."""
+        body = self._open(sid)
+        if body is None or body["e"] <= self._clock():
             return None
         with self._lock:
-            s = self._by_id.get(sid)
-            if s is not None and s.expires <= self._clock():
-                del self._by_id[sid]
+            if body["i"] in self._ended:
                 return None
-            return s
+        assert sid is not None
+        return Session(sid, str(body["t"]), frozenset(body["s"]), str(body["c"]),
+                       float(body["e"]))
 
     def drop(self, sid: str) -> None:
+        """End the session this cookie value seals (in this process)."""
+        body = self._open(sid)
+        if body is None:
+            return
+        now = self._clock()
         with self._lock:
-            self._by_id.pop(sid, None)
-
-    def __len__(self) -> int:
-        return len(self._by_id)
+            self._ended[body["i"]] = body["e"]
+            for old, exp in list(self._ended.items()):
+                if exp <= now:
+                    del self._ended[old]
+            while len(self._ended) > self.max_sessions:
+                self._ended.popitem(last=False)
 
 
 def cookie_value(headers: list[tuple[bytes, bytes]]) -> str | None:
