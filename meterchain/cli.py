@@ -14,7 +14,11 @@ import importlib.metadata
 import logging
 import os
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from ledger.errors import MeterchainError
 
@@ -131,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         extra = missing_extra(exc)
         if extra is None:
-            raise
+            return _unexpected(args.command, argv, exc)
         print(f"meterchain {args.command}: error: this command needs the '{extra}' extra "
               f"({exc.name} is not installed): pip install 'meterchain[{extra}]'",
               file=sys.stderr)
@@ -144,6 +148,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"meterchain {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+        return _unexpected(args.command, argv, exc)
+
+
+def _unexpected(command: str | None, argv: Sequence[str], exc: BaseException) -> int:
+    """One line on stderr naming the log that holds the traceback; exit code 1."""
+    log = write_crash_log(command, argv)
+    where = f"details in {log}" if log else "no log could be written; rerun with -v"
+    print(f"meterchain {command}: unexpected error: {type(exc).__name__}: {exc} ({where})",
+          file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def crash_log_dir() -> Path:
+    """Where unexpected errors are logged: $MC_LOG_DIR, else $XDG_STATE_HOME/meterchain,
+    else ~/.local/state/meterchain (the temporary directory when there is no home)."""
+    if os.environ.get("MC_LOG_DIR"):
+        return Path(os.environ["MC_LOG_DIR"])
+    state = os.environ.get("XDG_STATE_HOME") or (
+        str(Path.home() / ".local" / "state") if os.environ.get("HOME") else "")
+    if state:
+        return Path(state) / "meterchain"
+    return Path(tempfile.gettempdir())
+
+
+def write_crash_log(command: str | None, argv: Sequence[str]) -> Path | None:
+    """Write the current exception's traceback to a new file (0600); return its path, or
+    None if no directory could take it. Call only from an ``except`` block."""
+    text = (f"meterchain {_version()} {' '.join(argv)}\n"
+            f"{traceback.format_exc()}")
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for d in (crash_log_dir(), Path(tempfile.gettempdir())):
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f"meterchain-{command or 'error'}-{stamp}-",
+                                        suffix=".log", dir=d)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            return Path(name)
+        except OSError:
+            continue
+    return None
 
 
 if __name__ == "__main__":
