@@ -24,8 +24,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     c = sub.add_parser("config", help="check an agent config file")
     csub = c.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     chk = csub.add_parser("check", help="validate a config and list every problem",
-                          description="Exit 0 if the config is valid; otherwise print every "
-                                      "problem with its key path and exit 2.")
+                          description="Make every start-up check `meterchain run` makes "
+                                      "before it needs a meter (config, drivers' settings, "
+                                      "key files, metrics textfile). Exit 0 if all pass; "
+                                      "otherwise print every problem with its key path, as "
+                                      "`run` would, and exit 2.")
     chk.add_argument("file", help="config file (TOML)")
     chk.set_defaults(func=cmd_config_check)
 
@@ -43,20 +46,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from agent.service.daemon import run_agent
     from agent.service.logsetup import setup_logging
+    from agent.service.preflight import check_startup
 
-    cfg = load_config(args.config)
+    cfg = check_startup(args.config)  # the very checks `config check` makes
     setup_logging(cfg.logging.level if not args.verbose else "debug", cfg.logging.format)
     return run_agent(cfg)
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from agent.service.daemon import open_meters
+    from agent.service.preflight import check_startup
 
-    cfg = load_config(args.file)
-    # Each meter's driver checks its own settings (profile, options, serial settings)
-    # exactly as `meterchain run` will; no port is opened.
-    meters = open_meters(cfg)
-    del meters
+    # Every start-up check `meterchain run` makes before it needs a meter: config,
+    # drivers' settings, key files, the metrics textfile. No port is opened.
+    cfg = check_startup(args.file)
     print(f"{args.file}: OK ({len(cfg.meters)} meter(s), {len(cfg.replicas)} replica(s))")
     return 0
 
