@@ -61,6 +61,9 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
     return OPTIONAL_DEPENDENCIES.get((exc.name or "").split(".")[0])
 
 
+QUIET_LIBRARIES = ("httpx", "httpcore")
+"""Libraries whose INFO lines are shown only with -v."""
+
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran and found a problem (bad chain, discrepancy)
 EXIT_USAGE = 2  # bad input: missing path, bad config, unreadable key
@@ -119,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose:
         # drivers.modbus_bus keeps pymodbus quiet (its errors arrive as DeviceError).
         logging.getLogger("pymodbus").setLevel(logging.DEBUG)
+    else:
+        # HTTP clients log every request at INFO: a command's output is its own lines.
+        for name in QUIET_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.WARNING)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()

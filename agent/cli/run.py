@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -34,12 +35,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     s = sub.add_parser("status", help="show the running agent's meters, chain, replicas, disk",
                        description="Read the status the agent writes next to its state file. "
-                                   "Exit 1 if the agent reports a critical condition or has "
-                                   "stopped updating its status.")
+                                   "Exit 0 if the agent runs and is healthy; 1 if it is "
+                                   "degraded or critical, stopped, not responding (status "
+                                   "older than a few write intervals) or not running; 2 on a "
+                                   "usage error (bad config or option).")
     s.add_argument("--config", default=DEFAULT_CONFIG_PATH,
                    help=f"agent config file (default {DEFAULT_CONFIG_PATH})")
     s.add_argument("--status-file", help="read this status.json instead of the config's")
-    s.add_argument("--json", action="store_true", help="print the raw status JSON")
+    s.add_argument("--json", action="store_true",
+                   help="print the status JSON, with what status concludes under 'assessed' "
+                        "(agent, health, exit_code, status_age_s)")
     s.set_defaults(func=cmd_status)
 
 
@@ -64,13 +69,22 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from agent.service.status import exit_code, read_status, render_status
+    from agent.service.status import assess, read_status, render_status
 
     path = args.status_file or str(load_config(args.config).status_path)
+    if not os.path.exists(path):  # never ran with this config: not running, not misuse
+        msg = (f"{path}: no status file -- the agent has not run with this config "
+               "(systemctl status meterchain-agent)")
+        if args.json:
+            print(json.dumps({"assessed": {"agent": "never-ran", "exit_code": 1}}))
+        print(f"meterchain status: {msg}", file=sys.stderr)
+        return 1
     snap = read_status(path)
+    now = time.time()
+    verdict = assess(snap, now)
     if args.json:
-        json.dump(snap, sys.stdout, indent=1, sort_keys=True)
+        json.dump({**snap, "assessed": verdict}, sys.stdout, indent=1, sort_keys=True)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(render_status(snap, time.time()))
-    return exit_code(snap)
+        sys.stdout.write(render_status(snap, now))
+    return int(verdict["exit_code"])

@@ -123,9 +123,11 @@ timeout_s = 0.3
 
         live = subprocess.run([sys.executable, "-m", "meterchain", "status", "--config",
                                str(cfg)], cwd=ROOT, capture_output=True, text=True)
-        assert live.returncode == 0, live.stderr
+        # running, but the absent meter fails: degraded, exit 1
+        assert live.returncode == 1, live.stderr
         assert "running (pid" in live.stdout and "absent" in live.stdout
-        assert "1-0:1.8.0 = " in live.stdout
+        assert "health   DEGRADED" in live.stdout
+        assert re.search(r"^    1-0:1\.8\.0 +energy_import +\d", live.stdout, re.M), live.stdout
 
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
@@ -160,7 +162,8 @@ timeout_s = 0.3
 
     stopped = subprocess.run([sys.executable, "-m", "meterchain", "status", "--config",
                               str(cfg)], cwd=ROOT, capture_output=True, text=True)
-    assert "stopped (status written" in stopped.stdout
+    assert stopped.returncode == 1
+    assert "STOPPED (final status written" in stopped.stdout
     assert f"height {blocks[-1].height}" in stopped.stdout
 
 

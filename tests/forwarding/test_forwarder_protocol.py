@@ -89,6 +89,8 @@ def test_unknown_gateway_is_reported_and_retried(replica, key, store, state) -> 
     st = seen[-1]
     assert st["state"] == "refused"
     assert "unknown-gateway" in st["last_error"]
+    # status shows the replica's name beside the error: the error does not repeat it
+    assert "r1" not in st["last_error"], st["last_error"]
     assert st["acked_height"] == -1
     # Enrolled later: the forwarder gets through without a restart.
     replica.enroll(key)
