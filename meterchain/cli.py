@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "run": "agent.cli.run",
     "config": "agent.cli.run",
     "status": "agent.cli.run",
+    "key": "agent.cli.key",
     "drivers": "drivers.cli",
     "profile": "drivers.cli",
     "scan": "drivers.cli",

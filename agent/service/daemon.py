@@ -134,9 +134,9 @@ class Agent:
         ], self.sealer.add, self.clock)
         self.retention = Retention(cfg.retention, self.store, self.state, required,
                                    optional=[r.name for r in cfg.replicas if not r.required])
-        log.info("store open at height %d (%s); %d meter(s), %d replica(s)",
-                 self.store.height, cfg.gateway.ledger_dir, len(self.meters),
-                 len(self.forwarders))
+        log.info("store open at height %d (%s); %d meter(s), %d replica(s); gateway public "
+                 "key %s", self.store.height, cfg.gateway.ledger_dir, len(self.meters),
+                 len(self.forwarders), self.public_key.hex())
 
     def _committed(self, block: Block) -> None:
         log.debug("committed block %d with %d reading(s)", block.height,

@@ -164,7 +164,7 @@ def render_status(snap: dict[str, Any], now_s: float | None = None) -> str:
         state = "critical"
     else:
         run = f"running (pid {snap.get('pid')}, since {_ago(snap.get('started_ms'), now)})"
-    out.append(f"gateway  {gw.get('name') or '-'}  key {gw.get('key', '?')[:16]}...")
+    out.append(f"gateway  {gw.get('name') or '-'}  public key {gw.get('key', '?')}")
     out.append(f"agent    {run}")
     out.append(f"health   {state.upper()}")
     for problem in health.get("problems", []):

@@ -75,6 +75,7 @@ def test_values_are_named_one_per_line(tmp_path: Path,
     lines = capsys.readouterr().out.splitlines()
     assert any(ln.split() == ["1-0:1.8.0", "energy_import", "1234", "Wh"] for ln in lines)
     assert any(ln.split() == ["1-0:32.7.0", "voltage_l1", "230.4", "V"] for ln in lines)
+    assert f"public key {'ab' * 32}" in lines[0]  # whole, for enrollment
 
 
 def test_no_status_file_is_not_running_and_a_bad_config_is_usage(
@@ -82,3 +83,25 @@ def test_no_status_file_is_not_running_and_a_bad_config_is_usage(
     assert main(["status", "--status-file", str(tmp_path / "none.json")]) == 1
     assert "the agent has not run with this config" in capsys.readouterr().err
     assert main(["status", "--config", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_key_show_and_init(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`key init` makes the key only when there is none; `key show` prints its public key."""
+    import keyfiles
+
+    cfg = tmp_path / "agent.toml"
+    key = tmp_path / "state" / keyfiles.GATEWAY_KEY
+    cfg.write_text(f'[gateway]\nkey_path = "{key}"\n')  # the rest may still need work
+    assert main(["key", "show", "--config", str(cfg)]) == 2
+    assert "key file not found" in capsys.readouterr().err
+    assert main(["key", "init", "--config", str(cfg)]) == 0
+    made = capsys.readouterr().out
+    assert key.stat().st_mode & 0o777 == 0o600
+    public = keyfiles.public_from_seed(keyfiles.load_signing_key(key)).hex()
+    assert f"generated the gateway key {key} on this device" in made and public in made
+    before = key.read_bytes()
+    assert main(["key", "init", "--config", str(cfg)]) == 0
+    assert f"present; public key {public}" in capsys.readouterr().out
+    assert key.read_bytes() == before
+    assert main(["key", "show", "--config", str(cfg)]) == 0
+    assert capsys.readouterr().out.strip() == public
