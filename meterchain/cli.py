@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "profile": "drivers.cli",
     "scan": "drivers.cli",
     "read": "drivers.cli",
+    "sim": "drivers.sim.cli",
     "replica": "replica.cli",
     "audit": "replica.cli",
     "settle": "settlement.cli",
