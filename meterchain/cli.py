@@ -39,7 +39,7 @@ COMMANDS: dict[str, str] = {
     "drivers": "drivers.cli",
     "profile": "drivers.cli",
     "scan": "drivers.cli",
-    "read": "drivers.cli",
+    "read": "agent.cli.read",
     "sim": "drivers.sim.cli",
     "replica": "replica.cli",
     "audit": "replica.cli",

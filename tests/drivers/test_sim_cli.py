@@ -70,6 +70,11 @@ def test_practise_read_scan_and_config_check_on_the_simulator(
         rtu_scan = next(c for c in commands if c[0] == "scan" and "--port" in c)
         assert main(rtu_scan) == 0
         assert "eastron-sdm120" in capsys.readouterr().out
+        # a SunSpec device is recognised by its 'SunS' marker, not "none match"
+        sunspec_scan = next(c for c in commands if c[0] == "scan" and "--host" in c)
+        assert main(sunspec_scan) == 0
+        out = capsys.readouterr().out
+        assert "sunspec-inverter (SunSpec at 40000, models 1, 103" in out, out
         # the written config: make its key as the unit would, then check it
         assert main(["key", "init", "--config", str(cfg)]) == 0
         assert main(["config", "check", str(cfg)]) == 0
