@@ -54,6 +54,7 @@ OPTIONAL_DEPENDENCIES: dict[str, str] = {
     "httpx": "replica",
     "psycopg": "replica",
     "psycopg_pool": "replica",
+    "prometheus_client": "replica",
 }
 """Modules only some installs have: a gateway installs ``meterchain`` without extras."""
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +74,20 @@ class PushResult:
         return {"head": self.head, "stored": self.stored, "duplicates": self.duplicates}
 
 
+class StoreCounts:
+    """Blocks and readings this process stored since it started (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.blocks = 0
+        self.readings = 0
+
+    def add(self, blocks: int, readings: int) -> None:
+        with self._lock:
+            self.blocks += blocks
+            self.readings += readings
+
+
 class ReplicaService:
     """Verifies pushes and answers reads over one :class:`Storage`.
 
@@ -94,6 +109,7 @@ class ReplicaService:
         self.utility_sk = utility_sk
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.rate = RateLimiter(limits.rate_per_gateway, limits.rate_burst, monotonic)
+        self.stored = StoreCounts()
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -236,6 +252,7 @@ class ReplicaService:
                                    h.reading_count, h.payload_encoding == PayloadEncoding.SEALED,
                                    b.encode()))
         self.storage.append(rec.key, out, rec.height, now)
+        self.stored.add(len(out), sum(b.reading_count for b in out))
         return PushResult({"height": out[-1].height, "hash": out[-1].hash.hex()}, len(out),
                           duplicates)
 
