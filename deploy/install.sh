@@ -122,14 +122,11 @@ install_program() {
     "$OPT/bin/python" -m pip install --quiet --upgrade "${SOURCE}${target#meterchain}" \
       || die "install from $SOURCE failed"
   fi
-  install -d -m 0755 "$OPT/share/doc" "$OPT/share/examples" "$BIN"
+  install -d -m 0755 "$OPT/share/examples" "$BIN"
   install -m 0644 "$here/agent.example.toml" "$here/replica.example.toml" "$OPT/share/examples/"
   # On PATH for technicians: `meterchain status`, `meterchain scan`, ...
   ln -sfn /opt/meterchain/bin/meterchain "$BIN/meterchain"
-  local doc
-  for doc in install.md agent.md; do
-    [ ! -f "$SOURCE/docs/$doc" ] || install -m 0644 "$SOURCE/docs/$doc" "$OPT/share/doc/$doc"
-  done
+  # the docs (agent.md, install.md, ...) come with the package: $OPT/share/doc/meterchain
   [ -z "$ROOT" ] || unstage_program
   say "program installed in /opt/meterchain ($("$OPT/bin/python" -m meterchain --version 2>/dev/null || echo meterchain))"
 }

@@ -79,6 +79,16 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def docs_dir() -> Path:
+    """Where the operator docs are: installed with the program under
+    ``<prefix>/share/doc/meterchain``, else (running from a checkout) its ``docs/``."""
+    installed = Path(sys.prefix) / "share" / "doc" / "meterchain"
+    if (installed / "agent.md").is_file():
+        return installed
+    checkout = Path(__file__).resolve().parents[1] / "docs"
+    return checkout if (checkout / "agent.md").is_file() else installed
+
+
 def _command_word(argv: Sequence[str]) -> str | None:
     """The sub-command named on the command line (the first word not an option)."""
     for word in argv:
@@ -92,6 +102,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meterchain",
         description="Trustworthy meter data at the edge: signed, hash-chained meter readings.",
+        epilog=f"Documentation: {docs_dir()} (agent.md: every config key; install.md: "
+               "the technician's guide). `meterchain COMMAND --help` for a command.",
     )
     parser.add_argument("--version", action="version", version=f"meterchain {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")

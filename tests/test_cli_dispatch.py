@@ -92,3 +92,14 @@ def test_unexpected_error_is_one_line_naming_a_log_with_the_traceback(tmp_path: 
     assert len(logs) == 1 and str(logs[0]) in lines[0]
     assert "Traceback" in logs[0].read_text() and "ZeroDivisionError" in logs[0].read_text()
     assert logs[0].stat().st_mode & 0o077 == 0
+
+
+def test_help_says_where_the_docs_are() -> None:
+    from meterchain.cli import docs_dir
+
+    proc = subprocess.run([sys.executable, "-m", "meterchain", "--help"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert f"Documentation: {docs_dir()} (agent.md: every config key" in text
+    assert (docs_dir() / "agent.md").is_file() and (docs_dir() / "install.md").is_file()

@@ -173,7 +173,12 @@ def test_install_upgrade_uninstall_purge(open_root: Path, wheelhouse: Path) -> N
     version = subprocess.run([str(root / "opt/meterchain/bin/python"), "-m", "meterchain",
                               "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("meterchain ")
-    assert (root / "opt/meterchain/share/doc/agent.md").is_file()
+    # the config reference goes with the program, where `meterchain --help` says it is
+    assert (root / "opt/meterchain/share/doc/meterchain/agent.md").is_file()
+    helped = subprocess.run([str(root / "opt/meterchain/bin/python"), "-m", "meterchain",
+                             "--help"], capture_output=True, text=True, check=True)
+    assert f"Documentation: {root}/opt/meterchain/share/doc/meterchain" in " ".join(
+        helped.stdout.split())
 
     # config: root-owned, readable by the service group, never world-readable
     cfg = root / "etc/meterchain/agent.toml"
