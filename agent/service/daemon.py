@@ -101,6 +101,7 @@ class Agent:
         cfg = self.cfg
         self.seed = keys.load_signing_key(cfg.gateway.key_path)
         self.public_key = keys.public_from_seed(self.seed)
+        log.info("gateway public key %s", self.public_key.hex())  # for enrollment
         self.recipient = (keys.load_public_key(cfg.sealing.utility_key)
                           if cfg.sealing.seal_to_utility and cfg.sealing.utility_key else None)
         self.meters = open_meters(cfg)  # refuse a bad meter before touching the disk
@@ -134,9 +135,9 @@ class Agent:
         ], self.sealer.add, self.clock)
         self.retention = Retention(cfg.retention, self.store, self.state, required,
                                    optional=[r.name for r in cfg.replicas if not r.required])
-        log.info("store open at height %d (%s); %d meter(s), %d replica(s); gateway public "
-                 "key %s", self.store.height, cfg.gateway.ledger_dir, len(self.meters),
-                 len(self.forwarders), self.public_key.hex())
+        log.info("store open at height %d (%s); %d meter(s), %d replica(s)",
+                 self.store.height, cfg.gateway.ledger_dir, len(self.meters),
+                 len(self.forwarders))
 
     def _committed(self, block: Block) -> None:
         log.debug("committed block %d with %d reading(s)", block.height,
