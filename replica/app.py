@@ -24,7 +24,6 @@ import keyfiles as keys
 from replica.config import ReplicaConfig, load_config
 from replica.csvexport import check_exportable, export_csv
 from replica.errors import Refusal, ReplicaStoreError
-from replica.metrics import install as install_metrics
 from replica.service import ReplicaService
 from replica.storage.base import Storage, open_storage
 
@@ -257,7 +256,9 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         """Liveness and version."""
         return {"status": "ok", "version": _version()}
 
-    install_metrics(app, svc)  # GET /metrics (replica/metrics.py)
+    from replica.metrics import install as install_metrics  # GET /metrics, its own module
+
+    install_metrics(app, svc)
     return app
 
 

@@ -107,9 +107,9 @@ class ReplicaService:
         self.storage = storage
         self.limits = limits
         self.utility_sk = utility_sk
+        self.stored = StoreCounts()
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.rate = RateLimiter(limits.rate_per_gateway, limits.rate_burst, monotonic)
-        self.stored = StoreCounts()
 
     # --- lookups -------------------------------------------------------------------------
 

@@ -70,10 +70,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     bad = [u for u in urls if not _check_url(u)]
     if bad:
         return _usage("audit", f"not an http(s) URL: {bad[0]!r}")
-    if args.page_size < 1:
-        return _usage("audit", "--page-size must be at least 1")
     if args.max_lag is not None and args.max_lag < 0:
         return _usage("audit", "--max-lag must be at least 0")
+    if args.page_size < 1:
+        return _usage("audit", "--page-size must be at least 1")
     clients = [ReplicaClient(u, _client_config(args)) for u in urls]
     try:
         progress = None if args.quiet else ProgressBar("audit")
