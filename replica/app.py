@@ -287,6 +287,10 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         """Liveness and version."""
         return {"status": "ok", "version": _version()}
 
+    from replica.metrics import install as install_metrics  # GET /metrics, its own module
+
+    install_metrics(app, svc)
+
     add_meterdata_routes(app, svc)
     install_facts(app, svc, config.audit)
     _install_ui(app, config, svc)

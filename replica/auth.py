@@ -31,7 +31,7 @@ SCOPES = (READ_CHAIN, READ_READINGS)
 """Scopes a token may carry. No administrative action is exposed over HTTP (enrollment
 and tokens change only through ``meterchain replica ...`` on the database)."""
 
-PUBLIC_GROUPS = ("health", "heads", "openapi")
+PUBLIC_GROUPS = ("health", "heads", "openapi", "metrics")
 """Groups of routes ``auth.public`` may open to anonymous clients."""
 DEFAULT_PUBLIC = ("health", "heads")
 """Open unless configured otherwise: liveness, and heads (gateways read their head to
@@ -88,6 +88,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET",  f"{GW}/readings.csv"):          scope(READ_READINGS),
     ("GET",  "/v1/health"):                  public_if("health", READ_CHAIN),
     ("GET",  "/openapi.json"):               public_if("openapi", READ_CHAIN),
+    ("GET",  "/metrics"):                    public_if("metrics", READ_CHAIN),
     ("GET",  "/v1/meterdata/points"):        scope(READ_READINGS),
     ("GET",  "/v1/meterdata/intervals"):     scope(READ_READINGS),
     ("GET",  "/v1/meterdata/readings.csv"):  scope(READ_READINGS),

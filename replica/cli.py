@@ -21,7 +21,7 @@ from typing import Any
 from ledger.errors import ConfigError
 
 REPLICA_EXTRA_MODULES = frozenset({"fastapi", "uvicorn", "httpx", "psycopg", "psycopg_pool",
-                                   "jinja2"})
+                                   "jinja2", "prometheus_client"})
 """Top-level modules only the ``replica`` extra installs."""
 
 

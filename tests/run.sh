@@ -2,13 +2,12 @@
 # Set up a fresh machine and run every test (the README's second command; .ci/run calls it).
 # Creates .venv (system pip on Debian/Raspberry Pi OS refuses global installs), installs
 # meterchain with its test and replica extras, installs the system tools the tests use
-# (PostgreSQL server binaries, socat, shellcheck, systemd-analyze) where missing, then
+# (PostgreSQL server binaries, shellcheck, systemd-analyze) where missing, then
 # runs pytest over the whole suite, slow fault and crash tests included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # the web view's tests drive Debian's Chromium headless (tests/support/browser.py)
