@@ -280,6 +280,9 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         """Liveness and version."""
         return {"status": "ok", "version": _version()}
 
+    from replica.metrics import install as install_metrics  # GET /metrics, its own module
+
+    install_metrics(app, svc)
     return app
 
 
