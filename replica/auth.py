@@ -15,7 +15,8 @@ Rules:
   the URL (the push checks the signatures; unknown and revoked keys are refused first).
 
 Adding a route is one line here and one row in the doc's table. ``HEAD`` requests follow
-the rule of ``GET``.
+the rule of ``GET``. A new kind of credential (e.g. a web session) is a new
+``Rule.kind`` handled in :func:`decide` and :mod:`replica.access`, never a bypass.
 """
 
 from __future__ import annotations

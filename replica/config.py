@@ -57,6 +57,26 @@ class Limits:
     """Pushes a gateway may make at once before the sustained rate applies."""
     max_future_skew_ms: int = 5 * 60 * 1000
     """How far after the replica's clock a block's time span may end (422 ``bad-time``)."""
+    max_block_bytes: int = 1024 * 1024
+    """Largest block record accepted in a push (413 ``too-large`` with ``index``)."""
+    max_inflight_body_bytes: int = 64 * 1024 * 1024
+    """Bytes of push bodies one server process holds at once, being received or verified
+    (503 ``busy`` above); at least ``max_body_bytes``."""
+    max_inflight_body_bytes_per_client: int = 16 * 1024 * 1024
+    """The same per client address; at least ``max_body_bytes``."""
+    body_timeout_s: float = 30.0
+    """Seconds a push body may take to arrive (408 ``body-timeout`` after)."""
+    junk_per_client: float = 2.0
+    """Sustained refused or unsigned pushes per second per client address (429 above);
+    0 = no limit. Charged for every push whose first block's signature is not verified."""
+    junk_burst: int = 20
+    """Refused or unsigned pushes a client address may make at once."""
+    max_read_bytes: int = 8 * 1024 * 1024
+    """Bytes of block records one ``GET .../blocks`` answers at most (fewer blocks then)."""
+    max_forks_per_height: int = 4
+    """Pieces of fork evidence kept per gateway and height; further ones are only counted."""
+    max_bytes_per_gateway: int = 16 * 1024**3
+    """Bytes of block records stored per gateway (507 ``quota-exceeded`` above); 0 = none."""
 
 
 @dataclass(frozen=True)
@@ -212,7 +232,14 @@ def _check_values(top: dict[str, Any], limits: dict[str, Any], source: str | Non
     if url is not None and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         errors.append(ConfigError("storage.url", "must start with sqlite:/// or postgresql://, "
                                   f"got {url!r}", source=source))
-    for name in ("max_body_bytes", "max_blocks_per_batch", "max_blocks_per_read", "rate_burst"):
+    for name in ("max_body_bytes", "max_blocks_per_batch", "max_blocks_per_read", "rate_burst",
+                 "max_block_bytes", "junk_burst", "max_read_bytes", "max_forks_per_height"):
         if name in limits and limits[name] < 1:
             errors.append(ConfigError(f"limits.{name}", "must be at least 1", source=source))
+    body = limits.get("max_body_bytes", Limits.max_body_bytes)
+    for name in ("max_inflight_body_bytes", "max_inflight_body_bytes_per_client"):
+        value = limits.get(name, getattr(Limits, name))
+        if value < body:
+            errors.append(ConfigError(f"limits.{name}", f"must be at least max_body_bytes "
+                                      f"({body}), got {value}", source=source))
     return errors

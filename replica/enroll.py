@@ -18,6 +18,7 @@ from replica.storage.base import GatewayRecord, Storage
 
 _KEY_RE = re.compile(r"[0-9a-fA-F]{64}")
 MAX_NAME = 200
+MAX_MS = 2**63 - 1
 
 
 def parse_pubkey(text: str) -> bytes:
@@ -46,13 +47,17 @@ def parse_time_ms(text: str) -> int:
         EnrollmentError: neither form.
     """
     t = text.strip()
-    if t.isdigit():
-        return int(t)
+    if t.isascii() and t.isdigit():
+        value = int(t)
+        if value > MAX_MS:
+            raise EnrollmentError("--at", f"Unix milliseconds must be at most 2**63-1 "
+                                  f"({MAX_MS}), got {t[:40]}")
+        return value
     try:
         dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
     except ValueError:
         raise EnrollmentError("--at", f"want Unix milliseconds or an ISO 8601 time such as "
-                              f"2026-01-31T12:00:00Z, got {t!r}") from None
+                              f"2026-01-31T12:00:00Z, got {t[:80]!r}") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)

@@ -36,6 +36,7 @@ def _poll(d: dict[str, Any]) -> None:
 def _replica(d: dict[str, Any]) -> None:
     assert {r["backend"] for r in d["rows"]} == {"sqlite", "postgres"}
     assert all(r["readings"] == 5 * 2 * 4 for r in d["rows"])
+    assert d["summary"]["slow_clients_peak_rss_growth_mib_current"] >= 0
 
 
 def _agent(d: dict[str, Any]) -> None:
@@ -63,7 +64,7 @@ BENCHES: list[tuple[list[str], Callable[[dict[str, Any]], None]]] = [
       "--big-readings", "2000", "--rounds", "2", "--per-round", "5"], _ingest),
     (["poll.py"], _poll),
     (["replica.py", "--gateways", "5", "--blocks", "2", "--readings", "4", "--backend",
-      "both"], _replica),
+      "both", "--slow-clients", "5", "--slow-hold", "2"], _replica),
     (["agent.py", "--duration", "2", "--readings", "3000"], _agent),
     (["forward.py", "--readings", "5000"], _forward),
     (["intervals.py", "--points", "20", "--days", "2", "--http-requests", "5"], _intervals),
