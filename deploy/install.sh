@@ -122,12 +122,28 @@ install_program() {
     "$OPT/bin/python" -m pip install --quiet --upgrade "${SOURCE}${target#meterchain}" \
       || die "install from $SOURCE failed"
   fi
-  install -d -m 0755 "$OPT/share/doc" "$OPT/share/examples" "$BIN"
+  install -d -m 0755 "$OPT/share/examples" "$BIN"
   install -m 0644 "$here/agent.example.toml" "$here/replica.example.toml" "$OPT/share/examples/"
   # On PATH for technicians: `meterchain status`, `meterchain scan`, ...
   ln -sfn /opt/meterchain/bin/meterchain "$BIN/meterchain"
-  [ ! -f "$SOURCE/docs/install.md" ] || install -m 0644 "$SOURCE/docs/install.md" "$OPT/share/doc/install.md"
-  say "program installed in /opt/meterchain ($("$OPT/bin/meterchain" --version 2>/dev/null || echo meterchain))"
+  # the docs (agent.md, install.md, ...) come with the package: $OPT/share/doc/meterchain
+  [ -z "$ROOT" ] || unstage_program
+  say "program installed in /opt/meterchain ($("$OPT/bin/python" -m meterchain --version 2>/dev/null || echo meterchain))"
+}
+
+# A staged venv names the staging directory in its scripts' #! lines, activate scripts,
+# pyvenv.cfg and every .pyc: point them all at /opt/meterchain, where the image puts it.
+unstage_program() {
+  local f named
+  named="$(grep -rlF "$ROOT" "$OPT/bin" "$OPT/pyvenv.cfg" 2>/dev/null || true)"  # none: upgrade
+  while IFS= read -r f; do
+    if [ -f "$f" ] && [ ! -L "$f" ]; then
+      sed -i "s#${ROOT}/opt/meterchain#/opt/meterchain#g; s#${ROOT}##g" "$f"
+    fi
+  done <<<"$named"
+  find "$OPT" -name '*.pyc' -delete
+  "$OPT/bin/python" -m compileall -q -j 0 -s "$ROOT" -p / "$OPT/lib" >/dev/null \
+    || die "compiling the staged program failed"
 }
 
 install_config_and_state() {
@@ -143,15 +159,20 @@ install_config_and_state() {
   fi
   install -d -m 0700 "$STATE"
   own "$USER_NAME" "$USER_NAME" "$STATE"
-  if [ ! -e "$KEYS/gateway.key" ]; then
-    "$OPT/bin/meterchain" keygen --out "$KEYS" >/dev/null
+  if [ -e "$KEYS/gateway.key" ]; then
+    say "kept existing gateway key"
+  elif [ -n "$ROOT" ]; then
+    # An image holds no key: every gateway flashed from it would sign with the same one.
+    say "no gateway key in the image: each device creates its own at first start"
+    say "  (meterchain-agent runs \`meterchain key init\`; \`meterchain key show\` prints it)"
+    return 0
+  else
+    "$OPT/bin/python" -m meterchain keygen --out "$KEYS" >/dev/null
     own "$USER_NAME" "$USER_NAME" "$KEYS/gateway.key" "$KEYS/gateway.pub"
     chmod 0600 "$KEYS/gateway.key"
     say "generated the gateway key on this device"
-  else
-    say "kept existing gateway key"
   fi
-  say "gateway public key (enroll it at the utility's replica):"
+  say "gateway public key (enroll it at the utility's replica; \`meterchain key show\`):"
   echo "  $(cat "$KEYS/gateway.pub")"
 }
 

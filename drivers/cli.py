@@ -11,6 +11,7 @@ import asyncio
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TextIO
 
@@ -18,7 +19,13 @@ from drivers import base, decode, profile, quantities
 from drivers.modbus_bus import Bus, BusKey, SerialSettings, acquire, check_serial_port
 from drivers.serialport import check_line
 from ledger import Quality, Reading
-from ledger.errors import ConfigError, DeviceExceptionResponse, DeviceTimeout, FrameError
+from ledger.errors import (
+    ConfigError,
+    DeviceError,
+    DeviceExceptionResponse,
+    DeviceTimeout,
+    FrameError,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +48,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=0.2, help="seconds per probe (default 0.2)")
     p.set_defaults(func=cmd_scan)
 
-    p = sub.add_parser("read", help="read one meter once and print its values")
+
+
+def add_read_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The ``read`` sub-command's parser (registered by :mod:`agent.cli.read`, which adds
+    ``--config`` on top: reading an agent config is the agent's business)."""
+    p = sub.add_parser("read", help="read one meter (or a config's meters) once and print "
+                                    "every value",
+                       description="Read a meter once and print every value it gave; a "
+                                   "register the meter refuses is marked with its error. "
+                                   "Exit 0 if everything was read, 1 if some values failed, "
+                                   "2 if nothing could be read or on a usage error.")
     _where(p)
     p.add_argument("--p1", metavar="DEV", help="DSMR P1 port")
     p.add_argument("--d0", metavar="DEV", help="IEC 62056-21 optical head port")
@@ -49,10 +66,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--unit", type=int, default=1, help="Modbus unit id")
     p.add_argument("--baud", type=int, default=None, help="baud rate (serial)")
     p.add_argument("--parity", default=None, help="N, E or O (serial)")
-    p.add_argument("--timeout", type=float, default=1.0, help="seconds per request")
+    p.add_argument("--timeout", type=float, default=READ_TIMEOUT_S,
+                   help="seconds per request (default %(default)s; a P1 read waits at "
+                        "least two telegram intervals plus one second, and says so)")
     p.add_argument("--raw", action="store_true", help="print every frame in hex on stderr")
     p.set_defaults(func=cmd_read)
+    return p
 
+
+READ_TIMEOUT_S = 1.0
+"""``read --timeout`` default."""
 
 NO_DEVICE_CODES = frozenset({4, 10, 11})
 """Exception codes a TCP gateway (or a pymodbus server) sends for an absent unit id
@@ -298,6 +321,11 @@ async def scan(args: argparse.Namespace, progress: Callable[[str], None] | None 
                     alive = True
                     raw = decode.decode_raw(typ, words, wo, bo)  # type: ignore[arg-type]
                     matched += [p for p in profs if p.probe and p.probe.matches(raw)]
+                if alive and not matched:
+                    sunspec = await sunspec_profiles(bus, unit, args.timeout)
+                    if sunspec is not None:
+                        found.append((s.describe() if s else key.where, unit, sunspec, True))
+                        continue
                 if alive:
                     names, exact = await identify(bus, unit, args.timeout,
                                                   sorted(matched, key=lambda p: p.name))
@@ -306,6 +334,31 @@ async def scan(args: argparse.Namespace, progress: Callable[[str], None] | None 
             await bus.release()
     show("done|1")
     return found
+
+
+async def sunspec_profiles(bus: Bus, unit: int, timeout: float) -> list[str] | None:
+    """For a device no probe register matched: if it has a SunSpec map (the 'SunS'
+    marker at a standard base), the SunSpec profiles that read one of its models, with
+    the base and model ids (None when it has no SunSpec map or does not answer)."""
+    from drivers.sunspec import find_chain
+
+    async def read(address: int, count: int) -> list[int]:
+        return await bus.read_registers(3, address, count, unit, timeout)
+
+    try:
+        chain = await find_chain(read)
+    except DeviceError:
+        return None
+    if chain is None:
+        return None
+    ids = [m.model for m in chain.models]
+    names = []
+    for name in sorted(profile.available()):
+        p = profile.load(name)
+        if p.protocol == "sunspec" and any(m in ids for pt in p.points for m in pt.models):
+            names.append(name)
+    where = f"SunSpec at {chain.base}, models {', '.join(map(str, ids))}; driver sunspec-*"
+    return [f"{', '.join(names) or '(no profile reads these models)'} ({where})"]
 
 
 class _ProgressBar:
@@ -336,7 +389,7 @@ _bar = _ProgressBar()
 def spec_from_args(args: argparse.Namespace) -> base.MeterSpec:
     """The MeterSpec ``read`` opens. Raises ConfigError if no meter is named."""
     if args.p1:
-        return base.MeterSpec("cli", "dsmr-p1", port=args.p1, timeout_s=args.timeout)
+        return base.MeterSpec("p1", "dsmr-p1", port=args.p1, timeout_s=args.timeout)
     if args.d0:
         return base.MeterSpec("cli", "iec62056-21", port=args.d0, timeout_s=args.timeout)
     _check_where(args)
@@ -360,30 +413,80 @@ def cmd_read(args: argparse.Namespace) -> int:
     _check_timeout(args.timeout)
     spec = spec_from_args(args)
     try:
-        readings = asyncio.run(read_once(spec, args.raw))
+        rows = asyncio.run(read_once(spec, args.raw))
     except ConfigError as exc:  # a spec field is named after its flag on the command line
         flag = FLAGS.get(exc.path)
         if flag is None:
             raise
         raise ConfigError(flag, exc.message, source=exc.source) from None
-    rows = []
-    for r in readings:
-        q = quantities.QUANTITIES.get(r.obis)
-        value = Decimal(r.value).scaleb(r.exponent)
-        flag = " (rounded)" if r.quality & Quality.ROUNDED else ""
-        rows.append([q.name if q else "?", r.obis, f"{value}{flag}", r.unit])
-    table(rows, ["quantity", "obis", "value", "unit"])
-    return 0
+    print_rows(rows)
+    return 1 if any(r.error for r in rows) else 0
 
 
-async def read_once(spec: base.MeterSpec, raw: bool = False) -> list[Reading]:
-    """Open, read once, close. Raises ConfigError or DeviceError."""
+def waiting(text: str) -> None:
+    """Say on stderr what a command waits for (stdout stays the table)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a read: a reading, or the quantity and the error that kept it."""
+
+    meter: str
+    obis: str
+    reading: Reading | None = None
+    error: str | None = None
+
+
+def print_rows(rows: list[Row], *, with_meter: bool = False, out: TextIO | None = None) -> None:
+    """The read table: quantity, OBIS, value, unit, and an error column when one failed."""
+    failed = any(r.error for r in rows)
+    header = (["meter"] if with_meter else []) + ["quantity", "obis", "value", "unit"] + (
+        ["error"] if failed else [])
+    lines = []
+    for row in rows:
+        q = quantities.QUANTITIES.get(row.obis)
+        cells = [row.meter] if with_meter else []
+        cells.append(q.name if q else ("-" if row.obis == "-" else "?"))
+        cells.append(row.obis)
+        if row.reading is not None:
+            value = Decimal(row.reading.value).scaleb(row.reading.exponent)
+            flag = " (rounded)" if row.reading.quality & Quality.ROUNDED else ""
+            cells += [f"{value}{flag}", row.reading.unit]
+        else:
+            cells += ["FAILED" if row.error else "(left out)", q.unit if q else ""]
+        if failed:
+            cells.append(row.error or "")
+        lines.append(cells)
+    table(lines, header, out)
+
+
+async def read_once(spec: base.MeterSpec, raw: bool = False) -> list[Row]:
+    """Open, read once, close: every value, each failed register with its error.
+
+    Raises:
+        ConfigError: a bad spec. DeviceError: nothing at all could be read.
+    """
+    from drivers.modbus import ModbusMeter
+
     meter = base.open_meter(spec)
     bus = getattr(meter, "bus", None)
     if raw and bus is not None:
         bus.tracers.append(lambda sending, data: print(
             f"{'->' if sending else '<-'} {data.hex(' ')}", file=sys.stderr))
+    wait = getattr(getattr(meter, "config", None), "telegram_timeout_s", None)
+    if spec.protocol == "dsmr-p1" and wait is not None:
+        waiting(f"{spec.meter_id}: waiting up to {wait:g} s for a P1 telegram on {spec.port} "
+                "(a DSMR 5 meter sends one every second, older ones every 10 s)")
+    now_ms = int(time.time() * 1000)
     try:
-        return await meter.read(int(time.time() * 1000))
+        if not isinstance(meter, ModbusMeter):
+            return [Row(spec.meter_id, r.obis, r) for r in await meter.read(now_ms)]
+        results = await meter.read_each(now_ms)
     finally:
         await meter.close()
+    errors = [res.error for res in results if res.error is not None]
+    if errors and len(errors) == len(results):
+        raise errors[0]  # nothing was read: one line naming what to check
+    return [Row(spec.meter_id, res.register.quantity, res.reading,
+                None if res.error is None else f"{res.error}") for res in results]

@@ -25,7 +25,7 @@ from drivers.profile import Profile, RegisterDef
 from drivers.profile import load as load_profile
 from drivers.serialport import check_line
 from ledger import Reading
-from ledger.errors import ConfigError, DeviceError
+from ledger.errors import ConfigError, DeviceError, DeviceExceptionResponse
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,16 @@ def check_timeout(spec: MeterSpec) -> float:
     return spec.timeout_s
 
 
+@dataclass(frozen=True)
+class RegisterResult:
+    """One register of a technician's read: its reading, or the error that kept it (both
+    None: the value was left out, e.g. a NaN the meter reports for "not available")."""
+
+    register: RegisterDef
+    reading: Reading | None
+    error: DeviceError | None
+
+
 class ModbusMeter(Meter):
     """A register-map meter described by a :class:`Profile`."""
 
@@ -141,6 +151,64 @@ class ModbusMeter(Meter):
             self.stats.failures += 1
             raise
         return self.decode(memory, now_ms)
+
+    async def read_each(self, now_ms: int) -> list[RegisterResult]:
+        """For a technician's one-off read: every register of the profile with its reading
+        or the error that kept it, instead of failing the whole read on one register.
+
+        A request refused with an exception response is retried register by register, so
+        each refused register carries its own error; a request that times out or brings
+        no valid frame marks its registers with that error.
+
+        Raises:
+            DeviceError: the very first request got no answer (nothing to show).
+        """
+        memory: dict[tuple[int, int], int] = {}
+        errors: dict[tuple[int, int], DeviceError] = {}
+        answered = False
+        for req in self.plan:
+            try:
+                words = await self.read_block(req.function, req.address, req.count)
+            except DeviceExceptionResponse as exc:
+                answered = True
+                del exc  # each register inside gets its own answer
+                await self._read_singly(req.function, req.address, req.count, memory, errors)
+                continue
+            except DeviceError as exc:
+                if not answered:
+                    raise
+                for a in range(req.address, req.address + req.count):
+                    errors[(req.function, a)] = exc
+                continue
+            answered = True
+            for i, w in enumerate(words):
+                memory[(req.function, req.address + i)] = w
+        out: list[RegisterResult] = []
+        for r in self.profile.registers:
+            keys = [(r.function, r.address + i) for i in range(r.count)]
+            failed = next((errors[k] for k in keys if k in errors), None)
+            if failed is not None or any(k not in memory for k in keys):
+                out.append(RegisterResult(r, None, failed))
+                continue
+            out.append(RegisterResult(r, self._reading(r, [memory[k] for k in keys], now_ms),
+                                      None))
+        return out
+
+    async def _read_singly(self, function: int, address: int, count: int,
+                           memory: dict[tuple[int, int], int],
+                           errors: dict[tuple[int, int], DeviceError]) -> None:
+        """Read each profile register inside a refused block on its own."""
+        for r in self.profile.registers:
+            if r.function != function or not address <= r.address < address + count:
+                continue
+            try:
+                words = await self.read_block(r.function, r.address, r.count)
+            except DeviceError as exc:
+                for i in range(r.count):
+                    errors[(r.function, r.address + i)] = exc
+                continue
+            for i, w in enumerate(words):
+                memory[(r.function, r.address + i)] = w
 
     def decode(self, memory: dict[tuple[int, int], int], now_ms: int) -> list[Reading]:
         """Readings from a register image ``{(function, address): word}``.

@@ -19,6 +19,7 @@ as for Modbus. Other option keys are refused.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -98,6 +99,34 @@ class SunSpecChain:
         return next((m for m in self.models if m.model in ids), None)
 
 
+async def find_chain(read: Callable[[int, int], Awaitable[list[int]]],
+                     bases: tuple[int, ...] = BASE_ADDRESSES) -> SunSpecChain | None:
+    """The SunSpec map behind the first 'SunS' marker among ``bases`` (holding registers
+    read by ``read(address, count)``), or None if no base has the marker.
+
+    Raises:
+        DeviceError: a read failed other than by refusing the base address, or the chain
+        is longer than :data:`MAX_MODELS` (a broken map).
+    """
+    for base in bases:
+        try:
+            if tuple(await read(base, 2)) != MARKER:
+                continue
+        except DeviceExceptionResponse:
+            continue
+        chain = SunSpecChain(base)
+        addr = base + 2
+        for _ in range(MAX_MODELS):
+            model_id, length = await read(addr, 2)
+            if model_id == END_ID:
+                return chain
+            chain.models.append(ModelRef(model_id, addr + 2, length))
+            addr += 2 + length
+        raise DeviceError(f"SunSpec model chain longer than {MAX_MODELS} models",
+                          register=base, hint="the device's SunSpec map is broken")
+    return None
+
+
 class SunSpecMeter(Meter):
     """An inverter or meter speaking SunSpec; what is read comes from the profile's points."""
 
@@ -123,24 +152,10 @@ class SunSpecMeter(Meter):
         Raises:
             DeviceError: no 'SunS' marker at any base address, or the chain is broken.
         """
-        for base in self._bases:
-            try:
-                if tuple(await self._read(base, 2)) != MARKER:
-                    continue
-            except DeviceExceptionResponse:
-                continue
-            chain = SunSpecChain(base)
-            addr = base + 2
-            for _ in range(MAX_MODELS):
-                model_id, length = await self._read(addr, 2)
-                if model_id == END_ID:
-                    self.chain = chain
-                    return chain
-                chain.models.append(ModelRef(model_id, addr + 2, length))
-                addr += 2 + length
-            raise DeviceError(f"SunSpec model chain longer than {MAX_MODELS} models",
-                              bus=self.bus.name, unit=self.unit, register=base,
-                              hint="the device's SunSpec map is broken")
+        chain = await find_chain(self._read, self._bases)
+        if chain is not None:
+            self.chain = chain
+            return chain
         raise DeviceError("no SunSpec marker 'SunS' at base "
                           + ", ".join(str(b) for b in self._bases), bus=self.bus.name,
                           unit=self.unit, register=self._bases[0],

@@ -14,7 +14,11 @@ import importlib.metadata
 import logging
 import os
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from ledger.errors import MeterchainError
 
@@ -31,12 +35,15 @@ COMMANDS: dict[str, str] = {
     "run": "agent.cli.run",
     "config": "agent.cli.run",
     "status": "agent.cli.run",
+    "key": "agent.cli.key",
     "drivers": "drivers.cli",
     "profile": "drivers.cli",
     "scan": "drivers.cli",
-    "read": "drivers.cli",
+    "read": "agent.cli.read",
+    "sim": "drivers.sim.cli",
     "replica": "replica.cli",
     "audit": "replica.cli",
+    "settle": "settlement.cli",
 }
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 
@@ -47,6 +54,7 @@ OPTIONAL_DEPENDENCIES: dict[str, str] = {
     "httpx": "replica",
     "psycopg": "replica",
     "psycopg_pool": "replica",
+    "prometheus_client": "replica",
 }
 """Modules only some installs have: a gateway installs ``meterchain`` without extras."""
 
@@ -55,6 +63,9 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
     """The extra that would provide the missing module, or None if it is not optional."""
     return OPTIONAL_DEPENDENCIES.get((exc.name or "").split(".")[0])
 
+
+QUIET_LIBRARIES = ("httpx", "httpcore")
+"""Libraries whose INFO lines are shown only with -v."""
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the command ran and found a problem (bad chain, discrepancy)
@@ -66,6 +77,16 @@ def _version() -> str:
         return importlib.metadata.version("meterchain")
     except importlib.metadata.PackageNotFoundError:
         return "unknown (not installed)"
+
+
+def docs_dir() -> Path:
+    """Where the operator docs are: installed with the program under
+    ``<prefix>/share/doc/meterchain``, else (running from a checkout) its ``docs/``."""
+    installed = Path(sys.prefix) / "share" / "doc" / "meterchain"
+    if (installed / "agent.md").is_file():
+        return installed
+    checkout = Path(__file__).resolve().parents[1] / "docs"
+    return checkout if (checkout / "agent.md").is_file() else installed
 
 
 def _command_word(argv: Sequence[str]) -> str | None:
@@ -81,6 +102,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meterchain",
         description="Trustworthy meter data at the edge: signed, hash-chained meter readings.",
+        epilog=f"Documentation: {docs_dir()} (agent.md: every config key; install.md: "
+               "the technician's guide). `meterchain COMMAND --help` for a command.",
     )
     parser.add_argument("--version", action="version", version=f"meterchain {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
@@ -114,6 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose:
         # drivers.modbus_bus keeps pymodbus quiet (its errors arrive as DeviceError).
         logging.getLogger("pymodbus").setLevel(logging.DEBUG)
+    else:
+        # HTTP clients log every request at INFO: a command's output is its own lines.
+        for name in QUIET_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.WARNING)
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help()
@@ -130,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         extra = missing_extra(exc)
         if extra is None:
-            raise
+            return _unexpected(args.command, argv, exc)
         print(f"meterchain {args.command}: error: this command needs the '{extra}' extra "
               f"({exc.name} is not installed): pip install 'meterchain[{extra}]'",
               file=sys.stderr)
@@ -143,6 +170,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"meterchain {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+        return _unexpected(args.command, argv, exc)
+
+
+def _unexpected(command: str | None, argv: Sequence[str], exc: BaseException) -> int:
+    """One line on stderr naming the log that holds the traceback; exit code 1."""
+    log = write_crash_log(command, argv)
+    where = f"details in {log}" if log else "no log could be written; rerun with -v"
+    print(f"meterchain {command}: unexpected error: {type(exc).__name__}: {exc} ({where})",
+          file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def crash_log_dir() -> Path:
+    """Where unexpected errors are logged: $MC_LOG_DIR, else $XDG_STATE_HOME/meterchain,
+    else ~/.local/state/meterchain (the temporary directory when there is no home)."""
+    if os.environ.get("MC_LOG_DIR"):
+        return Path(os.environ["MC_LOG_DIR"])
+    state = os.environ.get("XDG_STATE_HOME") or (
+        str(Path.home() / ".local" / "state") if os.environ.get("HOME") else "")
+    if state:
+        return Path(state) / "meterchain"
+    return Path(tempfile.gettempdir())
+
+
+def write_crash_log(command: str | None, argv: Sequence[str]) -> Path | None:
+    """Write the current exception's traceback to a new file (0600); return its path, or
+    None if no directory could take it. Call only from an ``except`` block."""
+    text = (f"meterchain {_version()} {' '.join(argv)}\n"
+            f"{traceback.format_exc()}")
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for d in (crash_log_dir(), Path(tempfile.gettempdir())):
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f"meterchain-{command or 'error'}-{stamp}-",
+                                        suffix=".log", dir=d)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            return Path(name)
+        except OSError:
+            continue
+    return None
 
 
 if __name__ == "__main__":

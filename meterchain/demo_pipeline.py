@@ -14,7 +14,8 @@ It prints readings, blocks sealed and blocks forwarded as they happen, then stop
 itself after ``seconds`` (or on Ctrl-C), makes sure the replica holds every block,
 fetches the replica's copy over HTTP, verifies it and compares it with the agent's
 block by block. Everything it started is stopped before it returns. Needs the
-``[replica]`` extra and ``socat`` (for the RTU line).
+``[replica]`` extra and no system package (the RS-485 line is a pseudo-terminal pair
+made in Python, :class:`drivers.sim.pty.PtyPair`).
 """
 
 from __future__ import annotations

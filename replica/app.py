@@ -286,6 +286,9 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         return {"status": "ok", "version": _version()}
 
     add_meterdata_routes(app, svc)
+    from replica.metrics import install as install_metrics  # GET /metrics, its own module
+
+    install_metrics(app, svc)
     return app
 
 

@@ -30,6 +30,18 @@ from replica.client import Head
 KINDS = ("missing-gateway", "lagging", "missing-blocks", "fork", "tampered")
 """Every kind of finding, in the order reports list them."""
 
+LAG_KINDS = frozenset({"missing-gateway", "lagging"})
+"""Findings that are replication lag between consistent copies, not discrepancies: the
+copy holds a prefix (perhaps empty) of the reference chain and may simply catch up."""
+
+_KIND_WORDS = {
+    "missing-gateway": "does not hold gateway",
+    "lagging": "lags behind on gateway",
+    "missing-blocks": "is missing blocks below its head for gateway",
+    "fork": "holds a fork of gateway",
+    "tampered": "serves a tampered block of gateway",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Finding:
@@ -42,21 +54,31 @@ class Finding:
     height: int | None
     detail: str
     other: str | None = None
+    behind: int | None = None
+    """For lag: how many blocks the copy would need to catch up with ``other``."""
+
+    @property
+    def is_lag(self) -> bool:
+        return self.kind in LAG_KINDS
 
     def to_json(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
+            "discrepancy": not self.is_lag,
             "gateway": self.gateway.hex(),
             "replica": self.replica,
             "other": self.other,
             "height": self.height,
+            "behind": self.behind,
             "detail": self.detail,
         }
 
     def line(self) -> str:
+        """One sentence naming the replica, the kind, the gateway and the height."""
         at = f" at height {self.height}" if self.height is not None else ""
-        return f"{self.kind}: gateway {self.gateway.hex()[:16]}... on {self.replica}{at}: " \
-               f"{self.detail}"
+        label = "lag" if self.is_lag else "DISCREPANCY"
+        return (f"{label}: replica {self.replica} {_KIND_WORDS[self.kind]} "
+                f"{self.gateway.hex()[:16]}...{at}: {self.detail}")
 
 
 @dataclass(slots=True)
@@ -69,8 +91,23 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
 
     @property
+    def discrepancies(self) -> list[Finding]:
+        """Forks, tampered blocks, blocks missing below a head: what exits 1."""
+        return [f for f in self.findings if not f.is_lag]
+
+    @property
+    def lags(self) -> list[Finding]:
+        """Copies behind the reference but consistent with it."""
+        return [f for f in self.findings if f.is_lag]
+
+    @property
+    def max_lag_blocks(self) -> int:
+        return max((f.behind or 0 for f in self.lags), default=0)
+
+    @property
     def ok(self) -> bool:
-        return not self.findings
+        """No discrepancy (copies may lag)."""
+        return not self.discrepancies
 
     def sorted_findings(self) -> list[Finding]:
         return sorted(self.findings, key=lambda f: (f.gateway, KINDS.index(f.kind),
@@ -82,6 +119,8 @@ class Report:
             "replicas": self.replicas,
             "gateways": self.gateways,
             "blocks_checked": self.blocks_checked,
+            "discrepancies": len(self.discrepancies),
+            "max_lag_blocks": self.max_lag_blocks,
             "findings": [f.to_json() for f in self.sorted_findings()],
         }
 
@@ -266,9 +305,10 @@ def assess_gateway(
     assert ref is not None
     for r, head in heads.items():
         if head is None:
+            ref_height = heads[ref].height  # type: ignore[union-attr]
             out.append(Finding("missing-gateway", gateway, r, None,
-                               f"replica does not know this gateway; {ref} holds it "
-                               f"up to height {heads[ref].height}", other=ref))  # type: ignore[union-attr]
+                               f"{ref} holds it up to height {ref_height}", other=ref,
+                               behind=ref_height + 1))
             continue
         out.extend(assess_copy(gateway, r, head, checks[r], (served or {}).get(r)))
     ref_head, ref_check = heads[ref], checks[ref]
@@ -291,7 +331,8 @@ def assess_gateway(
         if head.height < ref_head.height:
             out.append(Finding("lagging", gateway, r, head.height + 1,
                                f"at height {head.height}, {ref_head.height - head.height} "
-                               f"block(s) behind {ref} (height {ref_head.height})", other=ref))
+                               f"block(s) behind {ref} (height {ref_head.height})", other=ref,
+                               behind=ref_head.height - head.height))
     return out
 
 

@@ -84,6 +84,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET",  f"{GW}/readings.csv"):          scope(READ_READINGS),
     ("GET",  "/v1/health"):                  public_if("health", READ_CHAIN),
     ("GET",  "/openapi.json"):               public_if("openapi", READ_CHAIN),
+    ("GET",  "/metrics"):                    scope(READ_CHAIN),
     ("GET",  "/v1/meterdata/points"):        scope(READ_READINGS),
     ("GET",  "/v1/meterdata/intervals"):     scope(READ_READINGS),
     ("GET",  "/v1/meterdata/readings.csv"):  scope(READ_READINGS),

@@ -19,7 +19,8 @@ from typing import Any
 
 from ledger.errors import ConfigError
 
-REPLICA_EXTRA_MODULES = frozenset({"fastapi", "uvicorn", "httpx", "psycopg", "psycopg_pool"})
+REPLICA_EXTRA_MODULES = frozenset({"fastapi", "uvicorn", "httpx", "psycopg", "psycopg_pool",
+                                   "prometheus_client"})
 """Top-level modules only the ``replica`` extra installs."""
 
 

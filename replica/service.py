@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -80,6 +81,20 @@ class PushResult:
         return {"head": self.head, "stored": self.stored, "duplicates": self.duplicates}
 
 
+class StoreCounts:
+    """Blocks and readings this process stored since it started (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.blocks = 0
+        self.readings = 0
+
+    def add(self, blocks: int, readings: int) -> None:
+        with self._lock:
+            self.blocks += blocks
+            self.readings += readings
+
+
 class ReplicaService:
     """Verifies pushes and answers reads over one :class:`Storage`.
 
@@ -99,6 +114,7 @@ class ReplicaService:
         self.storage = storage
         self.limits = limits
         self.utility_sk = utility_sk
+        self.stored = StoreCounts()
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.rate = RateLimiter(limits.rate_per_gateway, limits.rate_burst, monotonic)
         self.junk = RateLimiter(limits.junk_per_client, limits.junk_burst, monotonic)
@@ -318,6 +334,7 @@ class ReplicaService:
                           f"{quota}; nothing was stored (retry once the operator raises it)",
                           head=head)
         self.storage.append(rec.key, out, rec.height, now)
+        self.stored.add(len(out), sum(b.reading_count for b in out))
         return PushResult({"height": out[-1].height, "hash": out[-1].hash.hex()}, len(out),
                           duplicates)
 

@@ -2,8 +2,9 @@
 
 ``register(replica_sub, top_sub)`` adds ``mirror`` to the ``replica`` group and ``audit``
 to the top-level sub-commands (``replica/cli.py`` calls it). Exit codes follow
-:mod:`meterchain.cli`: 0 all copies agree / mirror complete, 1 a discrepancy was found or
-the source served invalid blocks, 2 usage errors or an unreachable replica.
+:mod:`meterchain.cli`: 0 all copies agree (perhaps lagging) / mirror complete, 1 a
+discrepancy was found or the source served invalid blocks, 2 usage errors or an
+unreachable replica, 3 (audit with ``--max-lag N``) a copy more than N blocks behind.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from replica.auditor import AuditConfig, run_audit
 from replica.client import ClientConfig, ReplicaClient
 from replica.mirror import HttpSink, MirrorConfig, ServiceSink, Sink, mirror
 
-EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FOUND, EXIT_USAGE, EXIT_LAG = 0, 1, 2, 3
 
 
 class ProgressBar:
@@ -113,6 +114,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     bad = [u for u in urls if not _check_url(u)]
     if bad:
         return _usage("audit", f"not an http(s) URL: {bad[0]!r}")
+    if args.max_lag is not None and args.max_lag < 0:
+        return _usage("audit", "--max-lag must be at least 0")
     if args.page_size < 1:
         return _usage("audit", "--page-size must be at least 1")
     clients = [_client(args, u) for u in urls]
@@ -129,10 +132,23 @@ def cmd_audit(args: argparse.Namespace) -> int:
     else:
         for f in report.sorted_findings():
             print(f.line())
-        verdict = "all copies agree" if report.ok else f"{len(report.findings)} discrepancy(ies)"
+        if not report.ok:
+            verdict = f"{len(report.discrepancies)} discrepancy(ies)"
+        elif report.lags:
+            verdict = (f"copies agree; {len(report.lags)} lagging (at most "
+                       f"{report.max_lag_blocks} block(s) behind)")
+        else:
+            verdict = "all copies agree"
         print(f"{len(urls)} replicas, {report.gateways} gateway(s), "
               f"{report.blocks_checked} block(s) verified: {verdict}")
-    return EXIT_OK if report.ok else EXIT_FOUND
+    if not report.ok:
+        return EXIT_FOUND
+    if args.max_lag is not None and report.max_lag_blocks > args.max_lag:
+        if not args.json:
+            print(f"a copy is {report.max_lag_blocks} block(s) behind, more than --max-lag "
+                  f"{args.max_lag}", file=sys.stderr)
+        return EXIT_LAG
+    return EXIT_OK
 
 
 def _local_sink(args: argparse.Namespace) -> tuple[Sink, Any]:
@@ -186,8 +202,15 @@ def register(replica_sub: Any, top_sub: Any) -> None:
     p = top_sub.add_parser("audit", help="compare every gateway's chain across replicas",
                        description="Compare every gateway's head and chain across replicas: "
                        "lagging copies, missing blocks, forks and tampered blocks with the "
-                       "first divergent height. Exit 1 when a discrepancy is found.")
+                       "first divergent height. Exit 0 when the copies agree (lag between "
+                       "consistent copies is reported, not a failure), 1 on a discrepancy "
+                       "(fork, a block that differs, a block missing below a head), 2 on a "
+                       "usage error or an unreachable replica, 3 with --max-lag when a copy "
+                       "is further behind.")
     p.add_argument("urls", nargs="+", metavar="URL", help="replica base URLs (two or more)")
+    p.add_argument("--max-lag", type=int, default=None, metavar="N",
+                   help="exit 3 when a copy is more than N blocks behind (default: lag "
+                        "never fails)")
     _add_client_options(p)
     p.set_defaults(func=cmd_audit)
 

@@ -2,13 +2,12 @@
 # Set up a fresh machine and run every test (the README's second command; .ci/run calls it).
 # Creates .venv (system pip on Debian/Raspberry Pi OS refuses global installs), installs
 # meterchain with its test and replica extras, installs the system tools the tests use
-# (PostgreSQL server binaries, socat, shellcheck, systemd-analyze) where missing, then
+# (PostgreSQL server binaries, shellcheck, systemd-analyze) where missing, then
 # runs pytest over the whole suite, slow fault and crash tests included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
@@ -25,6 +24,6 @@ fi
 . deploy/dev-env.sh
 mc_dev_env test,replica
 
-.venv/bin/ruff check ledger keyfiles drivers agent replica meterchain tests bench
+.venv/bin/ruff check ledger keyfiles drivers agent replica settlement meterchain tests bench
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

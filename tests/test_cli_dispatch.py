@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_no_command_prints_help_and_fails() -> None:
@@ -62,3 +63,43 @@ def test_running_a_gateway_command_does_not_load_the_replica_stack() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_unexpected_error_is_one_line_naming_a_log_with_the_traceback(tmp_path: Path) -> None:
+    """A bug (here: a command whose code raises ZeroDivisionError) is not a traceback on
+    the terminal but one line naming the log file that holds it."""
+    code = (
+        "import sys\n"
+        "import drivers.cli\n"
+        "def boom(args):\n"
+        "    return 1 // 0\n"
+        "orig = drivers.cli.register\n"
+        "def register(sub):\n"
+        "    orig(sub)\n"
+        "    sub.choices['drivers'].set_defaults(func=boom)\n"
+        "drivers.cli.register = register\n"
+        "from meterchain.cli import main\n"
+        "sys.exit(main(['drivers']))\n"
+    )
+    env = dict(__import__("os").environ, MC_LOG_DIR=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "unexpected error: ZeroDivisionError" in lines[0]
+    logs = list(tmp_path.glob("meterchain-drivers-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in lines[0]
+    assert "Traceback" in logs[0].read_text() and "ZeroDivisionError" in logs[0].read_text()
+    assert logs[0].stat().st_mode & 0o077 == 0
+
+
+def test_help_says_where_the_docs_are() -> None:
+    from meterchain.cli import docs_dir
+
+    proc = subprocess.run([sys.executable, "-m", "meterchain", "--help"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert f"Documentation: {docs_dir()} (agent.md: every config key" in text
+    assert (docs_dir() / "agent.md").is_file() and (docs_dir() / "install.md").is_file()

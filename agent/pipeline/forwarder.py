@@ -446,7 +446,9 @@ class Forwarder:
         self._last_ok_ms = int(self._clock() * 1000)
 
     def _error(self, text: str) -> None:
-        self._last_error = text
+        # Status and logs show the replica's name beside the error: do not repeat it.
+        prefix = f"replica {self.name}: "
+        self._last_error = text.removeprefix(prefix)
         self._last_error_ms = int(self._clock() * 1000)
 
     async def _backoff(self, stop: asyncio.Event, exc: Exception, retry_after: float | None,

@@ -469,6 +469,10 @@ def _check_all(cfg: AgentConfig, c: _Checker) -> None:
     if c.ok("sealing.seal_to_utility", "sealing.utility_key"):
         if s.seal_to_utility and not s.utility_key:
             c.fail("sealing.utility_key", "is required when seal_to_utility = true")
+        if s.utility_key and not s.seal_to_utility:
+            c.fail("sealing.utility_key", "is set but seal_to_utility is false, so payloads "
+                                          "would NOT be encrypted: set seal_to_utility = true "
+                                          "or remove utility_key")
         if s.utility_key and not _HEX64_RE.match(s.utility_key) and not os.path.isfile(
                 s.utility_key):
             c.fail("sealing.utility_key", "must be 64 hex chars or an existing file, got "
@@ -498,37 +502,69 @@ def _check_all(cfg: AgentConfig, c: _Checker) -> None:
 # --- entry points ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Validated:
+    """A config built as far as possible, with every problem found so far.
+
+    ``bad`` holds the key paths whose value was wrong (they carry placeholders), so
+    later checks (drivers, key files) can skip them instead of reporting twice.
+    """
+
+    config: AgentConfig
+    problems: tuple[ConfigError, ...]
+    bad: frozenset[str]
+
+    def is_bad(self, path: str) -> bool:
+        """True if ``path`` or a table containing it was already reported."""
+        return not _Checker([], set(self.bad)).ok(path)
+
+
+def validate_config(data: dict[str, Any], *, source: str | None = None) -> Validated:
+    """Build and cross-check a parsed TOML document without raising on problems."""
+    problems: Problems = []
+    bad: set[str] = set()
+    cfg = _build(AgentConfig, "", data, problems, bad)
+    _check_all(cfg, _Checker(problems, bad))
+    return Validated(dataclasses.replace(cfg, source=source), tuple(problems), frozenset(bad))
+
+
 def parse_config(data: dict[str, Any], *, source: str | None = None) -> AgentConfig:
     """Validate a parsed TOML document.
 
     Raises:
         ConfigErrors: listing every problem found, each with its key path.
     """
-    problems: Problems = []
-    bad: set[str] = set()
-    cfg = _build(AgentConfig, "", data, problems, bad)
-    _check_all(cfg, _Checker(problems, bad))
-    if problems:
-        raise ConfigErrors(problems, source=source)
-    return dataclasses.replace(cfg, source=source)
+    v = validate_config(data, source=source)
+    if v.problems:
+        raise ConfigErrors(list(v.problems), source=source)
+    return v.config
+
+
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML file.
+
+    Raises:
+        ConfigError: unreadable file or TOML syntax error (one problem).
+    """
+    src = str(path)
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config: {exc.strerror}", source=src) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"not valid TOML: {exc}", source=src) from None
 
 
 def load_config(path: str | os.PathLike[str]) -> AgentConfig:
-    """Read and validate a TOML config file.
+    """Read and validate a TOML config file (the config alone: no key file or driver;
+    :func:`agent.service.preflight.check_startup` makes every start-up check).
 
     Raises:
         ConfigError: unreadable file or TOML syntax error (one problem).
         ConfigErrors: every validation problem at once.
     """
-    src = str(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except OSError as exc:
-        raise ConfigError("", f"cannot read config: {exc.strerror}", source=src) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("", f"not valid TOML: {exc}", source=src) from None
-    return parse_config(data, source=src)
+    return parse_config(read_toml(path), source=str(path))
 
 
 def field_docs(cls: type) -> list[tuple[str, str, str]]:

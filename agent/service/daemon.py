@@ -101,6 +101,7 @@ class Agent:
         cfg = self.cfg
         self.seed = keys.load_signing_key(cfg.gateway.key_path)
         self.public_key = keys.public_from_seed(self.seed)
+        log.info("gateway public key %s", self.public_key.hex())  # for enrollment
         self.recipient = (keys.load_public_key(cfg.sealing.utility_key)
                           if cfg.sealing.seal_to_utility and cfg.sealing.utility_key else None)
         self.meters = open_meters(cfg)  # refuse a bad meter before touching the disk

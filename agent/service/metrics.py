@@ -55,21 +55,30 @@ def _num(value: object) -> str:
     return str(value)
 
 
-class _Writer:
+class Writer:
+    """Collects samples by metric family and writes each family once, HELP and TYPE
+    first and all its samples together, whatever order they were added in (a family
+    split into groups is read as untyped by Prometheus parsers)."""
+
     def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._declared: set[str] = set()
+        self._families: dict[str, tuple[str, str, list[str]]] = {}
 
     def add(self, name: str, kind: str, help_text: str, value: object,
             labels: dict[str, object] | None = None) -> None:
-        if name not in self._declared:
-            self._declared.add(name)
-            self.lines.append(f"# HELP {name} {help_text}")
-            self.lines.append(f"# TYPE {name} {kind}")
+        family = self._families.setdefault(name, (kind, help_text, []))
         lab = ""
         if labels:
             lab = "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items()) + "}"
-        self.lines.append(f"{name}{lab} {_num(value)}")
+        family[2].append(f"{name}{lab} {_num(value)}")
+
+    def text(self) -> str:
+        """The exposition (ends with a newline; empty when nothing was added)."""
+        lines: list[str] = []
+        for name, (kind, help_text, samples) in self._families.items():
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} {kind}")
+            lines += samples
+        return "\n".join(lines) + "\n" if lines else ""
 
 
 def _seconds(ms: object) -> float | None:
@@ -78,7 +87,7 @@ def _seconds(ms: object) -> float | None:
 
 def render(snap: Snapshot) -> str:
     """The snapshot as Prometheus text (ends with a newline)."""
-    w = _Writer()
+    w = Writer()
     for m in snap.get("meters", []):
         labels = {"meter": m["meter_id"], "driver": m["driver"]}
         for name, kind, help_text, key in _METER_METRICS:
@@ -146,7 +155,7 @@ def render(snap: Snapshot) -> str:
     health = snap.get("health", {})
     w.add("meterchain_critical", "gauge", "1 while the agent reports a critical condition.",
           health.get("state") == "critical")
-    return "\n".join(w.lines) + "\n"
+    return w.text()
 
 
 def write_textfile(path: str | os.PathLike[str], text: str) -> None:

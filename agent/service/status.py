@@ -76,6 +76,51 @@ def is_stale(snap: dict[str, Any], now_s: float | None = None) -> bool:
         snap.get("interval_s", 15.0))
 
 
+def pid_gone(snap: dict[str, Any]) -> bool:
+    """True if the status says running but its process no longer exists (killed, crashed
+    or the machine rebooted), so the file will never be rewritten."""
+    pid = snap.get("pid")
+    if not snap.get("running") or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, owned by the service user
+        return False
+    return False
+
+
+def agent_state(snap: dict[str, Any], now_s: float | None = None) -> str:
+    """``running``, ``stopped`` (it wrote its final status), ``not-responding`` (status
+    older than a few write intervals) or ``gone`` (its process no longer exists)."""
+    if not snap.get("running"):
+        return "stopped"
+    if pid_gone(snap):
+        return "gone"
+    if is_stale(snap, now_s):
+        return "not-responding"
+    return "running"
+
+
+def assess(snap: dict[str, Any], now_s: float | None = None) -> dict[str, Any]:
+    """What ``meterchain status`` concludes: the agent's state, health and exit code."""
+    agent = agent_state(snap, now_s)
+    health = snap.get("health", {}).get("state", "?")
+    return {"agent": agent, "health": health, "exit_code": exit_code(snap, now_s),
+            "status_age_s": round(staleness_s(snap, now_s), 1)}
+
+
+def _named(obis: str) -> tuple[str, str]:
+    """(short name, OBIS code) of a value key, the name empty when unknown."""
+    try:
+        from drivers.quantities import lookup
+
+        return lookup(obis).name, obis
+    except (KeyError, ValueError):
+        return "", obis
+
+
 def _ago(ms: int | None, now_s: float) -> str:
     if ms is None:
         return "never"
@@ -105,15 +150,21 @@ def render_status(snap: dict[str, Any], now_s: float | None = None) -> str:
     gw = snap.get("gateway", {})
     health = snap.get("health", {})
     state = health.get("state", "?")
-    if not snap.get("running"):
-        run = f"stopped (status written {_ago(snap.get('written_ms'), now)})"
-    elif is_stale(snap, now):
+    agent = agent_state(snap, now)
+    if agent == "stopped":
+        run = f"STOPPED (final status written {_ago(snap.get('written_ms'), now)})"
+    elif agent == "gone":
+        run = (f"NOT RUNNING: process {snap.get('pid')} is gone without a final status "
+               f"(last written {_ago(snap.get('written_ms'), now)}); "
+               "see journalctl -u meterchain-agent")
+        state = "critical"
+    elif agent == "not-responding":
         run = (f"NOT RESPONDING: status last written {_ago(snap.get('written_ms'), now)} "
                f"(pid {snap.get('pid')})")
         state = "critical"
     else:
         run = f"running (pid {snap.get('pid')}, since {_ago(snap.get('started_ms'), now)})"
-    out.append(f"gateway  {gw.get('name') or '-'}  key {gw.get('key', '?')[:16]}...")
+    out.append(f"gateway  {gw.get('name') or '-'}  public key {gw.get('key', '?')}")
     out.append(f"agent    {run}")
     out.append(f"health   {state.upper()}")
     for problem in health.get("problems", []):
@@ -134,9 +185,9 @@ def render_status(snap: dict[str, Any], now_s: float | None = None) -> str:
             "last_error") else ""
         out.append(f"  {m['meter_id']:<16} {m['driver']:<12} reads {m['reads']:<7} errors "
                    f"{m['errors']:<5} last ok {_ago(m.get('last_success_ms'), now)}{err}")
-        values = ", ".join(f"{k} = {v}" for k, v in sorted(m.get("last_values", {}).items()))
-        if values:
-            out.append(f"    {values}")
+        for obis, value in sorted(m.get("last_values", {}).items()):
+            name, code = _named(obis)
+            out.append(f"    {code:<12} {name:<22} {value}")
     out.append("replicas")
     if not snap.get("replicas"):
         out.append("  (none configured)")
@@ -153,7 +204,8 @@ def render_status(snap: dict[str, Any], now_s: float | None = None) -> str:
 
 
 def exit_code(snap: dict[str, Any], now_s: float | None = None) -> int:
-    """0 healthy or degraded, 1 critical or not responding."""
-    if is_stale(snap, now_s) or snap.get("health", {}).get("state") == "critical":
+    """0 running and healthy; 1 degraded, critical, stopped, not responding or gone.
+    (2, a usage error, is the command's.)"""
+    if agent_state(snap, now_s) != "running" or snap.get("health", {}).get("state") != "ok":
         return 1
     return 0

@@ -136,12 +136,13 @@ class MeterServer:
     """A running pymodbus server holding simulated units; use as an async context manager."""
 
     def __init__(self, units: Iterable[SimUnit], *, transport: str = "tcp",
-                 port: str | None = None, host: str = "127.0.0.1") -> None:
+                 port: str | None = None, host: str = "127.0.0.1", tcp_port: int = 0) -> None:
         self.units = {u.unit: u for u in units}
         self.transport = transport
         self.serial_port = port
         self.host = host
-        self.tcp_port = 0
+        self.tcp_port = tcp_port
+        """The TCP port to listen on (0: a free one); after :meth:`start`, the port."""
         self._server: ModbusTcpServer | ModbusSerialServer | None = None
 
     async def start(self) -> None:
@@ -151,7 +152,8 @@ class MeterServer:
                                               port=self.serial_port or "", baudrate=9600)
         else:
             framer = FramerType.RTU if self.transport == "rtu-tcp" else FramerType.SOCKET
-            self._server = ModbusTcpServer(devices, framer=framer, address=(self.host, 0))
+            self._server = ModbusTcpServer(devices, framer=framer,
+                                           address=(self.host, self.tcp_port))
         await self._server.serve_forever(background=True)
         if self.transport != "rtu":
             self.tcp_port = self._server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]

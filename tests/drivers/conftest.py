@@ -1,4 +1,4 @@
-"""Fixtures for driver tests: a pty pair made by socat, profile paths."""
+"""Fixtures for driver tests: a linked pseudo-terminal pair, profile paths."""
 
 from __future__ import annotations
 

@@ -61,14 +61,15 @@ def test_inter_frame_gap_is_kept_between_requests_of_two_meters(bus: RtuPtyRespo
 
 
 def test_silent_meter_on_the_same_bus_costs_only_its_own_timeout(bus: RtuPtyResponder) -> None:
-    async def go() -> tuple[float, float, float, int]:
+    """Counted, not timed against the machine: the silent meter gets one request (one
+    timeout, no retries) and the healthy meter's requests all come after it and are
+    answered; only a lower bound of time is checked (the dead meter waited its timeout)."""
+    async def go() -> tuple[float, int]:
         healthy, dead = meter(bus.port, 1), meter(bus.port, 9, timeout=0.5)
         try:
             assert healthy.bus is dead.bus
             await healthy.read(1)  # warm up: port open
-            t0 = time.monotonic()
-            await healthy.read(2)
-            alone = time.monotonic() - t0
+            bus.log.clear()
 
             async def timed_dead() -> float:
                 t = time.monotonic()
@@ -76,16 +77,16 @@ def test_silent_meter_on_the_same_bus_costs_only_its_own_timeout(bus: RtuPtyResp
                     await dead.read(3)
                 return time.monotonic() - t
 
-            t0 = time.monotonic()
             dead_took, readings = await asyncio.gather(timed_dead(), healthy.read(3))
-            cycle = time.monotonic() - t0
-            requests_to_dead = sum(1 for _, kind, f in bus.log if kind == "rx" and f[0] == 9)
-            return alone, dead_took, cycle, requests_to_dead
+            return dead_took, len(readings)
         finally:
             await healthy.close()
             await dead.close()
-    alone, dead_took, cycle, requests_to_dead = asyncio.run(go())
-    assert 0.5 <= dead_took < 0.5 + 0.25  # its own timeout, once, no retries
-    assert requests_to_dead == 1  # the poll stops at the first unanswered request
-    # the healthy meter waited for the bus at most one timeout, then read normally
-    assert cycle < 0.5 + alone + 0.25
+    dead_took, n_readings = asyncio.run(go())
+    assert dead_took >= 0.5  # it waited its own timeout
+    requests = [frame[0] for _, kind, frame in bus.log if kind == "rx"]
+    answers = [frame[0] for _, kind, frame in bus.log if kind == "tx"]
+    assert requests.count(9) == 1  # the poll stops at the first unanswered request
+    # the healthy meter waited for the bus once, then every request of its poll was answered
+    assert requests[0] == 9 and set(requests[1:]) == {1}
+    assert answers == requests[1:] and n_readings > 0

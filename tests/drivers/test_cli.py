@@ -6,8 +6,10 @@ import asyncio
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -170,3 +172,75 @@ def test_exception_4_hint_names_the_unit_id_first() -> None:
     err = asyncio.run(go())
     assert err.code == 4 and err.hint is not None
     assert err.hint.index("unit id") < err.hint.index("power-cycle")
+
+
+def test_read_prints_every_value_and_marks_refused_registers(
+        sim_port: int, capsys: pytest.CaptureFixture[str]) -> None:
+    """An SDM120 read with the three-phase SDM630 profile: the per-phase energy registers
+    do not exist on it (exception 2). Everything else is printed; those are marked."""
+    rc = main(["read", "--host", "127.0.0.1", "--tcp-port", str(sim_port), "--unit", "5",
+               "--profile", "eastron-sdm630"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    rows = {line.split()[0]: line for line in out.splitlines()[2:]}
+    obis, value = rows["energy_import"].split()[1:3]
+    assert obis == "1-0:1.8.0" and value.isdigit()
+    assert "FAILED" not in rows["voltage_l1"] and "FAILED" not in rows["energy_import"]
+    for name, register in (("energy_import_l1", 346), ("energy_export_l3", 356)):
+        assert "FAILED" in rows[name]
+        assert f"register {register}] device answered function 4 with exception 2" in rows[name]
+
+
+def test_read_config_reads_every_configured_meter_once(
+        sim_port: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "agent.toml"
+    meters = "".join(
+        f'\n[[meters]]\nid = "{mid}"\ndriver = "modbus-tcp"\nhost = "127.0.0.1"\n'
+        f'tcp_port = {sim_port}\nunit = {unit}\nprofile = "{prof}"\n'
+        for mid, unit, prof in (("main", 3, "eastron-sdm630"), ("heat", 5, "eastron-sdm120"),
+                                ("gone", 8, "eastron-sdm120")))
+    cfg.write_text('[gateway]\nkey_path = "/nonexistent/gateway.key"\nledger_dir = "/x"\n'
+                   f'state_path = "/x/state.json"\n{meters}')
+    assert main(["read", "--config", str(cfg)]) == 1  # "gone" does not answer
+    out, err = capsys.readouterr()
+    by_meter: dict[str, list[str]] = {}
+    for line in out.splitlines()[2:]:
+        by_meter.setdefault(line.split()[0], []).append(line)
+    assert out.splitlines()[0].split()[:5] == ["meter", "quantity", "obis", "value", "unit"]
+    assert any(ln.split()[1:3] == ["voltage_l1", "1-0:32.7.0"] for ln in by_meter["main"])
+    assert any(ln.split()[1:3] == ["energy_import", "1-0:1.8.0"] for ln in by_meter["heat"])
+    assert len(by_meter["gone"]) == 1 and "FAILED" in by_meter["gone"][0]
+    assert "3 meter(s) read once" in err and "1 with failures" in err
+    assert main(["read", "--config", str(cfg), "--meter", "heat"]) == 0
+    out = capsys.readouterr().out
+    assert {line.split()[0] for line in out.splitlines()[2:]} == {"heat"}
+    assert main(["read", "--config", str(cfg), "--meter", "nope"]) == 2
+    assert "no meter 'nope'" in capsys.readouterr().err
+    # a meter config problem is refused as config check refuses it
+    cfg.write_text(cfg.read_text().replace('unit = 3', 'unit = 0'))
+    assert main(["read", "--config", str(cfg)]) == 2
+    assert "meters[0].unit: must be 1..247, got 0" in capsys.readouterr().err
+
+
+def test_read_p1_says_it_is_waiting_and_for_how_long(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The wait said is the driver's own: for DSMR 5 (a telegram a second) 2 x 1 s + 1 s."""
+    from drivers.sim.serialpty import open_pty
+
+    silent = open_pty()
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text('[gateway]\nkey_path = "/k"\nledger_dir = "/l"\nstate_path = "/s/s.json"\n'
+                   f'[[meters]]\nid = "grid"\ndriver = "dsmr-p1"\nport = "{silent.path}"\n'
+                   'timeout_s = 0.5\noptions = {{ variant = "v5" }}\n'.replace("{{", "{")
+                   .replace("}}", "}"))
+    try:
+        t0 = time.monotonic()
+        assert main(["read", "--config", str(cfg)]) == 1
+        took = time.monotonic() - t0
+        out, err = capsys.readouterr()
+    finally:
+        silent.close()
+    assert err.splitlines()[0].startswith(
+        f"grid: waiting up to 3 s for a P1 telegram on {silent.path}")
+    assert "no data on P1 port" in out and "in 3 s" in out
+    assert took >= 3.0  # it waited as long as it said (a lower bound: no speed assumption)

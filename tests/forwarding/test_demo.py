@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _leftovers(marker: str) -> list[str]:
-    """Command lines of live processes mentioning ``marker`` (socat, servers, ...)."""
+    """Command lines of live processes mentioning ``marker`` (servers, ...)."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -34,9 +35,11 @@ def _leftovers(marker: str) -> list[str]:
 
 
 def _demo(*args: str) -> subprocess.Popen[str]:
+    # PATH names only an empty directory: the demo needs no system tool (no socat).
+    bare = Path(tempfile.mkdtemp(prefix="mc-bare-path-"))
     return subprocess.Popen([sys.executable, "-m", "meterchain", "demo", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                            env=dict(os.environ, PYTHONPATH=str(ROOT), PATH=str(bare)))
 
 
 def _check_ledger(d: Path, min_height: int) -> set[str]:

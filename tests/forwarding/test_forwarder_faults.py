@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -106,18 +105,24 @@ def test_dead_and_slow_replicas_do_not_hold_back_a_live_one(replica, key, seed, 
                Forwarder("slow", slow.url, store, state, gateway_key=key, options=slow_opts),
                Forwarder("live", replica.url, store, state, gateway_key=key, options=FAST)]
         more = make_chain(seed, 10, 5, prev=chain[-1])
-        arrival: list[float] = []
-        t0 = time.monotonic()
 
         def grow(elapsed: float) -> None:
             if more and elapsed > 0.3 and fws[2].acked_height == store.height:
                 store.append(more.pop(0))
-                arrival.append(time.monotonic())
 
-        took = run_until(fws, lambda: not more and fws[2].acked_height == 49, during=grow)
+        slow_when_live_done: list[int] = []
+
+        def live_done() -> bool:
+            done = not more and fws[2].acked_height == 49
+            if done:
+                slow_when_live_done.append(fws[1].acked_height)
+            return done
+
+        run_until(fws, live_done, during=grow)
     hole.close()
-    assert took < 4.0, f"live replica took {took:.1f} s"
-    assert time.monotonic() - t0 < 10
+    # Not a time limit (that would measure the machine): the live replica got every block
+    # while the slow one (3 s per request) was still behind and the dead one had nothing.
+    assert slow_when_live_done and slow_when_live_done[0] < 49
     same_chain(replica.records(key), store, 49)
     assert fws[0].acked_height == -1 and fws[0].status["state"] in ("connecting", "backoff",
                                                                       "stopped")

@@ -89,6 +89,13 @@ def test_unknown_gateway_is_reported_and_retried(replica, key, store, state) -> 
     st = seen[-1]
     assert st["state"] == "refused"
     assert "unknown-gateway" in st["last_error"]
+    # status shows the replica's name beside the error: the error does not repeat it
+    assert "r1" not in st["last_error"], st["last_error"]
+    # ...and it is what the technician's guide tells them to look for
+    shown = "HTTP 404: GET head: unknown-gateway"
+    assert st["last_error"].startswith(shown), st["last_error"]
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "install.md").read_text()
+    assert shown in guide
     assert st["acked_height"] == -1
     # Enrolled later: the forwarder gets through without a restart.
     replica.enroll(key)

