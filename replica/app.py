@@ -257,15 +257,15 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
                      skip_unreadable: str = Query("")) -> Response:
         """Readings with timestamps in ``[from_ms, to_ms)`` as CSV (decrypted with the key);
         times in ms or ISO 8601 (a date is its UTC midnight)."""
-        from_ms = parse_time_param("from_ms", from_ms_text)
-        to_ms = parse_time_param("to_ms", to_ms_text)
         service = svc()
         rec = service.enrolled(gw)
+        from_ms = parse_time_param("from_ms", from_ms_text)
+        to_ms = parse_time_param("to_ms", to_ms_text)
         check_exportable(service.storage, rec, from_ms, to_ms, service.utility_sk)
         skip = skip_unreadable not in ("", "0", "false")
         export = build_export(service.storage, rec, from_ms, to_ms, service.utility_sk,
                               skip_unreadable=skip)
-        headers = {"Content-Disposition": f'attachment; filename="{gw}.csv"',
+        headers = {"Content-Disposition": f'attachment; filename="{rec.key.hex()}.csv"',
                    "X-Meterchain-Omitted-Count": str(len(export.omitted))}
         if export.omitted:
             headers["X-Meterchain-Omitted-Heights"] = ",".join(
@@ -287,11 +287,10 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         """Liveness and version."""
         return {"status": "ok", "version": _version()}
 
+    add_meterdata_routes(app, svc)
     from replica.metrics import install as install_metrics  # GET /metrics, its own module
 
     install_metrics(app, svc)
-
-    add_meterdata_routes(app, svc)
     install_facts(app, svc, config.audit)
     _install_ui(app, config, svc)
     return app

@@ -117,10 +117,10 @@ class ReplicaService:
         self.stored = StoreCounts()
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.rate = RateLimiter(limits.rate_per_gateway, limits.rate_burst, monotonic)
-        self.index = IndexFollower(storage, utility_sk)
-        """The readings index, brought up to date after every push that stores blocks."""
         self.junk = RateLimiter(limits.junk_per_client, limits.junk_burst, monotonic)
         """Refused or unsigned pushes, per client address."""
+        self.index = IndexFollower(storage, utility_sk)
+        """The readings index, brought up to date after every push that stores blocks."""
 
     # --- lookups -------------------------------------------------------------------------
 
@@ -236,8 +236,8 @@ class ReplicaService:
             raise
         if not charged:  # stored nothing new: an empty batch or a resend
             self.junk.take(caller)
-        if result.stored:
-            self.index.after_push(rec.key)
+            return result
+        self.index.after_push(rec.key)  # stored new blocks: index their readings
         return result
 
     def _decode_batch(self, body: bytes, rec: GatewayRecord) -> list[Block]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from enum import Enum
 from typing import Annotated, Any
 
@@ -35,7 +35,7 @@ from replica.meterdata.query import (
     resolve_gateway,
     series_json,
 )
-from replica.meterdata.readings import check_readings_query, readings_csv
+from replica.meterdata.readings import check_readings_query, readings_export
 from replica.meterdata.status import parse_duration, status_json
 from replica.queryparams import reject_unknown_query
 from replica.service import ReplicaService
@@ -115,9 +115,9 @@ def add_routes(app: FastAPI, service: Callable[[], ReplicaService]) -> None:
             raise input_error(exc) from None
         filt = check_readings_query(svc.storage, rec, start, end, svc.utility_sk,
                                     meter or [], register or [])
-        body: Iterator[str] = readings_csv(svc.storage, rec, start, end, svc.utility_sk, filt)
-        return StreamingResponse(body, media_type="text/csv", headers={
-            "Content-Disposition": f'attachment; filename="{rec.key.hex()[:16]}.csv"'})
+        export = readings_export(svc.storage, rec, start, end, svc.utility_sk, filt)
+        return StreamingResponse(export.chunks(), media_type="text/csv", headers={
+            "Content-Disposition": f'attachment; filename="{rec.key.hex()}.csv"'})
 
     @app.get(f"{PREFIX}/gateways", dependencies=deps, tags=tags)
     async def gateways(silent_after: str = Query("1h", max_length=16),

@@ -423,7 +423,7 @@ def cmd_readings(args: argparse.Namespace) -> int:
     from replica.meterdata import calendar
     from replica.meterdata.errors import MeterDataInputError
     from replica.meterdata.query import resolve_gateway
-    from replica.meterdata.readings import check_readings_query, readings_csv
+    from replica.meterdata.readings import check_readings_query, readings_export
 
     try:
         frm, to = calendar.parse_range(args.frm, args.to, calendar.zone(args.tz))
@@ -434,14 +434,16 @@ def cmd_readings(args: argparse.Namespace) -> int:
             rec = resolve_gateway(o.storage, args.gateway)
             filt = check_readings_query(o.storage, rec, frm, to, o.md.utility_sk, args.meter,
                                         args.register)
+            export = readings_export(o.storage, rec, frm, to, o.md.utility_sk, filt)
         except Refusal as exc:
             raise _refused(exc) from None
-        chunks = readings_csv(o.storage, rec, frm, to, o.md.utility_sk, filt)
         if args.output:
-            with open(args.output, "w", encoding="utf-8") as f:
-                f.writelines(chunks)
+            with open(args.output, "wb") as f:
+                f.writelines(export.chunks())
         else:
-            sys.stdout.writelines(chunks)
+            sys.stdout.flush()
+            sys.stdout.buffer.writelines(export.chunks())
+            sys.stdout.buffer.flush()
     return 0
 
 

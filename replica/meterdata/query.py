@@ -30,6 +30,7 @@ from operator import sub
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from replica.csvexport import neutralise
 from replica.errors import Refusal
 from replica.meterdata import calendar
 from replica.meterdata.errors import MeterDataInputError
@@ -508,7 +509,8 @@ def finding_json(f: Finding, tz: ZoneInfo) -> dict[str, Any]:
 
 CSV_COLUMNS = ("point", "member", "role", "direction", "start", "end", "start_ms", "end_ms",
                "wh", "quality", "rule", "start_trace", "end_trace")
-"""Columns of the intervals CSV (docs/replica-api.md)."""
+"""Columns of the intervals CSV (docs/replica-api.md); a member name a spreadsheet would
+run as a formula gets a leading ``'`` (:func:`replica.csvexport.neutralise`)."""
 
 
 def trace_text(origins: Sequence[Origin]) -> str:
@@ -520,7 +522,7 @@ def csv_rows(series: Sequence[Series], req: Request, *, traces: bool) -> list[li
     rows = []
     for s in series:
         pid = s.target.point.point_id if s.target.assigned else s.target.label
-        member = (s.target.point.member or "") if s.target.assigned else ""
+        member = neutralise(s.target.point.member or "") if s.target.assigned else ""
         role = s.target.point.role if s.target.assigned else ""
         for iv in s.intervals:
             rows.append([pid, member, role, s.direction, iso_local(iv.start_ms, req.tz),

@@ -1,20 +1,17 @@
 """Raw readings of one gateway as CSV, by name and date, filtered by meter and register.
 
-The rows come from the stored blocks themselves (not the index), in chain order, with
-the columns of ``GET /v1/gateways/{gw}/readings.csv`` (:data:`replica.csvexport.COLUMNS`,
-documented in docs/replica-api.md). Values are exact decimals, never floats.
+The rows come from the stored blocks themselves (not the index), in chain order, built by
+the gateway export (:func:`replica.csvexport.build_export`, so the same columns, the same
+formula-injection guard, never cut off); this module adds the filters.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ledger import Block, block_readings
 from ledger.readings import format_obis, parse_obis
-from replica.csvexport import COLUMNS, PAGE_BLOCKS, _iso, check_exportable
+from replica.csvexport import Export, build_export, check_exportable
 from replica.errors import Refusal
 from replica.storage.base import GatewayRecord, Storage
 
@@ -57,31 +54,14 @@ def check_readings_query(storage: Storage, rec: GatewayRecord, from_ms: int, to_
     return ReadingFilter(frozenset(meters), frozenset(regs))
 
 
-def readings_csv(storage: Storage, rec: GatewayRecord, from_ms: int, to_ms: int,
-                 utility_sk: bytes | None, filt: ReadingFilter) -> Iterator[str]:
-    """Yield the CSV in chunks, header first (call :func:`check_readings_query` first).
+def readings_export(storage: Storage, rec: GatewayRecord, from_ms: int, to_ms: int,
+                    utility_sk: bytes | None, filt: ReadingFilter) -> Export:
+    """The whole filtered CSV, built before anything is sent (call
+    :func:`check_readings_query` first); see :func:`replica.csvexport.build_export`.
 
     Raises:
-        ChainError: a stored block no longer matches its header (tampered database).
+        Refusal: 422 ``unreadable-blocks`` when a block in the range cannot be opened or
+            does not match its header (nothing is exported).
     """
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    key_hex = rec.key.hex()
-    after = -1
-    while True:
-        page = storage.blocks_in_time(rec.key, from_ms, to_ms, after, PAGE_BLOCKS)
-        for height, record in page:
-            block = Block.decode(record)
-            for index, (r, _salt) in enumerate(block_readings(block, utility_sk)):
-                if not from_ms <= r.timestamp_ms < to_ms or not filt.keeps(r.meter_id, r.obis):
-                    continue
-                writer.writerow((key_hex, height, index, r.meter_id, r.obis, r.value,
-                                 r.exponent, r.decimal, r.unit, r.timestamp_ms,
-                                 _iso(r.timestamp_ms), r.clock.name.lower(), r.quality))
-            after = height
-        yield buf.getvalue()
-        buf.seek(0)
-        buf.truncate()
-        if len(page) < PAGE_BLOCKS:
-            return
+    return build_export(storage, rec, from_ms, to_ms, utility_sk,
+                        keep=lambda r: filt.keeps(r.meter_id, r.obis))
