@@ -270,3 +270,54 @@ interval_s = 0.2
     taken = final["meters"][0]["readings"]
     assert final["sealer"]["readings_committed"] == taken
     assert sum(b.header.reading_count for b in blocks) == taken
+
+
+@pytest.mark.slow
+def test_metrics_textfile_keeps_updating_when_status_json_cannot_be_written(
+        tmp_path: Path) -> None:
+    """Without a reserve (reserve_bytes = 0) status.json cannot be written on the full
+    disk; the textfile, on another filesystem, is written on its own and tells the truth."""
+    meters = SimMeters([("eastron-sdm120", 1)])
+    gw = AgentProcess(tmp_path / "gw", "", replicas=[])
+    textfile = tmp_path / "textfile" / "meterchain.prom"
+    textfile.parent.mkdir()
+    with small_tmpfs(tmp_path / "var", FS_BYTES) as var:
+        gw.config.write_text(f"""
+[gateway]
+key_path = "{gw.dir / 'gateway.key'}"
+ledger_dir = "{var / 'ledger'}"
+state_path = "{var / 'state.json'}"
+{meters.config_tables(poll_interval_s=0.2, timeout_s=0.15)}
+[sealing]
+interval_s = 0.3
+retry_interval_s = 0.2
+[retention]
+segment_bytes = 65536
+reserve_bytes = 0
+[metrics]
+textfile = "{textfile}"
+interval_s = 0.2
+""")
+        status = var / "status.json"
+        gw.start()
+        assert gw.proc is not None
+        proc = gw.proc
+        try:
+            wait_for("blocks", lambda: read_json(status).get("chain", {}).get("height", -1)
+                     >= 2, proc, gw.log)
+            fill(var / "FILLER")
+            wait_for("store full in the textfile", lambda: metric(
+                textfile.read_text(), "meterchain_store_full") == "1", proc, gw.log)
+            pending = [int(metric(textfile.read_text(), "meterchain_pending_readings") or 0)]
+            wait_for("the textfile still updating", lambda: pending.append(int(metric(
+                textfile.read_text(), "meterchain_pending_readings") or 0)) or
+                pending[-1] > pending[0] + 20, proc, gw.log)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0, gw.log.read_text()[-4000:]
+            gw.proc = None
+        finally:
+            if gw.proc is not None:
+                gw.kill()
+            meters.close()
+    log = gw.log.read_text()
+    assert "cannot write the status" in log and "No space left on device" in log
