@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from agent.storage.store import BlockStore, StoreOptions
-from ledger import Block, ChainVerifier, block_readings
+from ledger import Block, ChainVerifier, Reading, block_readings
 from tests.support.pipeline import ROOT, AgentProcess, SimMeters
 from tests.support.replicaproc import ReplicaProcess
 from tests.support.tmpfs import fill, small_tmpfs
@@ -188,7 +188,7 @@ def test_replica_acknowledging_while_the_disk_is_full(tmp_path: Path) -> None:
     assert records[first:] == local_records[: len(records) - first]
     chain = records[:first] + local_records
     verifier = ChainVerifier(None, gw.public_key)
-    readings = []
+    readings: list[Reading] = []
     for rec in chain:
         block = Block.decode(rec)
         verifier.add(block)
