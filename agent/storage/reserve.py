@@ -24,6 +24,7 @@ also refuses cursors and the status file (retried, never fatal).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -97,11 +98,16 @@ class DiskReserve:
     def establish(self) -> bool:
         """Allocate the reserve file (again); returns whether it is held now.
 
-        Failing for lack of space leaves it released (the partial file removed); any
-        other failure is logged and also leaves it released (retried by :meth:`check`).
+        Failing for lack of space leaves it released (the partial file removed; retried
+        by :meth:`check`); any other failure is logged and the agent goes on without a
+        reserve (``size`` becomes 0).
         """
         if self.size <= 0:
-            self.path.unlink(missing_ok=True)
+            try:
+                self.path.unlink(missing_ok=True)  # left from a run with a reserve
+            except OSError as exc:
+                log.warning("%s: cannot remove the old disk reserve: %s", self.path,
+                            exc.strerror)
             return False
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -112,10 +118,16 @@ class DiskReserve:
             finally:
                 os.close(fd)
         except OSError as exc:
-            self.path.unlink(missing_ok=True)
-            if exc.errno not in NO_SPACE:
-                log.error("%s: cannot allocate the disk reserve: %s", self.path, exc.strerror)
-            elif self.released_ms is None:
+            with contextlib.suppress(OSError):  # the error below says what failed
+                self.path.unlink(missing_ok=True)
+            if exc.errno not in NO_SPACE:  # not a full disk: go on without a reserve
+                log.error("%s: cannot allocate the disk reserve (%s); running without one",
+                          self.path, exc.strerror)
+                self.size = 0
+                self.released_ms = None
+                self.store.keep_free(None)
+                return False
+            if self.released_ms is None:
                 log.critical("disk full: no room for the disk reserve of %d bytes (%s); new "
                              "blocks wait (readings are held in memory) until %d bytes are "
                              "free", self.size, self.path, 2 * self.size)
@@ -168,9 +180,11 @@ class DiskReserve:
         """Re-establish a released reserve once twice its size is free; returns whether
         it is held. Cheap (one statvfs) while held or short of space."""
         if self.held and not self.path.exists():
-            log.warning("%s: the disk reserve file was removed; allocating it again",
-                        self.path)
+            log.warning("%s: the disk reserve file was removed; it is allocated again once "
+                        "%d bytes are free", self.path, 2 * self.size)
             self.held = False
+            self.released_ms = int(self._wall() * 1000)
+            self._released_floor()
         if self.held or self.size <= 0 or self._stop_keep is not None:
             return self.held
         try:

@@ -179,3 +179,23 @@ def test_zero_disables_the_reserve(store: BlockStore, ledger_dir: Path) -> None:
     assert not reserve.released and not reserve.held
     assert not reserve.disk_full("a block")
     assert not (ledger_dir / RESERVE_FILE).exists()
+
+
+def test_a_reserve_removed_by_hand_is_allocated_again(store: BlockStore,
+                                                      ledger_dir: Path) -> None:
+    reserve = DiskReserve(ledger_dir, RESERVE, store)
+    reserve.establish()
+    (ledger_dir / RESERVE_FILE).unlink()
+    assert reserve.check() and reserve.held
+    assert allocated(ledger_dir / RESERVE_FILE) >= RESERVE
+
+
+def test_a_reserve_that_cannot_be_made_is_not_a_full_disk(
+        store: BlockStore, ledger_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (ledger_dir / RESERVE_FILE).mkdir()  # in the way: not a file
+    reserve = DiskReserve(ledger_dir, RESERVE, store)
+    assert not reserve.establish()
+    assert "running without one" in caplog.text
+    assert not reserve.released and reserve.size == 0
+    Chain().append(store)  # blocks are not held back
+    assert not reserve.check()
