@@ -100,10 +100,14 @@ def metric(text: str, name: str) -> str | None:
 
 
 @pytest.mark.slow
-def test_replica_acknowledging_while_the_disk_is_full(tmp_path: Path) -> None:
+def test_replica_acknowledging_while_the_disk_is_full(tmp_path: Path,
+                                                     request: pytest.FixtureRequest) -> None:
     meters = SimMeters([("eastron-sdm120", 1)])
+    request.addfinalizer(meters.close)
     gw = AgentProcess(tmp_path / "gw", "", replicas=[])
-    rep = ReplicaProcess(tmp_path / "rep", enroll=[gw.public_key]).start()
+    rep = ReplicaProcess(tmp_path / "rep", enroll=[gw.public_key])
+    request.addfinalizer(rep.stop)
+    rep.start()
     textfile = tmp_path / "textfile" / "meterchain.prom"
     textfile.parent.mkdir()
     with small_tmpfs(tmp_path / "var", FS_BYTES) as var:
@@ -169,8 +173,6 @@ def test_replica_acknowledging_while_the_disk_is_full(tmp_path: Path) -> None:
             first, local = store.first_height, store.height
             local_records = [store.get_record(h) for h in range(first, local + 1)]
     records = rep.records(gw.public_key)
-    rep.stop()
-    meters.close()
     log = gw.log.read_text()
     assert "released the disk reserve" in log and "allocated again" in log, log[-4000:]
     assert "because the disk is full" in log, log[-4000:]

@@ -94,13 +94,27 @@ class Supervisor:
 
 
 @pytest.mark.slow
-def test_soak_kills_outages_faults_and_a_full_disk(tmp_path: Path) -> None:
+def test_soak_kills_outages_faults_and_a_full_disk(tmp_path: Path,
+                                                  request: pytest.FixtureRequest) -> None:
     rng = random.Random(SEED)
     meters = SimMeters([("eastron-sdm120", 1), ("eastron-sdm120", 2)])
+    meters_open = [True]
+
+    def close_meters() -> None:
+        if meters_open:
+            meters_open.clear()
+            meters.close()
+
+    request.addfinalizer(close_meters)
     gw = AgentProcess(tmp_path / "gw", "", replicas=[])
-    rep_a = ReplicaProcess(tmp_path / "rep-a", enroll=[gw.public_key]).start()
-    rep_b = ReplicaProcess(tmp_path / "rep-b", enroll=[gw.public_key]).start()
+    rep_a = ReplicaProcess(tmp_path / "rep-a", enroll=[gw.public_key])
+    request.addfinalizer(rep_a.stop)
+    rep_b = ReplicaProcess(tmp_path / "rep-b", enroll=[gw.public_key])
+    request.addfinalizer(rep_b.stop)
+    rep_a.start()
+    rep_b.start()
     proxy = FaultProxy(("127.0.0.1", rep_b.port), seed=SEED, rates=FAULTS).start()
+    request.addfinalizer(proxy.stop)
     textfile = tmp_path / "prom" / "meterchain.prom"
     textfile.parent.mkdir()
     with small_tmpfs(tmp_path / "var", 4 << 20) as var:
@@ -194,7 +208,7 @@ level = "info"
                     rep.start()
             proxy.down = False
             proxy.rates = {}
-            meters.close()
+            close_meters()
             deadline = time.monotonic() + 60
             while True:
                 sup.tend(False)
@@ -215,7 +229,6 @@ level = "info"
         finally:
             if gw.proc is not None:
                 gw.kill()
-            proxy.stop()
     records_a = rep_a.records(gw.public_key)
     records_b = rep_b.records(gw.public_key)
     rep_a.stop()
