@@ -173,8 +173,9 @@ class RetentionConfig:
         "Disk reserve: a preallocated file (LEDGER/RESERVE) released when the disk fills, "
         "so cursors, status and the readings pending at a stop can still be written; "
         "allocated again once twice this is free. The default holds the default "
-        "sealing.max_pending_readings (about 55 bytes a reading). At most an eighth of "
-        "the filesystem is held (a larger value is lowered, with a warning). 0 disables it.",
+        "sealing.max_pending_readings for meter ids of up to 30 characters (a reading "
+        "takes about 48 bytes plus its meter id). At most an eighth of the filesystem is "
+        "held (a larger value is lowered, with a warning). 0 disables it.",
         min=0, max=1024**3))
 
 

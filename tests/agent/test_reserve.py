@@ -199,3 +199,25 @@ def test_a_reserve_that_cannot_be_made_is_not_a_full_disk(
     assert not reserve.released and reserve.size == 0
     Chain().append(store)  # blocks are not held back
     assert not reserve.check()
+
+
+def test_default_reserve_holds_the_default_pending_readings_of_30_character_ids() -> None:
+    """What docs/agent.md promises: at a stop on a full disk, the default reserve takes
+    the default sealing.max_pending_readings, sealed in blocks of the default size, with
+    the stop margin (status and state files of 16 KiB each assumed) left free."""
+    import nacl.signing
+
+    from agent.service.config import RetentionConfig, SealingConfig
+    from agent.service.daemon import STOP_KEEP_FREE
+    from ledger import Reading, seal_block
+
+    sealing, retention = SealingConfig(), RetentionConfig()
+    per_block = sealing.max_readings
+    readings = [Reading.make("m" * 30, "1-0:1.8.0", 10**12 + i, 0, "Wh", 1_767_225_600_000 + i)
+                for i in range(per_block)]
+    block = seal_block(nacl.signing.SigningKey(bytes(32)), None, readings,
+                       [bytes(16)] * per_block, readings[0].timestamp_ms,
+                       readings[-1].timestamp_ms)
+    on_disk = -(-(len(block.encode()) + 8) // 4096) * 4096 + 8  # framed, padded, indexed
+    blocks = -(-sealing.max_pending_readings // per_block)
+    assert blocks * on_disk + STOP_KEEP_FREE + 2 * (2 * 16 * 1024) <= retention.reserve_bytes
