@@ -97,10 +97,15 @@ class _ReplicaThread:
         from replica.storage import open_storage
 
         url = f"sqlite:///{directory / 'replica.db'}"
+        from replica.auth import READ_CHAIN
+        from replica.tokens import create_token
+
         storage = open_storage(url)
         try:
             if storage.gateway(gateway_key) is None:
                 storage.enroll(gateway_key, "demo-gateway", "demo", int(time.time() * 1000))
+            self.token, _ = create_token(storage, "demo", (READ_CHAIN,),
+                                         int(time.time() * 1000))
         finally:
             storage.close()
         self.port = _free_port()
@@ -132,7 +137,8 @@ class _ReplicaThread:
         out: list[bytes] = []
         while True:
             q = f"{self.url}/v1/gateways/{key.hex()}/blocks?from={len(out)}&limit=500"
-            with urllib.request.urlopen(q, timeout=10) as r:
+            req = urllib.request.Request(q, headers={"Authorization": f"Bearer {self.token}"})
+            with urllib.request.urlopen(req, timeout=10) as r:
                 batch = json.loads(r.read())["blocks"]
             if not batch:
                 return out

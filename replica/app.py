@@ -8,24 +8,32 @@ Every refusal is JSON ``{"error": code, "detail": sentence, ...}`` with a 4xx st
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 import keyfiles as keys
+from replica.access import AccessControl
 from replica.config import ReplicaConfig, load_config
-from replica.csvexport import check_exportable, export_csv
+from replica.csvexport import MAX_LISTED, build_export, check_exportable
 from replica.errors import Refusal, ReplicaStoreError
-from replica.service import ReplicaService
+from replica.intake import BodyBudget, client_address, received_body
+from replica.meterdata.api import add_routes as add_meterdata_routes
+from replica.queryparams import parse_time_param, reject_unknown_query
+from replica.service import ReplicaService, head_json
 from replica.storage.base import Storage, open_storage
+
+log = logging.getLogger("replica")
 
 CONFIG_ENV = "MC_REPLICA_CONFIG"
 API_PREFIX = "/v1"
@@ -99,10 +107,13 @@ class ForkModel(BaseModel):
 
 class ForksModel(BaseModel):
     forks: list[ForkModel]
+    next: str | None
+    total: int
+    dropped: int
 
 
 _REFUSALS: dict[int | str, dict[str, Any]] = {
-    s: {"model": RefusalModel} for s in (400, 403, 404, 409, 413, 422, 429)
+    s: {"model": RefusalModel} for s in (400, 401, 403, 404, 408, 409, 413, 422, 429, 503, 507)
 }
 
 _PUSH_BODY_SCHEMA = {
@@ -120,29 +131,26 @@ def refusal_response(exc: Refusal) -> JSONResponse:
     for k, v in exc.extra.items():
         if k == "retry_after":
             headers["Retry-After"] = str(max(1, int(float(str(v)) + 0.999)))
+        elif k == "close":  # refused before the body was read: do not wait for it
+            headers["Connection"] = "close"
         else:
             body[k] = v
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
-async def _read_body(request: Request, limit: int, service: ReplicaService,
-                     key_hex: str) -> bytes:
-    """The request body, refused (413, with the gateway's head) once over ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    over = declared is not None and declared.isdigit() and int(declared) > limit
-    chunks = []
-    if not over:
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                over = True
-                break
-            chunks.append(chunk)
-    if over:
-        head = await run_in_threadpool(service.current_head, key_hex)
-        raise Refusal(413, "too-large", f"request body is over {limit} bytes", head=head)
-    return b"".join(chunks)
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def query_int(name: str, text: str) -> int:
+    """A query or path integer: decimal digits only, 0..2**63-1 (no sign, dot, ``_``).
+
+    Raises:
+        Refusal: 400 ``malformed`` otherwise.
+    """
+    if not _DIGITS.fullmatch(text) or int(text) > 2**63 - 1:
+        raise Refusal(400, "malformed", f"{name} must be an integer in 0..2**63-1 written "
+                      f"in decimal digits, got {text[:40]!r}")
+    return int(text)
 
 
 def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI:
@@ -154,6 +162,8 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
     utility_sk = (keys.load_utility_secret(config.utility_secret_key)
                   if config.utility_secret_key is not None else None)
     state: dict[str, ReplicaService] = {}
+    budget = BodyBudget(config.limits.max_inflight_body_bytes,
+                        config.limits.max_inflight_body_bytes_per_client)
     if storage is not None:
         state["service"] = ReplicaService(storage, config.limits, utility_sk=utility_sk)
 
@@ -171,11 +181,17 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
                 state.pop("service", None)
 
     app = FastAPI(title="meterchain replica", version=_version(), lifespan=lifespan,
+                  dependencies=[Depends(reject_unknown_query)],
+                  docs_url=None, redoc_url=None,
                   description="Receives, verifies, stores and compares gateway ledgers "
                   "(protocol v1, docs/replica-api.md).")
 
     def svc() -> ReplicaService:
         return state["service"]
+
+    app.router.redirect_slashes = False  # one spelling per path: ".../blocks/" is a 404
+    app.add_middleware(AccessControl, routes=lambda: app.router.routes, public=config.public,
+                       lookup=lambda: svc().storage.token)
 
     @app.exception_handler(Refusal)
     async def _refused(_request: Request, exc: Refusal) -> JSONResponse:
@@ -192,16 +208,19 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
 
     @app.exception_handler(ReplicaStoreError)
     async def _store_down(_request: Request, exc: ReplicaStoreError) -> JSONResponse:
-        return JSONResponse({"error": "storage-unavailable", "detail": str(exc)},
-                            status_code=503)
+        log.error("storage unavailable: %s", exc)  # the detail (paths, hosts) stays in the log
+        return JSONResponse({"error": "storage-unavailable", "detail": "the replica's database "
+                             "cannot be reached; retry later"}, status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.post(f"{API_PREFIX}/gateways/{{gw}}/blocks", responses={200: {"model": PushOk},
               **_REFUSALS}, openapi_extra=_PUSH_BODY_SCHEMA)
     async def push(gw: str, request: Request) -> JSONResponse:
         """Push an ordered, consecutive batch of blocks (atomic: all stored or none)."""
         service = svc()
-        body = await _read_body(request, config.limits.max_body_bytes, service, gw)
-        result = await run_in_threadpool(service.push, gw, body)
+        rec = await run_in_threadpool(service.gateway_for_push, gw)  # before any body byte
+        async with received_body(request, config.limits, budget, head_json(rec)) as body:
+            result = await run_in_threadpool(service.push, gw, body, client_address(request))
         return JSONResponse(result.json())
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/head", response_model=HeadModel,
@@ -211,35 +230,45 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         return svc().head(gw)
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/blocks", response_model=BlocksModel,
-             responses=_REFUSALS)
-    def blocks(gw: str, from_: int = Query(0, alias="from"),
-               limit: int = Query(100)) -> dict[str, Any]:
-        """Consecutive block records from ``from``, at most ``limit`` (capped by config)."""
-        return svc().blocks(gw, from_, limit)
+             responses=_REFUSALS, response_class=StreamingResponse)
+    def blocks(gw: str, from_: str = Query("0", alias="from"),
+               limit: str = Query("100")) -> Response:
+        """Consecutive block records from ``from``, at most ``limit`` and
+        ``max_read_bytes`` (capped by config), streamed."""
+        pieces = svc().blocks_json(gw, query_int("from", from_), query_int("limit", limit))
+        return StreamingResponse(pieces, media_type="application/json")
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/blocks/{{height}}/hash", responses=_REFUSALS)
-    def block_hash(gw: str, height: int) -> dict[str, Any]:
+    def block_hash(gw: str, height: str) -> dict[str, Any]:
         """The hash of the block at ``height`` (cheap comparison across replicas)."""
-        return svc().block_hash(gw, height)
+        return svc().block_hash(gw, query_int("height", height))
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/proof", responses=_REFUSALS)
-    def proof(gw: str, height: int = Query(...), index: int = Query(...)) -> dict[str, Any]:
+    def proof(gw: str, height: str = Query(...), index: str = Query(...)) -> dict[str, Any]:
         """Inclusion proof of reading ``index`` of block ``height``."""
-        return svc().proof(gw, height, index)
+        return svc().proof(gw, query_int("height", height), query_int("index", index))
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/readings.csv", responses=_REFUSALS,
              response_class=StreamingResponse)
-    def readings_csv(gw: str, from_ms: int = Query(0),
-                     to_ms: int = Query(2**63 - 1)) -> Response:
-        """Readings with timestamps in ``[from_ms, to_ms)`` as CSV (decrypted with the key)."""
+    def readings_csv(gw: str, from_ms_text: str = Query("0", alias="from_ms"),
+                     to_ms_text: str = Query(str(2**63 - 1), alias="to_ms"),
+                     skip_unreadable: str = Query("")) -> Response:
+        """Readings with timestamps in ``[from_ms, to_ms)`` as CSV (decrypted with the key);
+        times in ms or ISO 8601 (a date is its UTC midnight)."""
         service = svc()
         rec = service.enrolled(gw)
+        from_ms = parse_time_param("from_ms", from_ms_text)
+        to_ms = parse_time_param("to_ms", to_ms_text)
         check_exportable(service.storage, rec, from_ms, to_ms, service.utility_sk)
-        return StreamingResponse(
-            export_csv(service.storage, rec, from_ms, to_ms, service.utility_sk),
-            media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{gw}.csv"'},
-        )
+        skip = skip_unreadable not in ("", "0", "false")
+        export = build_export(service.storage, rec, from_ms, to_ms, service.utility_sk,
+                              skip_unreadable=skip)
+        headers = {"Content-Disposition": f'attachment; filename="{rec.key.hex()}.csv"',
+                   "X-Meterchain-Omitted-Count": str(len(export.omitted))}
+        if export.omitted:
+            headers["X-Meterchain-Omitted-Heights"] = ",".join(
+                str(h) for h in export.omitted[:MAX_LISTED])
+        return StreamingResponse(export.chunks(), media_type="text/csv", headers=headers)
 
     @app.get(f"{API_PREFIX}/gateways", response_model=GatewaysModel)
     def gateways() -> dict[str, Any]:
@@ -247,9 +276,9 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         return svc().gateways()
 
     @app.get(f"{API_PREFIX}/forks", response_model=ForksModel)
-    def forks() -> dict[str, Any]:
-        """Fork evidence: pairs of signed headers, checkable with ``verify_fork``."""
-        return svc().forks()
+    def forks(after: str = Query(""), limit: str = Query("100")) -> dict[str, Any]:
+        """Fork evidence: pairs of signed headers, checkable with ``verify_fork``, paged."""
+        return svc().forks(after[:2000], query_int("limit", limit))
 
     @app.get(f"{API_PREFIX}/health")
     def health() -> dict[str, str]:
@@ -259,6 +288,7 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
     from replica.metrics import install as install_metrics  # GET /metrics, its own module
 
     install_metrics(app, svc)
+    add_meterdata_routes(app, svc)
     return app
 
 

@@ -12,6 +12,8 @@ import argparse
 import importlib
 import json
 import os
+import ssl
+import sys
 import time
 from typing import Any
 
@@ -50,7 +52,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_enroll)
 
     p = with_config(sub.add_parser("revoke", help="refuse a key's blocks from a time on"))
-    p.add_argument("pubkey", metavar="PUBKEY")
+    p.add_argument("pubkey", metavar="PUBKEY", help="gateway public key or name")
     p.add_argument("--at", default=None,
                    help="revocation time: Unix ms or ISO 8601 (default now)")
     p.set_defaults(func=cmd_revoke)
@@ -58,6 +60,9 @@ def register(subparsers: Any) -> None:
     p = with_config(sub.add_parser("list", help="list enrolled gateways"))
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_list)
+
+    importlib.import_module("replica.tokencli").register(sub, with_config)
+    importlib.import_module("replica.meterdata.cli").register(sub)  # meter data commands
 
     # Hook for the mirror/audit tools (replica mirror, top-level audit).
     try:
@@ -109,13 +114,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     create_app(cfg)  # fail fast on a bad utility key
     open_storage(cfg.storage_url, pool_size=1).close()  # fail fast; creates the schema once
-    for name, path in (("listen.tls_cert", cfg.tls_cert), ("listen.tls_key", cfg.tls_key)):
+    for name, path in (("listen.tls_cert", cfg.tls_cert), ("listen.tls_key", cfg.tls_key),
+                       ("listen.tls_client_ca", cfg.tls_client_ca)):
         if path is not None and not os.access(path, os.R_OK):
             raise ConfigError(name, f"{path} is missing or unreadable", source=cfg.source)
     os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    mtls: dict[str, Any] = {}
+    if cfg.tls_client_ca is not None:  # client certificates required, besides tokens
+        mtls = {"ssl_ca_certs": str(cfg.tls_client_ca), "ssl_cert_reqs": ssl.CERT_REQUIRED}
     uvicorn.run("replica.app:app_from_env", factory=True, host=cfg.host, port=cfg.port,
                 workers=cfg.workers, log_level="info", access_log=False,
-                ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key)
+                ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key, **mtls)
     return 0
 
 
@@ -147,10 +156,14 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from replica.enroll import format_time
+    from replica.meterdata.cli import print_registry
+    from replica.meterdata.listing import registry_json
+    from replica.meterdata.query import MeterData
 
     storage = _open(args)
     try:
         recs = storage.gateways()
+        registry = registry_json(MeterData(storage))
     finally:
         storage.close()
     if args.json:
@@ -164,4 +177,6 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{r.key.hex()}  {r.height:>8}  {format_time(r.last_seen_ms):24}  "
               f"{format_time(r.revoked_at_ms):24}  {r.name}{site}")
     print(f"{len(recs)} gateway(s)")
+    print()
+    print_registry(registry, sys.stdout)
     return 0

@@ -98,6 +98,10 @@ class ClientConfig:
     page_size: int = 500
 
 
+MAX_FORK_PAGES = 10_000
+"""Pages of fork evidence read at most (a replica keeps a few pieces per height)."""
+
+
 def _hex(value: bytes | str) -> str:
     return value if isinstance(value, str) else value.hex()
 
@@ -106,7 +110,8 @@ class ReplicaClient:
     """Talks protocol v1 to one replica at ``base_url`` (e.g. ``http://127.0.0.1:8080``).
 
     Use as a context manager or call :meth:`close`. ``transport`` lets tests and
-    embedders pass an httpx transport (e.g. ``httpx.ASGITransport``).
+    embedders pass an httpx transport (e.g. ``httpx.ASGITransport``). ``token`` is an
+    API token (``mct_...``) sent as ``Authorization: Bearer``; it appears in no message.
     """
 
     def __init__(
@@ -115,11 +120,14 @@ class ReplicaClient:
         config: ClientConfig | None = None,
         *,
         transport: httpx.BaseTransport | None = None,
+        token: str | None = None,
     ) -> None:
         self.url = base_url.rstrip("/")
         self.config = config or ClientConfig()
+        headers = {"Authorization": f"Bearer {token}"} if token else None
         self._http = httpx.Client(
-            base_url=self.url, timeout=self.config.timeout_s, transport=transport
+            base_url=self.url, timeout=self.config.timeout_s, transport=transport,
+            headers=headers,
         )
 
     def __enter__(self) -> ReplicaClient:
@@ -290,10 +298,21 @@ class ReplicaClient:
 
     def forks(self) -> list[ForkEvidence]:
         """Fork evidence the replica has recorded (``GET /v1/forks``)."""
-        body = self._request("GET", "/v1/forks")
-        rows = body.get("forks")
-        if not isinstance(rows, list):
-            raise self._bad("'forks' is not a list", body)
+        rows: list[Any] = []
+        after = ""
+        for _ in range(MAX_FORK_PAGES):
+            body = self._request("GET", "/v1/forks",
+                                 params={"after": after} if after else None)
+            page = body.get("forks")
+            if not isinstance(page, list):
+                raise self._bad("'forks' is not a list", body)
+            rows.extend(page)
+            nxt = body.get("next")
+            if not nxt:
+                break
+            if not isinstance(nxt, str) or nxt == after:
+                raise self._bad("'next' is not a new cursor", body)
+            after = nxt
         out = []
         for row in rows:
             try:

@@ -23,6 +23,9 @@ Example::
     [keys]
     utility_secret_key = "/etc/meterchain/utility.key"   # optional: opens sealed payloads
 
+    [auth]
+    public = ["health", "heads"]   # route groups anyone may read without a token
+
 Every field is optional and has the documented default below. A bad value raises
 :class:`~ledger.errors.ConfigError` naming the key (``limits.max_body_bytes``).
 """
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import ConfigError, ConfigErrors
+from replica.auth import DEFAULT_PUBLIC, PUBLIC_GROUPS
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,26 @@ class Limits:
     """Pushes a gateway may make at once before the sustained rate applies."""
     max_future_skew_ms: int = 5 * 60 * 1000
     """How far after the replica's clock a block's time span may end (422 ``bad-time``)."""
+    max_block_bytes: int = 1024 * 1024
+    """Largest block record accepted in a push (413 ``too-large`` with ``index``)."""
+    max_inflight_body_bytes: int = 64 * 1024 * 1024
+    """Bytes of push bodies one server process holds at once, being received or verified
+    (503 ``busy`` above); at least ``max_body_bytes``."""
+    max_inflight_body_bytes_per_client: int = 16 * 1024 * 1024
+    """The same per client address; at least ``max_body_bytes``."""
+    body_timeout_s: float = 30.0
+    """Seconds a push body may take to arrive (408 ``body-timeout`` after)."""
+    junk_per_client: float = 2.0
+    """Sustained refused or unsigned pushes per second per client address (429 above);
+    0 = no limit. Charged for every push whose first block's signature is not verified."""
+    junk_burst: int = 20
+    """Refused or unsigned pushes a client address may make at once."""
+    max_read_bytes: int = 8 * 1024 * 1024
+    """Bytes of block records one ``GET .../blocks`` answers at most (fewer blocks then)."""
+    max_forks_per_height: int = 4
+    """Pieces of fork evidence kept per gateway and height; further ones are only counted."""
+    max_bytes_per_gateway: int = 16 * 1024**3
+    """Bytes of block records stored per gateway (507 ``quota-exceeded`` above); 0 = none."""
 
 
 @dataclass(frozen=True)
@@ -72,15 +96,22 @@ class ReplicaConfig:
     limits: Limits = field(default_factory=Limits)
     utility_secret_key: Path | None = None
     """The utility's X25519 secret key file, as `meterchain keygen --utility` writes it."""
+    public: frozenset[str] = frozenset(DEFAULT_PUBLIC)
+    """Route groups open without a token (``auth.public``; see :mod:`replica.auth`)."""
+    tls_client_ca: Path | None = None
+    """CA bundle (PEM) for client certificates: when set, HTTPS requires one (mTLS),
+    in addition to tokens."""
     source: str | None = None
     """The file this was loaded from (for messages)."""
 
 
 _SECTIONS: dict[str, dict[str, tuple[str, type]]] = {
     "listen": {"host": ("host", str), "port": ("port", int), "workers": ("workers", int),
-               "tls_cert": ("tls_cert", str), "tls_key": ("tls_key", str)},
+               "tls_cert": ("tls_cert", str), "tls_key": ("tls_key", str),
+               "tls_client_ca": ("tls_client_ca", str)},
     "storage": {"url": ("storage_url", str)},
     "keys": {"utility_secret_key": ("utility_secret_key", str)},
+    "auth": {"public": ("public", list)},
 }
 
 
@@ -113,7 +144,7 @@ def parse_config(data: dict[str, Any], *, source: str | None = None,
     for section, body in data.items():
         if section not in (*_SECTIONS, "limits"):
             errors.append(ConfigError(section, "unknown section (want listen, storage, "
-                                      "limits, keys)", source=source))
+                                      "limits, keys, auth)", source=source))
             continue
         if not isinstance(body, dict):
             errors.append(ConfigError(section, "must be a table", source=source))
@@ -147,7 +178,9 @@ def parse_config(data: dict[str, Any], *, source: str | None = None,
     errors.extend(_check_values(top, limit_values, source))
     if errors:
         raise errors[0] if len(errors) == 1 else ConfigErrors(errors, source=source)
-    for name in ("utility_secret_key", "tls_cert", "tls_key"):
+    if "public" in top:
+        top["public"] = frozenset(top["public"])
+    for name in ("utility_secret_key", "tls_cert", "tls_key", "tls_client_ca"):
         value = top.pop(name, None)
         if value is not None:
             kp = Path(value)
@@ -167,6 +200,8 @@ def _typed(value: Any, want: type) -> Any:
         return value
     if want is str and isinstance(value, str):
         return value
+    if want is list and isinstance(value, list):
+        return value
     return None
 
 
@@ -180,6 +215,15 @@ def _check_values(top: dict[str, Any], limits: dict[str, Any], source: str | Non
         errors.append(ConfigError("listen.tls_key" if "tls_cert" in top else "listen.tls_cert",
                                   "tls_cert and tls_key go together (PEM certificate chain "
                                   "and its private key)", source=source))
+    public = top.get("public")
+    if public is not None:
+        bad = [g for g in public if g not in PUBLIC_GROUPS]
+        if bad:
+            errors.append(ConfigError("auth.public", f"unknown group {bad[0]!r} (want some of "
+                                      f"{', '.join(PUBLIC_GROUPS)})", source=source))
+    if "tls_client_ca" in top and "tls_cert" not in top:
+        errors.append(ConfigError("listen.tls_client_ca", "client certificates need HTTPS: "
+                                  "set tls_cert and tls_key too", source=source))
     workers = top.get("workers")
     if workers is not None and not 1 <= workers <= 64:
         errors.append(ConfigError("listen.workers", f"must be 1..64, got {workers}",
@@ -188,7 +232,14 @@ def _check_values(top: dict[str, Any], limits: dict[str, Any], source: str | Non
     if url is not None and not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         errors.append(ConfigError("storage.url", "must start with sqlite:/// or postgresql://, "
                                   f"got {url!r}", source=source))
-    for name in ("max_body_bytes", "max_blocks_per_batch", "max_blocks_per_read", "rate_burst"):
+    for name in ("max_body_bytes", "max_blocks_per_batch", "max_blocks_per_read", "rate_burst",
+                 "max_block_bytes", "junk_burst", "max_read_bytes", "max_forks_per_height"):
         if name in limits and limits[name] < 1:
             errors.append(ConfigError(f"limits.{name}", "must be at least 1", source=source))
+    body = limits.get("max_body_bytes", Limits.max_body_bytes)
+    for name in ("max_inflight_body_bytes", "max_inflight_body_bytes_per_client"):
+        value = limits.get(name, getattr(Limits, name))
+        if value < body:
+            errors.append(ConfigError(f"limits.{name}", f"must be at least max_body_bytes "
+                                      f"({body}), got {value}", source=source))
     return errors

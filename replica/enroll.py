@@ -18,6 +18,7 @@ from replica.storage.base import GatewayRecord, Storage
 
 _KEY_RE = re.compile(r"[0-9a-fA-F]{64}")
 MAX_NAME = 200
+MAX_MS = 2**63 - 1
 
 
 def parse_pubkey(text: str) -> bytes:
@@ -46,13 +47,17 @@ def parse_time_ms(text: str) -> int:
         EnrollmentError: neither form.
     """
     t = text.strip()
-    if t.isdigit():
-        return int(t)
+    if t.isascii() and t.isdigit():
+        value = int(t)
+        if value > MAX_MS:
+            raise EnrollmentError("--at", f"Unix milliseconds must be at most 2**63-1 "
+                                  f"({MAX_MS}), got {t[:40]}")
+        return value
     try:
         dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
     except ValueError:
         raise EnrollmentError("--at", f"want Unix milliseconds or an ISO 8601 time such as "
-                              f"2026-01-31T12:00:00Z, got {t!r}") from None
+                              f"2026-01-31T12:00:00Z, got {t[:80]!r}") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
@@ -74,13 +79,21 @@ def enroll(storage: Storage, pubkey: str, name: str, site: str | None,
 
 
 def revoke(storage: Storage, pubkey: str, at_ms: int) -> GatewayRecord:
-    """Revoke a key from ``at_ms`` on.
+    """Revoke a key (given as hex, or as the name of exactly one enrolled gateway) from
+    ``at_ms`` on.
 
     Raises:
-        EnrollmentError: bad key, or the key is not enrolled.
+        EnrollmentError: bad key or unknown or shared name, or the key is not enrolled.
     """
     if at_ms < 0:
         raise EnrollmentError("--at", f"must not be before 1970, got {at_ms}")
+    if not _KEY_RE.fullmatch(pubkey.strip()):
+        named = [g for g in storage.gateways() if g.name == pubkey.strip()]
+        if len(named) > 1:
+            raise EnrollmentError("PUBKEY", f"{len(named)} gateways are named {pubkey!r}: "
+                                  "give the key")
+        if named:
+            return storage.revoke(named[0].key, at_ms)
     return storage.revoke(parse_pubkey(pubkey), at_ms)
 
 

@@ -1,5 +1,6 @@
-"""Per-gateway token buckets: ``rate`` pushes per second sustained, ``burst`` at once.
+"""Token buckets: ``rate`` events per second sustained, ``burst`` at once, per key.
 
+Used per gateway (signed pushes) and per client address (refused or unsigned pushes).
 Buckets live in the serving process; with several worker processes each enforces the
 limit on its own share of the requests (documented in ``docs/replica-api.md``).
 """
@@ -22,6 +23,16 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[bytes, tuple[float, float]] = {}
         self._lock = threading.Lock()
+
+    def peek(self, key: bytes) -> float:
+        """0.0 when ``key`` has a token now, else the seconds until it has (takes none)."""
+        if self.rate <= 0:
+            return 0.0
+        now = self._clock()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def take(self, key: bytes) -> float:
         """Take one token for ``key``; return 0.0, or the seconds to wait when empty."""

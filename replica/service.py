@@ -15,7 +15,7 @@ import binascii
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,18 +26,25 @@ from ledger import (
     Header,
     PayloadEncoding,
     check_time,
+    open_payload,
     prove_reading,
+    split_payload,
     verify_signature,
 )
 from ledger.errors import ChainError, MalformedError
 from ledger.prooffile import proof_to_json
 from replica.config import Limits
 from replica.errors import Refusal, StaleHeadError
+from replica.meterdata.indexer import IndexFollower
 from replica.ratelimit import RateLimiter
 from replica.storage.base import ForkRecord, GatewayRecord, Storage, StoredBlock
 
 PUSH_RETRIES = 3
 """Times a push is re-verified when a concurrent push moved the head under it."""
+FORKS_PAGE = 100
+MAX_FORKS_PAGE = 1000
+READ_PAGE_BYTES = 1024 * 1024
+"""Bytes of block records fetched from storage at once while streaming a read."""
 
 
 def head_json(rec: GatewayRecord | None) -> dict[str, Any] | None:
@@ -110,15 +117,33 @@ class ReplicaService:
         self.stored = StoreCounts()
         self.clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self.rate = RateLimiter(limits.rate_per_gateway, limits.rate_burst, monotonic)
+        self.junk = RateLimiter(limits.junk_per_client, limits.junk_burst, monotonic)
+        """Refused or unsigned pushes, per client address."""
+        self.index = IndexFollower(storage, utility_sk)
+        """The readings index, brought up to date after every push that stores blocks."""
 
     # --- lookups -------------------------------------------------------------------------
 
     def enrolled(self, key_hex: str) -> GatewayRecord:
-        """The enrolled gateway for a key in hex.
+        """The enrolled gateway for a key in hex, or for its name (a name shared by several
+        gateways is refused: use the key).
 
         Raises:
-            Refusal: 400 ``malformed`` key, 404 ``unknown-gateway``.
+            Refusal: 400 ``malformed`` key or ``ambiguous-gateway`` name,
+                404 ``unknown-gateway``.
         """
+        if len(key_hex) != 64 or key_hex != key_hex.lower():
+            named = [g for g in self.storage.gateways() if g.name == key_hex]
+            if len(named) == 1:
+                return named[0]
+            if len(named) > 1:
+                raise Refusal(400, "ambiguous-gateway", f"{len(named)} gateways are named "
+                              f"{key_hex!r}: use the key", head=None)
+            if not key_hex or len(key_hex) > 200 or not key_hex.isprintable():
+                parse_key(key_hex)
+            if len(key_hex) != 64:
+                raise Refusal(404, "unknown-gateway", f"no gateway is enrolled here under the "
+                              f"name or key {key_hex[:80]!r}", head=None)
         key = parse_key(key_hex)
         rec = self.storage.gateway(key)
         if rec is None:
@@ -136,30 +161,73 @@ class ReplicaService:
 
     # --- push ----------------------------------------------------------------------------
 
-    def push(self, key_hex: str, body: bytes) -> PushResult:
-        """Verify and store a pushed batch (the body of ``POST .../blocks``).
+    def gateway_for_push(self, key_hex: str) -> GatewayRecord:
+        """The gateway a push names, checked before its body is read.
 
         Raises:
-            Refusal: the batch is refused; nothing from it was stored.
+            Refusal: 400 ``malformed`` key; 403 ``unknown-gateway``; 403 ``revoked`` when
+                the key is revoked and its stored chain already reaches the revocation
+                time (block times never decrease, so no further block can be accepted).
         """
         key = parse_key(key_hex)
         rec = self.storage.gateway(key)
         if rec is None:
             raise Refusal(403, "unknown-gateway",
                           f"gateway {key_hex} is not enrolled; ask the utility to enroll it",
-                          head=None)
-        wait = self.rate.take(key)
+                          head=None, close=True)
+        if rec.revoked_at_ms is not None and rec.head_header is not None:
+            end = Header.decode(rec.head_header).time_end_ms
+            if end >= rec.revoked_at_ms:
+                raise Refusal(403, "revoked", f"the key is revoked from {rec.revoked_at_ms} "
+                              "and its chain has reached that time: no block can be accepted",
+                              head=head_json(rec), close=True)
+        return rec
+
+    def push(self, key_hex: str, body: bytes, client: str = "") -> PushResult:
+        """Verify and store a pushed batch (the body of ``POST .../blocks``).
+
+        The gateway's rate budget is charged only once the first block's signature
+        verifies; everything else (refused or empty batches) is charged to the client
+        address's junk budget, which is checked first.
+
+        Raises:
+            Refusal: the batch is refused; nothing from it was stored.
+        """
+        rec = self.gateway_for_push(key_hex)
+        caller = client.encode()
+        wait = self.junk.peek(caller)
+        if wait > 0:
+            raise Refusal(429, "rate-limited", f"too many refused or unsigned pushes from this "
+                          f"address; retry after {wait:.2f} s", head=head_json(rec),
+                          retry_after=wait)
+        try:
+            blocks = self._decode_batch(body, rec)
+            if blocks:
+                try:
+                    verify_signature(blocks[0].header, blocks[0].signature)
+                except ChainError as exc:
+                    raise Refusal(422, exc.reason, str(exc), head=head_json(rec),
+                                  height=blocks[0].height, index=0) from None
+        except Refusal:
+            self.junk.take(caller)
+            raise
+        if not blocks:  # nothing to store: answers the head, changes nothing
+            self.junk.take(caller)
+            return PushResult(head_json(rec), 0, 0)
+        wait = self.rate.take(rec.key)
         if wait > 0:
             raise Refusal(429, "rate-limited",
                           f"more than {self.limits.rate_per_gateway:g} pushes per second from "
                           f"this gateway; retry after {wait:.2f} s", head=head_json(rec),
                           retry_after=wait)
-        blocks = self._decode_batch(body, rec)
         for _ in range(PUSH_RETRIES):
             try:
-                return self._push_blocks(rec, blocks)
+                result = self._push_blocks(rec, blocks)
+                if result.stored:
+                    self.index.after_push(rec.key)
+                return result
             except StaleHeadError:
-                fresh = self.storage.gateway(key)
+                fresh = self.storage.gateway(rec.key)
                 assert fresh is not None  # gateways are never deleted
                 rec = fresh
         raise Refusal(409, "concurrent-push",
@@ -169,8 +237,13 @@ class ReplicaService:
     def _decode_batch(self, body: bytes, rec: GatewayRecord) -> list[Block]:
         head = head_json(rec)
         try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+            text = body.decode("utf-8")  # json.loads(bytes) would also take UTF-16/32
+        except UnicodeDecodeError:
+            raise Refusal(400, "malformed", "body is not UTF-8 (JSON must be UTF-8)",
+                          head=head) from None
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
             raise Refusal(400, "malformed", f"body is not JSON: {exc}", head=head) from None
         except RecursionError:  # e.g. 50 kB of '[': nested deeper than the parser goes
             raise Refusal(400, "malformed", "body is JSON nested too deeply", head=head
@@ -183,10 +256,15 @@ class ReplicaService:
             raise Refusal(413, "too-large", f"batch holds {len(items)} blocks, at most "
                           f"{self.limits.max_blocks_per_batch} are accepted", head=head)
         blocks = []
+        max_b64 = 4 * -(-self.limits.max_block_bytes // 3)
         for i, item in enumerate(items):
             if not isinstance(item, str):
                 raise Refusal(400, "malformed", f"blocks[{i}] must be a base64 string, got "
                               f"{type(item).__name__}", head=head, index=i)
+            if len(item) > max_b64:
+                raise Refusal(413, "too-large", f"blocks[{i}] is over the "
+                              f"{self.limits.max_block_bytes} bytes a block may have",
+                              head=head, index=i)
             try:
                 raw = base64.b64decode(item, validate=True)
             except (binascii.Error, ValueError) as exc:
@@ -215,9 +293,6 @@ class ReplicaService:
     def _push_blocks(self, rec: GatewayRecord, blocks: list[Block]) -> PushResult:
         head = head_json(rec)
         now = self.clock_ms()
-        if not blocks:
-            self.storage.touch(rec.key, now)
-            return PushResult(head, 0, 0)
         if rec.revoked_at_ms is not None:
             for b in blocks:
                 if b.header.time_end_ms >= rec.revoked_at_ms:
@@ -232,8 +307,7 @@ class ReplicaService:
                           expected_height=rec.height + 1)
         duplicates = self._check_existing(rec, blocks, now)
         new = blocks[duplicates:]
-        if not new:
-            self.storage.touch(rec.key, now)
+        if not new:  # a resend (anyone can replay signed blocks): last-seen stays
             return PushResult(head, 0, duplicates)
         stored_head = None
         if rec.head_header is not None and rec.head_hash is not None:
@@ -248,13 +322,39 @@ class ReplicaService:
             except ChainError as exc:
                 raise Refusal(422, exc.reason, str(exc), head=head, height=b.height) from None
             h = b.header
+            lo, hi = self._reading_span(b)
             out.append(StoredBlock(h.height, bhash, h.time_start_ms, h.time_end_ms,
                                    h.reading_count, h.payload_encoding == PayloadEncoding.SEALED,
-                                   b.encode()))
+                                   b.encode(), lo, hi))
+        quota = self.limits.max_bytes_per_gateway
+        adding = sum(len(b.record) for b in out)
+        if quota and rec.stored_bytes + adding > quota:
+            raise Refusal(507, "quota-exceeded", f"the gateway's stored blocks would take "
+                          f"{rec.stored_bytes + adding} bytes, over this replica's quota of "
+                          f"{quota}; nothing was stored (retry once the operator raises it)",
+                          head=head)
         self.storage.append(rec.key, out, rec.height, now)
         self.stored.add(len(out), sum(b.reading_count for b in out))
         return PushResult({"height": out[-1].height, "hash": out[-1].hash.hex()}, len(out),
                           duplicates)
+
+    def _reading_span(self, b: Block) -> tuple[int, int]:
+        """Earliest and latest reading timestamp of a verified block (what exports select
+        by); ``0 .. 2**63-1`` (unknown: always looked at) for a sealed block this replica
+        cannot open."""
+        payload = b.payload
+        if b.header.payload_encoding == PayloadEncoding.SEALED:
+            if self.utility_sk is None:
+                return 0, MAX_QUERY_INT
+            try:
+                payload = open_payload(payload, self.utility_sk)
+            except ChainError:
+                return 0, MAX_QUERY_INT
+        try:
+            stamps = [int.from_bytes(e[-11:-3], "big") for e in split_payload(payload)]
+        except MalformedError:
+            return 0, MAX_QUERY_INT
+        return (min(stamps), max(stamps)) if stamps else (0, MAX_QUERY_INT)
 
     def _check_existing(self, rec: GatewayRecord, blocks: list[Block], now: int) -> int:
         """Count the batch's leading blocks already stored; refuse a differing one (fork)."""
@@ -284,7 +384,8 @@ class ReplicaService:
         records = self.storage.blocks(rec.key, b.height, 1)
         stored = Block.decode(records[0])
         self.storage.add_fork(ForkRecord(rec.key, b.height, stored.header.encode(),
-                                         stored.signature, b.header.encode(), b.signature, now))
+                                         stored.signature, b.header.encode(), b.signature, now),
+                              self.limits.max_forks_per_height)
         raise Refusal(409, "fork", f"a different block is stored at height {b.height} "
                       f"(stored {stored.hash.hex()}, pushed {b.hash.hex()}); both signed "
                       "headers are kept as fork evidence", head=head, height=b.height)
@@ -297,14 +398,45 @@ class ReplicaService:
         return head_json(rec) or {"height": -1, "hash": None}
 
     def blocks(self, key_hex: str, from_height: int, limit: int) -> dict[str, Any]:
-        """``GET .../blocks``. Raises: Refusal (400, 404)."""
+        """``GET .../blocks`` as one dict (see :meth:`blocks_json` for the streamed form).
+
+        Raises: Refusal (400, 404)."""
+        return json.loads(b"".join(self.blocks_json(key_hex, from_height, limit)))
+
+    def blocks_json(self, key_hex: str, from_height: int, limit: int) -> Iterator[bytes]:
+        """``GET .../blocks``: consecutive records from ``from_height``, at most ``limit``
+        (capped by ``max_blocks_per_read``) and at most ``max_read_bytes`` of records (at
+        least one block), as JSON pieces read from storage page by page.
+
+        Raises: Refusal (400, 404) -- before the first piece is produced."""
         rec = self.enrolled(key_hex)
         _check_range("from", from_height)
         if limit < 1:
             raise Refusal(400, "malformed", f"limit must be at least 1, got {limit}")
         limit = min(limit, self.limits.max_blocks_per_read)
-        records = self.storage.blocks(rec.key, from_height, limit)
-        return {"blocks": [base64.b64encode(r).decode("ascii") for r in records]}
+        sizes = self.storage.block_sizes(rec.key, from_height, limit)
+        total = count = 0
+        for _height, size in sizes:
+            if count and total + size > self.limits.max_read_bytes:
+                break
+            total += size
+            count += 1
+        return self._stream_blocks(rec.key, from_height, [n for _, n in sizes[:count]])
+
+    def _stream_blocks(self, key: bytes, start: int, sizes: list[int]) -> Iterator[bytes]:
+        yield b'{"blocks": ['
+        pos, first = 0, True
+        while pos < len(sizes):
+            page = 1
+            budget = sizes[pos]
+            while pos + page < len(sizes) and budget + sizes[pos + page] <= READ_PAGE_BYTES:
+                budget += sizes[pos + page]
+                page += 1
+            for record in self.storage.blocks(key, start + pos, page):
+                yield (b"" if first else b", ") + b'"' + base64.b64encode(record) + b'"'
+                first = False
+            pos += page
+        yield b"]}"
 
     def block_hash(self, key_hex: str, height: int) -> dict[str, Any]:
         """``GET .../blocks/{height}/hash``. Raises: Refusal (400, 404 ``no-block``)."""
@@ -335,6 +467,7 @@ class ReplicaService:
         """
         rec = self.enrolled(key_hex)
         block = self.block(rec, height)
+        _check_range("index", index)
         if not 0 <= index < block.header.reading_count:
             raise Refusal(404, "no-reading", f"block {height} has "
                           f"{block.header.reading_count} readings, no index {index}")
@@ -342,7 +475,11 @@ class ReplicaService:
         if sealed and self.utility_sk is None:
             raise Refusal(409, "sealed", f"block {height} is sealed and this replica has no "
                           "utility secret key to open it")
-        proof = prove_reading(block, index, self.utility_sk if sealed else None)
+        try:
+            proof = prove_reading(block, index, self.utility_sk if sealed else None)
+        except ChainError as exc:  # sealed to another key, or contents contradict the header
+            raise Refusal(422, "unreadable-block", f"block {height} cannot be opened or does "
+                          f"not match its header ({exc.reason})", height=height) from None
         doc: dict[str, Any] = json.loads(proof_to_json(proof))
         return doc
 
@@ -356,19 +493,46 @@ class ReplicaService:
             for g in self.storage.gateways()
         ]}
 
-    def forks(self) -> dict[str, Any]:
-        """``GET /v1/forks``: evidence anyone can check with ``ledger.verify_fork``."""
+    def forks(self, after: str = "", limit: int = FORKS_PAGE) -> dict[str, Any]:
+        """``GET /v1/forks``: evidence anyone can check with ``ledger.verify_fork``, a page
+        at a time (``next`` is the cursor of the following page, ``null`` at the end),
+        with ``total`` pieces kept and ``dropped`` ones only counted.
+
+        Raises:
+            Refusal: 400 ``malformed`` cursor or limit.
+        """
         def side(header: bytes, sig: bytes) -> dict[str, str]:
             return {"header": base64.b64encode(header).decode("ascii"), "signature": sig.hex()}
 
+        if not 1 <= limit <= MAX_FORKS_PAGE:
+            raise Refusal(400, "malformed", f"limit must be 1..{MAX_FORKS_PAGE}, got {limit}")
+        position = _parse_fork_cursor(after) if after else None
+        page = self.storage.forks(position, limit + 1)
+        more = len(page) > limit
+        page = page[:limit]
+        kept, dropped = self.storage.fork_counts()
+        last = page[-1] if page else None
         return {"forks": [
             {"key": f.key.hex(), "height": f.height, "a": side(f.header_a, f.sig_a),
              "b": side(f.header_b, f.sig_b), "seen_ms": f.seen_ms}
-            for f in self.storage.forks()
-        ]}
+            for f in page
+        ], "next": f"{last.key.hex()}.{last.height}.{last.header_b.hex()}"
+                   if more and last else None,
+            "total": kept, "dropped": dropped}
 
 
 MAX_QUERY_INT = 2**63 - 1
+
+
+def _parse_fork_cursor(text: str) -> tuple[bytes, int, bytes]:
+    try:
+        key, height, header = text.split(".")
+        out = (bytes.fromhex(key), int(height), bytes.fromhex(header))
+    except ValueError:
+        out = None
+    if out is None or len(out[0]) != 32 or not height.isdigit() or len(out[2]) > 1024:
+        raise Refusal(400, "malformed", "after must be the 'next' cursor of a previous page")
+    return out
 def _check_range(name: str, value: int) -> None:
     if not 0 <= value <= MAX_QUERY_INT:
         raise Refusal(400, "malformed", f"{name} must be in 0..2**63-1, got {value}")

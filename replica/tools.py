@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 from ledger.errors import ForwardingError
@@ -40,8 +42,47 @@ class ProgressBar:
         self.stream.flush()
 
 
+TOKEN_ENV = "MC_REPLICA_TOKEN"
+"""Environment variable holding the API token for every replica without ``--token-file``."""
+
+
 def _client_config(args: argparse.Namespace) -> ClientConfig:
     return ClientConfig(timeout_s=args.timeout, page_size=args.page_size)
+
+
+def _token_for(args: argparse.Namespace, url: str) -> str | None:
+    """The API token for ``url``: ``--token-file URL=PATH``, else a bare
+    ``--token-file PATH``, else ``$MC_REPLICA_TOKEN``, else none.
+
+    Raises:
+        ConfigError: a token file cannot be read or holds no token (the token is never
+            part of the message).
+    """
+    from ledger.errors import ConfigError
+
+    chosen: str | None = None
+    for spec in args.token_file or []:
+        target, sep, path = spec.rpartition("=")
+        if sep and _check_url(target):
+            if target.rstrip("/") == url.rstrip("/"):
+                chosen = path
+                break
+        elif chosen is None:
+            chosen = spec
+    if chosen is None:
+        return os.environ.get(TOKEN_ENV) or None
+    try:
+        text = Path(chosen).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("--token-file", f"cannot read {chosen}: "
+                          f"{getattr(exc, 'strerror', None) or type(exc).__name__}") from None
+    if not text:
+        raise ConfigError("--token-file", f"{chosen} is empty")
+    return text
+
+
+def _client(args: argparse.Namespace, url: str) -> ReplicaClient:
+    return ReplicaClient(url, _client_config(args), token=_token_for(args, url))
 
 
 def _add_client_options(p: argparse.ArgumentParser) -> None:
@@ -51,6 +92,9 @@ def _add_client_options(p: argparse.ArgumentParser) -> None:
                    help="blocks fetched per request (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--token-file", action="append", metavar="[URL=]PATH",
+                   help="file holding the API token (scope read:chain) for URL, or for every "
+                   f"replica without its own; default ${TOKEN_ENV}. Repeatable.")
 
 
 def _usage(cmd: str, message: str) -> int:
@@ -74,7 +118,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return _usage("audit", "--max-lag must be at least 0")
     if args.page_size < 1:
         return _usage("audit", "--page-size must be at least 1")
-    clients = [ReplicaClient(u, _client_config(args)) for u in urls]
+    clients = [_client(args, u) for u in urls]
     try:
         progress = None if args.quiet else ProgressBar("audit")
         report = run_audit(clients, AuditConfig(), progress)
@@ -110,7 +154,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def _local_sink(args: argparse.Namespace) -> tuple[Sink, Any]:
     """The sink for ``--to URL`` or ``--config FILE`` and the thing to close afterwards."""
     if args.to:
-        client = ReplicaClient(args.to, _client_config(args))
+        client = _client(args, args.to)
         return HttpSink(client), client
     from replica.config import load_config
     from replica.storage.base import open_storage
@@ -128,8 +172,8 @@ def cmd_mirror(args: argparse.Namespace) -> int:
         return _usage("replica mirror", f"--to is not an http(s) URL: {args.to!r}")
     if args.page_size < 1 or args.push_batch < 1:
         return _usage("replica mirror", "--page-size and --push-batch must be at least 1")
+    source = _client(args, args.source)
     sink, closer = _local_sink(args)
-    source = ReplicaClient(args.source, _client_config(args))
     try:
         progress = None if args.quiet else ProgressBar("mirror")
         report = mirror(source, sink, MirrorConfig(push_batch=args.push_batch), progress)

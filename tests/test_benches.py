@@ -38,6 +38,7 @@ def _poll(d: dict[str, Any]) -> None:
 def _replica(d: dict[str, Any]) -> None:
     assert {r["backend"] for r in d["rows"]} == {"sqlite", "postgres"}
     assert all(r["readings"] == 5 * 2 * 4 for r in d["rows"])
+    assert d["summary"]["slow_clients_peak_rss_growth_mib_current"] >= 0
 
 
 def _agent(d: dict[str, Any]) -> None:
@@ -57,15 +58,27 @@ def _settle(d: dict[str, Any]) -> None:
     assert d["summary"]["sha256_200b_per_s"] > 0
 
 
+def _intervals(d: dict[str, Any]) -> None:
+    s = d["summary"]
+    assert s["readings"] == 20 * (2 * 288 + 5) - 20 * 8  # less a 40-minute gap per point
+    assert s["index_readings_per_s"] > 0 and s["month_intervals_s"] > 0
+    assert s["http_day_p50_ms"] > 0 and s["sha256_200B_per_s"] > 0
+    month = d["rows"][1]
+    assert month["intervals"] == 20 * 2 * 96 and 0 < month["measured"] <= month["intervals"]
+    if "pandas_s" in s:  # an independent implementation reads the same boundaries
+        assert s["same_measured_count"] is True
+
+
 BENCHES: list[tuple[list[str], Callable[[dict[str, Any]], None]]] = [
     (["ingest.py", "--blocks", "20", "--baseline-readings", "640", "--small-readings", "640",
       "--big-readings", "2000", "--rounds", "2", "--per-round", "5"], _ingest),
     (["poll.py"], _poll),
     (["replica.py", "--gateways", "5", "--blocks", "2", "--readings", "4", "--backend",
-      "both"], _replica),
+      "both", "--slow-clients", "5", "--slow-hold", "2"], _replica),
     (["agent.py", "--duration", "2", "--readings", "3000"], _agent),
     (["forward.py", "--readings", "5000"], _forward),
     (["settle.py", "--members", "30", "--producers", "3", "--intervals", "96"], _settle),
+    (["intervals.py", "--points", "20", "--days", "2", "--http-requests", "5"], _intervals),
 ]
 
 

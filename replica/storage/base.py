@@ -27,6 +27,8 @@ class GatewayRecord:
     head_header: bytes | None
     """The head block's canonical 194-byte header (to verify the next block against)."""
     last_seen_ms: int | None
+    stored_bytes: int = 0
+    """Bytes of block records stored for this gateway (for ``max_bytes_per_gateway``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,11 @@ class StoredBlock:
     reading_count: int
     sealed: bool
     record: bytes
+    readings_min_ms: int = 0
+    """Earliest reading timestamp in the block; with ``readings_max_ms`` the span exports
+    select by. Unknown (a sealed block without the key) is ``0 .. 2**63-1``: always
+    looked at."""
+    readings_max_ms: int = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,20 @@ class ForkRecord:
     header_b: bytes
     sig_b: bytes
     seen_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """An API token as stored: never the token itself, only its SHA-256."""
+
+    id: str
+    """The token's public identifier (16 hex characters, part of the token text)."""
+    name: str
+    scopes: tuple[str, ...]
+    hash: bytes
+    """SHA-256 of the whole token text."""
+    created_ms: int
+    revoked_ms: int | None
 
 
 class Storage(abc.ABC):
@@ -118,22 +139,63 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def blocks_in_time(self, key: bytes, from_ms: int, to_ms: int, after_height: int,
                        limit: int) -> list[tuple[int, bytes]]:
-        """``(height, record)`` of blocks above ``after_height`` whose span meets
-        ``[from_ms, to_ms)``, ordered by height, at most ``limit``."""
+        """``(height, record)`` of blocks above ``after_height`` that may hold a reading
+        stamped in ``[from_ms, to_ms)`` (their readings' span meets it), ordered by
+        height, at most ``limit``."""
 
     @abc.abstractmethod
     def sealed_in_time(self, key: bytes, from_ms: int, to_ms: int) -> bool:
-        """Whether any block whose span meets ``[from_ms, to_ms)`` has a sealed payload."""
+        """Whether any block that may hold a reading stamped in ``[from_ms, to_ms)`` has a
+        sealed payload."""
+
+    # --- API tokens ----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def add_token(self, token: TokenRecord) -> None:
+        """Store a new API token's record.
+
+        Raises:
+            EnrollmentError: a token with this id exists.
+        """
+
+    @abc.abstractmethod
+    def token(self, token_id: str) -> TokenRecord | None:
+        """The token with this id (revoked ones too), or ``None``."""
+
+    @abc.abstractmethod
+    def tokens(self) -> list[TokenRecord]:
+        """Every token, oldest first."""
+
+    @abc.abstractmethod
+    def revoke_token(self, token_id: str, at_ms: int) -> TokenRecord:
+        """Revoke a token (a revoked one keeps its first revocation time).
+
+        Raises:
+            EnrollmentError: no token has this id.
+        """
 
     # --- forks ---------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def add_fork(self, fork: ForkRecord) -> None:
-        """Keep fork evidence (a second report of the same pair is ignored)."""
+    def add_fork(self, fork: ForkRecord, max_per_height: int = 4) -> bool:
+        """Keep fork evidence: at most ``max_per_height`` pieces per gateway and height;
+        beyond that the piece is only counted. A second report of a kept pair is ignored.
+        Returns whether the evidence is kept."""
 
     @abc.abstractmethod
-    def forks(self) -> list[ForkRecord]:
-        """All fork evidence, ordered by key and height."""
+    def forks(self, after: tuple[bytes, int, bytes] | None = None,
+              limit: int | None = None) -> list[ForkRecord]:
+        """Fork evidence ordered by (key, height, header_b), after that position, at most
+        ``limit`` (all without)."""
+
+    @abc.abstractmethod
+    def fork_counts(self) -> tuple[int, int]:
+        """``(kept, dropped)``: pieces of fork evidence kept, and those only counted."""
+
+    @abc.abstractmethod
+    def block_sizes(self, key: bytes, from_height: int, limit: int) -> list[tuple[int, int]]:
+        """``(height, record bytes)`` of up to ``limit`` consecutive blocks from
+        ``from_height`` (to bound a read by bytes before fetching the records)."""
 
 
 def open_storage(url: str, *, pool_size: int = 8) -> Storage:

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS gateways (
     height BIGINT NOT NULL DEFAULT -1,
     head_hash BYTEA,
     head_header BYTEA,
-    last_seen_ms BIGINT
+    last_seen_ms BIGINT,
+    stored_bytes BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS blocks (
     gateway_key BYTEA NOT NULL,
@@ -43,9 +44,25 @@ CREATE TABLE IF NOT EXISTS blocks (
     sealed SMALLINT NOT NULL,
     record BYTEA NOT NULL,
     received_ms BIGINT NOT NULL,
+    readings_min_ms BIGINT NOT NULL DEFAULT 0,
+    readings_max_ms BIGINT NOT NULL DEFAULT 9223372036854775807,
     PRIMARY KEY (gateway_key, height)
 ) PARTITION BY HASH (gateway_key);
 CREATE INDEX IF NOT EXISTS blocks_time ON blocks (gateway_key, time_end_ms);
+CREATE TABLE IF NOT EXISTS fork_overflow (
+    gateway_key BYTEA NOT NULL,
+    height BIGINT NOT NULL,
+    dropped BIGINT NOT NULL,
+    PRIMARY KEY (gateway_key, height)
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    hash BYTEA NOT NULL,
+    created_ms BIGINT NOT NULL,
+    revoked_ms BIGINT
+);
 CREATE TABLE IF NOT EXISTS forks (
     gateway_key BYTEA NOT NULL,
     height BIGINT NOT NULL,
@@ -92,6 +109,10 @@ class PostgresStorage(SqlStorage):
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for stmt in schema_sql(partitions):
                 cur.execute(stmt)
+            cur.execute("SELECT table_name, column_name FROM information_schema.columns "
+                        "WHERE table_schema = current_schema() AND "
+                        "table_name IN ('gateways', 'blocks')")
+            self._upgrade(cur, {(str(t), str(c)) for t, c in cur.fetchall()}, "BIGINT")
 
     def _q(self, sql: str) -> str:
         return sql.replace("?", "%s")
@@ -113,6 +134,9 @@ class PostgresStorage(SqlStorage):
         except (PoolTimeout, psycopg.OperationalError) as exc:
             raise ReplicaStoreError(f"PostgreSQL {_safe(self.dsn)}: write failed: {exc}"
                                     ) from None
+
+    def _lock_gateway(self, cur: Cursor, key: bytes) -> None:
+        cur.execute("SELECT 1 FROM gateways WHERE key = %s FOR UPDATE", (key,))
 
     def _is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.errors.UniqueViolation)

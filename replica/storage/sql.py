@@ -13,12 +13,25 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from replica.errors import EnrollmentError, StaleHeadError
-from replica.storage.base import ForkRecord, GatewayRecord, Storage, StoredBlock
+from replica.storage.base import ForkRecord, GatewayRecord, Storage, StoredBlock, TokenRecord
 
 HEADER_SIZE = 194
 
 _GATEWAY_COLUMNS = ("key, name, site, enrolled_ms, revoked_at_ms, height, head_hash, "
-                    "head_header, last_seen_ms")
+                    "head_header, last_seen_ms, stored_bytes")
+
+UPGRADES: list[tuple[str, str, list[str]]] = [
+    ("gateways", "stored_bytes", [
+        "ALTER TABLE gateways ADD COLUMN stored_bytes {big} NOT NULL DEFAULT 0",
+        "UPDATE gateways SET stored_bytes = (SELECT COALESCE(SUM(length(record)), 0) "
+        "FROM blocks WHERE blocks.gateway_key = gateways.key)"]),
+    ("blocks", "readings_min_ms", [  # unknown for blocks stored before: always looked at
+        "ALTER TABLE blocks ADD COLUMN readings_min_ms {big} NOT NULL DEFAULT 0",
+        f"ALTER TABLE blocks ADD COLUMN readings_max_ms {{big}} NOT NULL DEFAULT {2**63 - 1}"]),
+]
+"""``(table, column, statements)``: upgrades of a database made by an earlier release."""
+AFTER_UPGRADES = ["CREATE INDEX IF NOT EXISTS blocks_readings ON blocks "
+                  "(gateway_key, readings_max_ms)"]
 
 
 class Cursor(Protocol):
@@ -122,17 +135,21 @@ class SqlStorage(Storage):
         last = blocks[-1]
         cur.execute(
             self._q("UPDATE gateways SET height = ?, head_hash = ?, head_header = ?, "
-                    "last_seen_ms = ? WHERE key = ? AND height = ?"),
-            (last.height, last.hash, last.record[:HEADER_SIZE], seen_ms, key, expected_height),
+                    "last_seen_ms = ?, stored_bytes = stored_bytes + ? "
+                    "WHERE key = ? AND height = ?"),
+            (last.height, last.hash, last.record[:HEADER_SIZE], seen_ms,
+             sum(len(b.record) for b in blocks), key, expected_height),
         )
         if cur.rowcount != 1:
             raise StaleHeadError(key, expected_height)
         cur.executemany(
             self._q("INSERT INTO blocks (gateway_key, height, hash, time_start_ms, "
-                    "time_end_ms, reading_count, sealed, record, received_ms) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                    "time_end_ms, reading_count, sealed, record, received_ms, "
+                    "readings_min_ms, readings_max_ms) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
             [(key, b.height, b.hash, b.time_start_ms, b.time_end_ms, b.reading_count,
-              int(b.sealed), b.record, seen_ms) for b in blocks],
+              int(b.sealed), b.record, seen_ms, b.readings_min_ms, b.readings_max_ms)
+             for b in blocks],
         )
 
     def touch(self, key: bytes, seen_ms: int) -> None:
@@ -157,7 +174,7 @@ class SqlStorage(Storage):
                        limit: int) -> list[tuple[int, bytes]]:
         with self._read() as cur:
             cur.execute(self._q("SELECT height, record FROM blocks WHERE gateway_key = ? AND "
-                                "height > ? AND time_end_ms >= ? AND time_start_ms < ? "
+                                "height > ? AND readings_max_ms >= ? AND readings_min_ms < ? "
                                 "ORDER BY height LIMIT ?"),
                         (key, after_height, from_ms, to_ms, limit))
             return [(int(h), bytes(r)) for h, r in cur.fetchall()]
@@ -165,42 +182,142 @@ class SqlStorage(Storage):
     def sealed_in_time(self, key: bytes, from_ms: int, to_ms: int) -> bool:
         with self._read() as cur:
             cur.execute(self._q("SELECT 1 FROM blocks WHERE gateway_key = ? AND sealed = 1 AND "
-                                "time_end_ms >= ? AND time_start_ms < ? LIMIT 1"),
+                                "readings_max_ms >= ? AND readings_min_ms < ? LIMIT 1"),
                         (key, from_ms, to_ms))
             return cur.fetchone() is not None
 
-    # --- forks ---------------------------------------------------------------------------
+    # --- API tokens ----------------------------------------------------------------------
 
-    def add_fork(self, fork: ForkRecord) -> None:
+    def add_token(self, token: TokenRecord) -> None:
         try:
             with self._write() as cur:
+                cur.execute(self._q("INSERT INTO api_tokens (id, name, scopes, hash, created_ms)"
+                                    " VALUES (?, ?, ?, ?, ?)"),
+                            (token.id, token.name, " ".join(token.scopes), token.hash,
+                             token.created_ms))
+        except Exception as exc:
+            if self._is_unique_violation(exc):
+                raise EnrollmentError("token", f"a token with id {token.id} exists") from None
+            raise
+
+    def token(self, token_id: str) -> TokenRecord | None:
+        with self._read() as cur:
+            cur.execute(self._q(f"SELECT {_TOKEN_COLUMNS} FROM api_tokens WHERE id = ?"),
+                        (token_id,))
+            row = cur.fetchone()
+        return _token(row) if row else None
+
+    def tokens(self) -> list[TokenRecord]:
+        with self._read() as cur:
+            cur.execute(f"SELECT {_TOKEN_COLUMNS} FROM api_tokens ORDER BY created_ms, id")
+            return [_token(r) for r in cur.fetchall()]
+
+    def revoke_token(self, token_id: str, at_ms: int) -> TokenRecord:
+        with self._write() as cur:
+            cur.execute(self._q("UPDATE api_tokens SET revoked_ms = ? WHERE id = ? AND "
+                                "revoked_ms IS NULL"), (at_ms, token_id))
+        rec = self.token(token_id)
+        if rec is None:
+            raise EnrollmentError("TOKEN_ID", f"no token has id {token_id!r} (see "
+                                  "'meterchain replica token list')")
+        return rec
+
+    # --- forks ---------------------------------------------------------------------------
+
+    def _upgrade(self, cur: Cursor, columns: set[tuple[str, str]], big: str) -> None:
+        """Bring a database made by an earlier release up to this schema.
+
+        ``columns`` are the ``(table, column)`` pairs it has."""
+        for table, column, statements in UPGRADES:
+            if (table, column) not in columns:
+                for stmt in statements:
+                    cur.execute(stmt.format(big=big))
+        for stmt in AFTER_UPGRADES:
+            cur.execute(stmt)
+
+    def _lock_gateway(self, cur: Cursor, key: bytes) -> None:
+        """Serialise writers of one gateway inside a transaction (SQLite's write lock
+        already does; PostgreSQL locks the gateway's row)."""
+
+    def add_fork(self, fork: ForkRecord, max_per_height: int = 4) -> bool:
+        try:
+            with self._write() as cur:
+                self._lock_gateway(cur, fork.key)
+                cur.execute(self._q("SELECT header_b FROM forks WHERE gateway_key = ? AND "
+                                    "height = ?"), (fork.key, fork.height))
+                kept = [bytes(r[0]) for r in cur.fetchall()]
+                if fork.header_b in kept:
+                    return True
+                if len(kept) >= max_per_height:
+                    cur.execute(self._q(
+                        "INSERT INTO fork_overflow (gateway_key, height, dropped) VALUES "
+                        "(?, ?, 1) ON CONFLICT (gateway_key, height) DO UPDATE SET "
+                        "dropped = fork_overflow.dropped + 1"), (fork.key, fork.height))
+                    return False
                 cur.execute(
                     self._q("INSERT INTO forks (gateway_key, height, header_a, sig_a, header_b, "
                             "sig_b, seen_ms) VALUES (?, ?, ?, ?, ?, ?, ?)"),
                     (fork.key, fork.height, fork.header_a, fork.sig_a, fork.header_b,
                      fork.sig_b, fork.seen_ms),
                 )
+                return True
         except Exception as exc:
             if not self._is_unique_violation(exc):
                 raise
+            return True
 
-    def forks(self) -> list[ForkRecord]:
+    def forks(self, after: tuple[bytes, int, bytes] | None = None,
+              limit: int | None = None) -> list[ForkRecord]:
+        sql = ("SELECT gateway_key, height, header_a, sig_a, header_b, sig_b, seen_ms "
+               "FROM forks")
+        params: list[Any] = []
+        if after is not None:
+            sql += " WHERE (gateway_key, height, header_b) > (?, ?, ?)"
+            params += list(after)
+        sql += " ORDER BY gateway_key, height, header_b"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
         with self._read() as cur:
-            cur.execute("SELECT gateway_key, height, header_a, sig_a, header_b, sig_b, seen_ms "
-                        "FROM forks ORDER BY gateway_key, height, seen_ms")
+            cur.execute(self._q(sql), params)
             return [ForkRecord(bytes(k), int(h), bytes(ha), bytes(sa), bytes(hb), bytes(sb),
                                int(t)) for k, h, ha, sa, hb, sb, t in cur.fetchall()]
 
+    def fork_counts(self) -> tuple[int, int]:
+        with self._read() as cur:
+            cur.execute("SELECT COUNT(*) FROM forks")
+            kept = int(cur.fetchone()[0])
+            cur.execute("SELECT COALESCE(SUM(dropped), 0) FROM fork_overflow")
+            dropped = int(cur.fetchone()[0])
+        return kept, dropped
+
+    def block_sizes(self, key: bytes, from_height: int, limit: int) -> list[tuple[int, int]]:
+        with self._read() as cur:
+            cur.execute(self._q("SELECT height, length(record) FROM blocks WHERE "
+                                "gateway_key = ? AND height >= ? ORDER BY height LIMIT ?"),
+                        (key, from_height, limit))
+            return [(int(h), int(n)) for h, n in cur.fetchall()]
+
 
 def _gateway(row: Sequence[Any]) -> GatewayRecord:
-    key, name, site, enrolled, revoked, height, hhash, hheader, seen = row
+    key, name, site, enrolled, revoked, height, hhash, hheader, seen, size = row
     return GatewayRecord(
         key=bytes(key), name=name, site=site, enrolled_ms=int(enrolled),
         revoked_at_ms=None if revoked is None else int(revoked), height=int(height),
         head_hash=None if hhash is None else bytes(hhash),
         head_header=None if hheader is None else bytes(hheader),
-        last_seen_ms=None if seen is None else int(seen),
+        last_seen_ms=None if seen is None else int(seen), stored_bytes=int(size),
     )
+
+
+_TOKEN_COLUMNS = "id, name, scopes, hash, created_ms, revoked_ms"
+
+
+def _token(row: Sequence[Any]) -> TokenRecord:
+    tid, name, scopes, digest, created, revoked = row
+    return TokenRecord(id=str(tid), name=str(name), scopes=tuple(str(scopes).split()),
+                       hash=bytes(digest), created_ms=int(created),
+                       revoked_ms=None if revoked is None else int(revoked))
 
 
 def iter_statements(script: str) -> Iterator[str]:

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS gateways (
     height INTEGER NOT NULL DEFAULT -1,
     head_hash BLOB,
     head_header BLOB,
-    last_seen_ms INTEGER
+    last_seen_ms INTEGER,
+    stored_bytes INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS blocks (
     gateway_key BLOB NOT NULL,
@@ -44,9 +45,25 @@ CREATE TABLE IF NOT EXISTS blocks (
     sealed INTEGER NOT NULL,
     record BLOB NOT NULL,
     received_ms INTEGER NOT NULL,
+    readings_min_ms INTEGER NOT NULL DEFAULT 0,
+    readings_max_ms INTEGER NOT NULL DEFAULT 9223372036854775807,
     PRIMARY KEY (gateway_key, height)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS blocks_time ON blocks (gateway_key, time_end_ms);
+CREATE TABLE IF NOT EXISTS fork_overflow (
+    gateway_key BLOB NOT NULL,
+    height INTEGER NOT NULL,
+    dropped INTEGER NOT NULL,
+    PRIMARY KEY (gateway_key, height)
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
 CREATE TABLE IF NOT EXISTS forks (
     gateway_key BLOB NOT NULL,
     height INTEGER NOT NULL,
@@ -102,6 +119,11 @@ class SqliteStorage(SqlStorage):
         with self._write() as cur:
             for stmt in iter_statements(SCHEMA):
                 cur.execute(stmt)
+            have = set()
+            for table in ("gateways", "blocks"):
+                cur.execute(f"SELECT name FROM pragma_table_info('{table}')")
+                have |= {(table, r[0]) for r in cur.fetchall()}
+            self._upgrade(cur, have, "INTEGER")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from replica.config import Limits, ReplicaConfig
 from replica.storage.base import Storage, open_storage
 from tests.support.chains import encode_b64, gateway_key
 from tests.support.pgserver import PgServer, free_port
+from tests.support.tokens import auth_header, install_test_token
 
 BACKENDS = ("sqlite", pytest.param("postgres", marks=pytest.mark.postgres))
 
@@ -65,14 +66,30 @@ def storage(storage_factory: StorageFactory) -> Storage:
     return storage_factory.open()
 
 
+@pytest.fixture
+def other_storage(storage_factory: StorageFactory, request: pytest.FixtureRequest,
+                  tmp_path: Path) -> Iterator[Storage]:
+    """A second, separate database of the same backend (for a second replica)."""
+    if storage_factory.backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'other.db'}"
+    else:
+        url = request.getfixturevalue("pg_server").fresh_schema_dsn()
+    s = open_storage(url, pool_size=4)
+    yield s
+    s.close()
+
+
 class RunningReplica:
     """A replica app served by uvicorn on 127.0.0.1 in a thread, with an httpx client."""
 
     def __init__(self, storage: Storage, limits: Limits, utility_key: Path | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, public: frozenset[str] | None = None) -> None:
         self.storage = storage
         self.port = port or free_port()
         cfg = ReplicaConfig(limits=limits, utility_secret_key=utility_key)
+        if public is not None:
+            cfg = replace(cfg, public=public)
+        self.config = cfg
         app = create_app(cfg, storage)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
                                                     log_level="warning", lifespan="on"))
@@ -84,10 +101,15 @@ class RunningReplica:
                 raise RuntimeError(f"replica did not start on port {self.port}")
             time.sleep(0.01)
         self.url = f"http://127.0.0.1:{self.port}"
-        self.http = httpx.Client(base_url=self.url, timeout=30)
+        self.token = install_test_token(storage)
+        self.http = httpx.Client(base_url=self.url, timeout=30, headers=auth_header(self.token))
+        """A client holding a token with every scope."""
+        self.anon = httpx.Client(base_url=self.url, timeout=30)
+        """A client without a token."""
 
     def stop(self) -> None:
         self.http.close()
+        self.anon.close()
         self.server.should_exit = True
         self.thread.join(15)
 
@@ -125,9 +147,10 @@ def make_replica(storage_factory: StorageFactory) -> Iterator[Callable[..., Runn
     running: list[RunningReplica] = []
 
     def make(limits: Limits | None = None, utility_key: Path | None = None,
-             storage: Storage | None = None, port: int | None = None) -> RunningReplica:
+             storage: Storage | None = None, port: int | None = None,
+             public: frozenset[str] | None = None) -> RunningReplica:
         r = RunningReplica(storage or storage_factory.open(), limits or Limits(),
-                           utility_key, port)
+                           utility_key, port, public)
         running.append(r)
         return r
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledger import Block
+from ledger import Block, block_readings
 from replica.errors import EnrollmentError, StaleHeadError
 from replica.storage.base import ForkRecord, Storage, StoredBlock
 from tests.replica.conftest import StorageFactory
@@ -14,10 +14,17 @@ KEY = b"\x11" * 32
 OTHER = b"\x22" * 32
 
 
-def stored(blocks: list[Block]) -> list[StoredBlock]:
-    return [StoredBlock(b.height, b.hash, b.header.time_start_ms, b.header.time_end_ms,
-                        b.header.reading_count, b.header.payload_encoding == 1, b.encode())
-            for b in blocks]
+def stored(blocks: list[Block], known_span: bool = True) -> list[StoredBlock]:
+    """As the replica stores them; the readings' span known (as with the utility key)."""
+    sk, _ = utility_keypair()
+    out = []
+    for b in blocks:
+        stamps = [r.timestamp_ms for r, _ in block_readings(b, sk)]
+        span = (min(stamps), max(stamps)) if known_span else (0, 2**63 - 1)
+        out.append(StoredBlock(b.height, b.hash, b.header.time_start_ms, b.header.time_end_ms,
+                               b.header.reading_count, b.header.payload_encoding == 1,
+                               b.encode(), *span))
+    return out
 
 
 def test_enroll_twice_is_refused_and_revoke_needs_enrollment(storage: Storage) -> None:
@@ -77,13 +84,19 @@ def test_time_range_and_sealed_queries(storage: Storage) -> None:
     key = plain[0].header.gateway_key
     storage.enroll(key, "gw", None, 0)
     storage.append(key, stored(plain + sealed), -1, 1)
-    # block k spans [10000 + 1000k, 10999 + 1000k]
-    got = storage.blocks_in_time(key, 11_500, 12_500, -1, 10)
+    # block k's readings are stamped 10000 + 1000k and 10499 + 1000k
+    got = storage.blocks_in_time(key, 11_499, 12_500, -1, 10)
     assert [h for h, _ in got] == [1, 2]
     assert [h for h, _ in storage.blocks_in_time(key, 0, 99_999, 1, 2)] == [2, 3]
+    assert storage.blocks_in_time(key, 10_500, 11_000, -1, 10) == []
     assert not storage.sealed_in_time(key, 0, 12_999)
     assert storage.sealed_in_time(key, 0, 13_000)
     assert not storage.sealed_in_time(OTHER, 0, 99_999)
+    # a sealed block whose readings' span is unknown may hold readings of any range
+    more = make_chain(b"time", 1, 2, prev=sealed[-1], span_ms=1000, recipient_key=pk)
+    storage.append(key, stored(more, known_span=False), 4, 2)
+    assert storage.sealed_in_time(key, 0, 1)
+    assert [h for h, _ in storage.blocks_in_time(key, 0, 1, -1, 10)] == [5]
 
 
 def test_fork_evidence_kept_once(storage: Storage) -> None:

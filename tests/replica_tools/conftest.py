@@ -20,6 +20,7 @@ from ledger import Block
 from replica.app import create_app
 from replica.config import Limits, ReplicaConfig
 from replica.storage.base import open_storage
+from tests.support.tokens import TEST_TOKEN, install_test_token
 
 TEST_LIMITS = Limits(rate_per_gateway=0.0, max_future_skew_ms=10 * 365 * 86_400_000,
                      max_blocks_per_batch=64, max_blocks_per_read=50)
@@ -33,6 +34,7 @@ class LiveReplica:
         self.db = directory / "replica.db"
         self.config = ReplicaConfig(storage_url=f"sqlite:///{self.db}", limits=limits)
         self.storage = open_storage(self.config.storage_url)
+        self.token = install_test_token(self.storage)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
@@ -105,9 +107,15 @@ class LiveReplica:
 
 
 @pytest.fixture
-def replicas(tmp_path: Path) -> Iterator[Callable[..., LiveReplica]]:
-    """Factory: ``replicas(limits=...)`` starts another replica; all stop at teardown."""
+def replicas(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+             ) -> Iterator[Callable[..., LiveReplica]]:
+    """Factory: ``replicas(limits=...)`` starts another replica; all stop at teardown.
+
+    Every replica holds the test token (every scope), and ``MC_REPLICA_TOKEN``
+    is set to it for the tools (mirror, audit) the tests run.
+    """
     started: list[LiveReplica] = []
+    monkeypatch.setenv("MC_REPLICA_TOKEN", TEST_TOKEN)
 
     def start(limits: Limits = TEST_LIMITS) -> LiveReplica:
         rep = LiveReplica(tmp_path / f"replica-{len(started)}", limits).start()
