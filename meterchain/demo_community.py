@@ -362,14 +362,15 @@ def _print_statements(st: dict[str, dict[str, Any]], out: Callable[[str], None])
 
 
 async def settle_community_day(work: Path, replica_url: str, storage_url: str, *,
-                               day: dt.date | None = None,
+                               day: dt.date | None = None, kept: bool = True,
                                out: Callable[[str], None] = print) -> CommunityResult:
     """Seal, forward, register, settle and verify one past day of the demo community.
 
     ``work`` keeps the community's gateways, keys and settlements (a second run on the
     same directory continues the gateways' chains and settles again into a new
     directory). ``storage_url`` is the running replica's database, where the operator
-    enrolls the gateways and makes the members' token.
+    enrolls the gateways and makes the members' token. ``kept``: ``work`` outlives the
+    demo, so the commands to try next are worth printing.
 
     Raises:
         ForwardingError: the replica did not take every block.
@@ -383,8 +384,10 @@ async def settle_community_day(work: Path, replica_url: str, storage_url: str, *
     label = day.isoformat()
     work.mkdir(parents=True, exist_ok=True)
     out("")
+    where = (f"files in {work}" if kept else
+             "files in a temporary directory: `meterchain demo --ledger DIR` keeps them")
     out(f"energy community 'sonnenhof': {len(MEMBERS)} households settled over {label} "
-        f"({TIME_ZONE}); files in {work}")
+        f"({TIME_ZONE}); {where}")
     for member, _c, _g, about in MEMBERS:
         out(f"  {member:6} {about}")
     storage = open_storage(storage_url)
@@ -440,6 +443,8 @@ async def settle_community_day(work: Path, replica_url: str, storage_url: str, *
     _code, verdict = shell("settle", "verify", settled / "settlement.json", "--community",
                            work / "community.toml", *source)
     verified = verdict.startswith("OK ") and doc["root"] in verdict
+    if not kept:
+        return CommunityResult(label, work, settled / "settlement.json", doc["root"], verified)
     out(f"  try (in {work}):")
     out(f"    meterchain settle prove {shell.show(settled / 'settlement.json')} --member anna "
         "-o anna.json && meterchain settle verify-proof anna.json")

@@ -81,7 +81,8 @@ def run_pipeline_demo(ledger_dir: str | os.PathLike[str] | None = None, *,
     BlockStore.open(ledger).close()  # a ledger first: the store adopts no non-empty directory
     work.mkdir(parents=True, exist_ok=True)
     try:
-        return asyncio.run(_pipeline(work, ledger, top / "keys", seconds, community, out))
+        return asyncio.run(_pipeline(work, ledger, top / "keys", seconds,
+                                     community=community, kept=kept, out=out))
     finally:
         if not kept:
             shutil.rmtree(top, ignore_errors=True)
@@ -213,8 +214,8 @@ level = "warning"
 """
 
 
-async def _pipeline(d: Path, ledger: Path, keydir: Path, seconds: float, community: bool,
-                    out: Callable[[str], None]) -> PipelineResult:
+async def _pipeline(d: Path, ledger: Path, keydir: Path, seconds: float, *, community: bool,
+                    kept: bool, out: Callable[[str], None]) -> PipelineResult:
     from agent.service.config import load_config
     from agent.service.daemon import Agent
     from drivers import profile
@@ -269,6 +270,8 @@ async def _pipeline(d: Path, ledger: Path, keydir: Path, seconds: float, communi
         except asyncio.CancelledError:
             out("interrupted: stopping")
             interrupted = True
+        # the agent stops early on Ctrl-C (its own signal handler) or a failure
+        interrupted = interrupted or time.monotonic() - t0 < seconds
         agent.stop_event.set()
         await task
         height = agent.store.height
@@ -283,9 +286,11 @@ async def _pipeline(d: Path, ledger: Path, keydir: Path, seconds: float, communi
             f"replica holds {len(replica_records)} block(s), verified and identical to the "
             "agent's chain")
         settled = None
-        if community and not interrupted:
+        if community and interrupted:
+            out("stopped early: the community's settlement is skipped")
+        elif community:
             settled = await settle_community_day(d / "community", replica.url,
-                                                 replica.storage_url, out=out)
+                                                 replica.storage_url, kept=kept, out=out)
         return PipelineResult(ledger, height, readings, len(replica_records) - 1, identical,
                               settled)
     finally:

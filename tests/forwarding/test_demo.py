@@ -159,4 +159,5 @@ def test_demo_stops_on_ctrl_c_and_leaves_nothing_running(tmp_path: Path) -> None
     assert proc.returncode in (0, 130), output
     assert "verified the replica's copy" in output
     assert "energy community" not in output  # interrupted: the community is skipped
+    assert "the community's settlement is skipped" in output
     assert _leftovers(str(d)) == []
