@@ -220,7 +220,7 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         service = svc()
         rec = await run_in_threadpool(service.gateway_for_push, gw)  # before any body byte
         async with received_body(request, config.limits, budget, head_json(rec)) as body:
-            result = await run_in_threadpool(service.push, gw, body, client_address(request))
+            result = await run_in_threadpool(service.push, rec, body, client_address(request))
         return JSONResponse(result.json())
 
     @app.get(f"{API_PREFIX}/gateways/{{gw}}/head", response_model=HeadModel,
@@ -285,10 +285,10 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         """Liveness and version."""
         return {"status": "ok", "version": _version()}
 
+    add_meterdata_routes(app, svc)
     from replica.metrics import install as install_metrics  # GET /metrics, its own module
 
     install_metrics(app, svc)
-    add_meterdata_routes(app, svc)
     return app
 
 

@@ -27,11 +27,13 @@ READ_CHAIN = "read:chain"
 """Heads, block hashes, blocks as stored, gateway list, fork evidence (mirror, audit)."""
 READ_READINGS = "read:readings"
 """Anything that decodes readings: CSV export, inclusion proofs (decrypted when sealed)."""
-SCOPES = (READ_CHAIN, READ_READINGS)
+READ_METRICS = "read:metrics"
+"""The Prometheus exposition (operational figures per gateway, no readings)."""
+SCOPES = (READ_CHAIN, READ_READINGS, READ_METRICS)
 """Scopes a token may carry. No administrative action is exposed over HTTP (enrollment
 and tokens change only through ``meterchain replica ...`` on the database)."""
 
-PUBLIC_GROUPS = ("health", "heads", "openapi")
+PUBLIC_GROUPS = ("health", "heads", "openapi", "metrics")
 """Groups of routes ``auth.public`` may open to anonymous clients."""
 DEFAULT_PUBLIC = ("health", "heads")
 """Open unless configured otherwise: liveness, and heads (gateways read their head to
@@ -84,6 +86,7 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET",  f"{GW}/readings.csv"):          scope(READ_READINGS),
     ("GET",  "/v1/health"):                  public_if("health", READ_CHAIN),
     ("GET",  "/openapi.json"):               public_if("openapi", READ_CHAIN),
+    ("GET",  "/metrics"):                    public_if("metrics", READ_METRICS),
     ("GET",  "/v1/meterdata/points"):        scope(READ_READINGS),
     ("GET",  "/v1/meterdata/intervals"):     scope(READ_READINGS),
     ("GET",  "/v1/meterdata/readings.csv"):  scope(READ_READINGS),

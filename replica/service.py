@@ -183,56 +183,62 @@ class ReplicaService:
                               head=head_json(rec), close=True)
         return rec
 
-    def push(self, key_hex: str, body: bytes, client: str = "") -> PushResult:
-        """Verify and store a pushed batch (the body of ``POST .../blocks``).
+    def push(self, key_hex: str | GatewayRecord, body: bytes, client: str = "") -> PushResult:
+        """Verify and store a pushed batch (the body of ``POST .../blocks``); ``key_hex``
+        may be the record :meth:`gateway_for_push` already gave.
 
-        The gateway's rate budget is charged only once the first block's signature
-        verifies; everything else (refused or empty batches) is charged to the client
-        address's junk budget, which is checked first.
+        The gateway's rate budget is charged only for a push that stores new blocks, once
+        they have all verified (so nobody without the gateway's key can spend it, not even
+        by replaying its blocks). Everything else -- refused, empty or fully duplicate
+        batches -- is charged to the client address's junk budget, checked first.
 
         Raises:
             Refusal: the batch is refused; nothing from it was stored.
         """
-        rec = self.gateway_for_push(key_hex)
+        rec = key_hex if isinstance(key_hex, GatewayRecord) else self.gateway_for_push(key_hex)
         caller = client.encode()
         wait = self.junk.peek(caller)
         if wait > 0:
             raise Refusal(429, "rate-limited", f"too many refused or unsigned pushes from this "
                           f"address; retry after {wait:.2f} s", head=head_json(rec),
                           retry_after=wait)
+        charged = False
+
+        def charge_gateway() -> None:
+            nonlocal charged
+            if charged:
+                return
+            wait = self.rate.take(rec.key)
+            if wait > 0:
+                raise Refusal(429, "rate-limited",
+                              f"more than {self.limits.rate_per_gateway:g} pushes per second "
+                              f"from this gateway; retry after {wait:.2f} s",
+                              head=head_json(rec), retry_after=wait)
+            charged = True
+
         try:
             blocks = self._decode_batch(body, rec)
-            if blocks:
+            for _ in range(PUSH_RETRIES):
                 try:
-                    verify_signature(blocks[0].header, blocks[0].signature)
-                except ChainError as exc:
-                    raise Refusal(422, exc.reason, str(exc), head=head_json(rec),
-                                  height=blocks[0].height, index=0) from None
-        except Refusal:
-            self.junk.take(caller)
+                    result = self._push_blocks(rec, blocks, charge_gateway)
+                    break
+                except StaleHeadError:
+                    fresh = self.storage.gateway(rec.key)
+                    assert fresh is not None  # gateways are never deleted
+                    rec = fresh
+            else:
+                raise Refusal(409, "concurrent-push",
+                              "the gateway's head kept moving under concurrent pushes; retry",
+                              head=head_json(rec))
+        except Refusal as exc:
+            if not charged and exc.status != 429:
+                self.junk.take(caller)
             raise
-        if not blocks:  # nothing to store: answers the head, changes nothing
+        if not charged:  # stored nothing new: an empty batch or a resend
             self.junk.take(caller)
-            return PushResult(head_json(rec), 0, 0)
-        wait = self.rate.take(rec.key)
-        if wait > 0:
-            raise Refusal(429, "rate-limited",
-                          f"more than {self.limits.rate_per_gateway:g} pushes per second from "
-                          f"this gateway; retry after {wait:.2f} s", head=head_json(rec),
-                          retry_after=wait)
-        for _ in range(PUSH_RETRIES):
-            try:
-                result = self._push_blocks(rec, blocks)
-                if result.stored:
-                    self.index.after_push(rec.key)
-                return result
-            except StaleHeadError:
-                fresh = self.storage.gateway(rec.key)
-                assert fresh is not None  # gateways are never deleted
-                rec = fresh
-        raise Refusal(409, "concurrent-push",
-                      "the gateway's head kept moving under concurrent pushes; retry",
-                      head=head_json(rec))
+            return result
+        self.index.after_push(rec.key)  # stored new blocks: index their readings
+        return result
 
     def _decode_batch(self, body: bytes, rec: GatewayRecord) -> list[Block]:
         head = head_json(rec)
@@ -290,8 +296,13 @@ class ReplicaService:
                               head=head, expected_height=blocks[0].height + i, index=i)
         return blocks
 
-    def _push_blocks(self, rec: GatewayRecord, blocks: list[Block]) -> PushResult:
+    def _push_blocks(self, rec: GatewayRecord, blocks: list[Block],
+                     charge: Callable[[], None]) -> PushResult:
+        """Store the new blocks of a decoded batch; ``charge`` is called (and may refuse)
+        once every new block has verified, before anything is written."""
         head = head_json(rec)
+        if not blocks:  # nothing to store: answers the head, changes nothing
+            return PushResult(head, 0, 0)
         now = self.clock_ms()
         if rec.revoked_at_ms is not None:
             for b in blocks:
@@ -326,6 +337,7 @@ class ReplicaService:
             out.append(StoredBlock(h.height, bhash, h.time_start_ms, h.time_end_ms,
                                    h.reading_count, h.payload_encoding == PayloadEncoding.SEALED,
                                    b.encode(), lo, hi))
+        charge()
         quota = self.limits.max_bytes_per_gateway
         adding = sum(len(b.record) for b in out)
         if quota and rec.stored_bytes + adding > quota:

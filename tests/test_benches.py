@@ -50,14 +50,6 @@ def _forward(d: dict[str, Any]) -> None:
     assert d["rows"] and all(r["readings_per_s"] > 0 for r in d["rows"])
 
 
-def _settle(d: dict[str, Any]) -> None:
-    assert {r["mode"] for r in d["rows"]} == {"pro_rata", "market"}
-    for r in d["rows"]:
-        assert r["lines"] >= 30 * 96 and r["run_s"] >= 0 and r["proof_ms"] > 0
-        assert 0 < r["covered_share_pct"] <= 100
-    assert d["summary"]["sha256_200b_per_s"] > 0
-
-
 def _intervals(d: dict[str, Any]) -> None:
     s = d["summary"]
     assert s["readings"] == 20 * (2 * 288 + 5) - 20 * 8  # less a 40-minute gap per point
@@ -69,6 +61,14 @@ def _intervals(d: dict[str, Any]) -> None:
         assert s["same_measured_count"] is True
 
 
+def _settle(d: dict[str, Any]) -> None:
+    assert {r["mode"] for r in d["rows"]} == {"pro_rata", "market"}
+    for r in d["rows"]:
+        assert r["lines"] >= 30 * 96 and r["run_s"] >= 0 and r["proof_ms"] > 0
+        assert 0 < r["covered_share_pct"] <= 100
+    assert d["summary"]["sha256_200b_per_s"] > 0
+
+
 BENCHES: list[tuple[list[str], Callable[[dict[str, Any]], None]]] = [
     (["ingest.py", "--blocks", "20", "--baseline-readings", "640", "--small-readings", "640",
       "--big-readings", "2000", "--rounds", "2", "--per-round", "5"], _ingest),
@@ -77,8 +77,8 @@ BENCHES: list[tuple[list[str], Callable[[dict[str, Any]], None]]] = [
       "both", "--slow-clients", "5", "--slow-hold", "2"], _replica),
     (["agent.py", "--duration", "2", "--readings", "3000"], _agent),
     (["forward.py", "--readings", "5000"], _forward),
-    (["settle.py", "--members", "30", "--producers", "3", "--intervals", "96"], _settle),
     (["intervals.py", "--points", "20", "--days", "2", "--http-requests", "5"], _intervals),
+    (["settle.py", "--members", "30", "--producers", "3", "--intervals", "96"], _settle),
 ]
 
 
