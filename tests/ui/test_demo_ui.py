@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser
 
@@ -45,8 +46,15 @@ def test_demo_ui_serves_the_web_view_until_ctrl_c(browser: Browser, tmp_path: Pa
         page, w = open_page(ctx, url + "/ui/overview")
         names = page.eval_on_selector_all("#gateways tbody tr td:first-child",
                                           "tds => tds.map(td => td.textContent)")
-        assert names == ["demo-gateway"]
+        api = httpx.get(url + "/v1/gateways", headers={"Authorization": f"Bearer {token}"})
+        assert sorted(names) == sorted(g["name"] for g in api.json()["gateways"])
+        assert "demo-gateway" in names
         assert w.problems == []
+        # every gateway's page draws without an error, the community's households too
+        for g in api.json()["gateways"]:
+            gpage, gw = open_page(ctx, f"{url}/ui/gateways/{g['key']}")
+            assert gw.problems == [], g["name"]
+            gpage.close()
         ctx.close()
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
