@@ -21,11 +21,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 import keyfiles as keys
 from replica.access import AccessControl
 from replica.config import ReplicaConfig, load_config
 from replica.csvexport import MAX_LISTED, build_export, check_exportable
+from replica.disconnects import DisconnectLog, client_gone
 from replica.errors import Refusal, ReplicaStoreError
 from replica.intake import BodyBudget, client_address, received_body
 from replica.service import ReplicaService, head_json
@@ -202,6 +204,9 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         )
         return JSONResponse({"error": "malformed", "detail": problems or "invalid request"},
                             status_code=400)
+
+    app.add_middleware(DisconnectLog)
+    app.add_exception_handler(ClientDisconnect, client_gone)
 
     @app.exception_handler(ReplicaStoreError)
     async def _store_down(_request: Request, exc: ReplicaStoreError) -> JSONResponse:

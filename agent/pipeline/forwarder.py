@@ -32,7 +32,10 @@ Protocol (see ``docs/replica-api.md``):
   with jitter, from ``backoff_initial_s`` up to ``backoff_max_s``.
 - the acknowledged height is saved as the replica's cursor in the state DB (at most
   every ``cursor_flush_s`` and when stopping); it only ever lags the truth, which is
-  safe for pruning.
+  safe for pruning. A cursor write that fails (a full disk) is logged and retried at
+  the next flush; the forwarder goes on with the height in memory (``acked_height``),
+  which is the truth for pruning, and ``status["cursor_error"]`` says why it is not
+  saved. A lost cursor costs only resends: a (re)connect starts from the replica's head.
 """
 
 from __future__ import annotations
@@ -57,7 +60,13 @@ from agent.pipeline.replica_client import (
     push_body_size,
 )
 from ledger import HEADER_SIZE, header_hash
-from ledger.errors import ConfigError, ForwardingError, ReplicaDiscrepancy, ReplicaRefused
+from ledger.errors import (
+    ConfigError,
+    ForwardingError,
+    ReplicaDiscrepancy,
+    ReplicaRefused,
+    StoreError,
+)
 
 log = logging.getLogger("meterchain.forwarder")
 T = TypeVar("T")
@@ -82,7 +91,8 @@ class CursorStore(Protocol):
 
     def cursor(self, replica_name: str) -> int: ...
 
-    def set_cursor(self, replica_name: str, height: int) -> None: ...
+    def set_cursor(self, replica_name: str, height: int) -> None:
+        """Raises StoreError when it cannot be saved (the forwarder retries later)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +195,8 @@ class Forwarder:
         self._acked = state.cursor(name)
         self._saved_cursor = self._acked
         self._saved_at = 0.0
+        self._cursor_error: str | None = None
+        self._cursor_failures = 0
         self._failures = 0
         self._hash_cache: tuple[int, bytes] | None = None
         # status fields
@@ -214,7 +226,9 @@ class Forwarder:
         ``replica_height`` (last head seen, None before contact), ``local_height``,
         ``backlog_blocks``, ``last_error``, ``last_error_ms``, ``last_success_ms``,
         ``consecutive_failures``, ``retry_in_s``, ``sent_blocks``, ``sent_bytes``,
-        ``discrepancy`` (None, or ``{"height", "local_hash", "replica_hash", "detail"}``).
+        ``discrepancy`` (None, or ``{"height", "local_hash", "replica_hash", "detail"}``),
+        ``saved_height`` (the cursor last saved in the state DB), ``cursor_error`` (None,
+        or why the last save failed; the height is kept in memory meanwhile).
         """
         local = self._store.height
         retry = None
@@ -237,6 +251,8 @@ class Forwarder:
             "sent_blocks": self._sent_blocks,
             "sent_bytes": self._sent_bytes,
             "discrepancy": dict(self._discrepancy) if self._discrepancy else None,
+            "saved_height": self._saved_cursor,
+            "cursor_error": self._cursor_error,
         }
 
     @property
@@ -434,9 +450,23 @@ class Forwarder:
         now = time.monotonic()
         if not force and now - self._saved_at < self.options.cursor_flush_s:
             return
-        self._state.set_cursor(self.name, self._acked)
-        self._saved_cursor = self._acked
         self._saved_at = now
+        try:
+            self._state.set_cursor(self.name, self._acked)
+        except StoreError as exc:
+            self._cursor_failures += 1
+            self._cursor_error = str(exc)
+            n = self._cursor_failures
+            log.log(logging.ERROR if n == 1 or n % 100 == 0 else logging.DEBUG,
+                    "replica %s: cannot save its cursor (height %d; kept in memory, retried "
+                    "later; %d attempt(s)): %s", self.name, self._acked, n, exc)
+            return
+        if self._cursor_error is not None:
+            log.warning("replica %s: cursor saved again (height %d) after %d failed "
+                        "attempt(s)", self.name, self._acked, self._cursor_failures)
+        self._cursor_error = None
+        self._cursor_failures = 0
+        self._saved_cursor = self._acked
 
     def _ok(self) -> None:
         if self._failures:

@@ -27,7 +27,9 @@ Disk full: when the store raises :class:`~ledger.errors.StoreFullError` the bloc
 discarded unsaved, its readings go back to the front of the pending queue and commits
 are retried every ``retry_interval_s`` while polling goes on. Pending readings are
 bounded by ``max_pending_readings``; beyond it the OLDEST PENDING readings are dropped,
-counted and logged as critical. Committed readings are never dropped. Any other store
+counted and logged as critical. Committed readings are never dropped. Each refusal is
+passed to ``on_full`` (the daemon releases its disk reserve); when that says it made
+room for blocks (only while stopping) the commit is retried at once. Any other store
 failure is raised (:class:`~ledger.errors.StoreError`): the daemon stops and its restart
 recovers the store's tail.
 """
@@ -98,6 +100,7 @@ class Sealer:
         *,
         recipient_key: bytes | None = None,
         on_commit: Callable[[Block], None] | None = None,
+        on_full: Callable[[StoreFullError], bool] | None = None,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -106,6 +109,10 @@ class Sealer:
         self._key = nacl.signing.SigningKey(signing_key)  # derived once, not per block
         self.recipient_key = recipient_key
         self.on_commit = on_commit
+        self.on_full = on_full
+        """Called with each refusal for lack of space; returns True if it made room for
+        blocks (then the commit is retried at once)."""
+        self._room_made = False
         self._wall = wall
         self._mono = mono
         self._pending: deque[tuple[Reading, int]] = deque()
@@ -289,12 +296,12 @@ class Sealer:
         self._retry_at = None
         self._settle_in_flight()
         while self._pending:
-            if not self.seal_some():
+            if not self.seal_some() and not self._room_made:
                 break
         left = self.pending
         if left:
-            log.critical("%d pending reading(s) could not be committed at shutdown: %s",
-                         left, self.last_error)
+            log.critical("%d pending reading(s) could not be committed at shutdown and are "
+                         "lost: %s", left, self.last_error)
         return left
 
     # --- sealing -------------------------------------------------------------------
@@ -380,7 +387,9 @@ class Sealer:
         self.store_full = True
         self.commit_failures += 1
         self.last_error = str(exc)
-        self._retry_at = self._mono() + self.cfg.retry_interval_s
+        self._room_made = bool(self.on_full(exc)) if self.on_full is not None else False
+        self._retry_at = None if self._room_made else (
+            self._mono() + self.cfg.retry_interval_s)
         level = logging.CRITICAL if self.commit_failures == 1 or (
             self.commit_failures % 100 == 0) else logging.DEBUG
         log.log(level, "cannot commit a block (%s); holding %d pending reading(s) in memory "

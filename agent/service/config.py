@@ -169,6 +169,14 @@ class RetentionConfig:
     segment_bytes: int = field(default=16 * 1024 * 1024, metadata=_doc(
         "Size of the store's segment files; pruning frees whole segments, so keep it well "
         "below the budget.", min=64 * 1024, max=1024**3))
+    reserve_bytes: int = field(default=16 * 1024 * 1024, metadata=_doc(
+        "Disk reserve: a preallocated file (LEDGER/RESERVE) released when the disk fills, "
+        "so cursors, status and the readings pending at a stop can still be written; "
+        "allocated again once twice this is free. The default holds the default "
+        "sealing.max_pending_readings for meter ids of up to 30 characters (a reading "
+        "takes about 48 bytes plus its meter id). At most an eighth of the filesystem is "
+        "held (a larger value is lowered, with a warning). 0 disables it.",
+        min=0, max=1024**3))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,10 @@ commit what is pending, let forwarders save their cursors, close meters, write t
 final status and exit 0 -- all within ``gateway.stop_timeout_s``.
 
 A task that dies (the store failing other than by being full, a bug) stops the daemon
-with exit code 1 so systemd restarts it; meters and replicas failing never do.
+with exit code 1 so systemd restarts it; meters and replicas failing never do, and
+neither does a full disk: the disk reserve (``agent/storage/reserve.py``) is released,
+cursor and status writes are retried (the forwarders keep their heights in memory),
+retention prunes what the replicas hold, and readings wait in memory.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import keyfiles as keys
@@ -31,12 +36,13 @@ from agent.service.config import TCP_PROTOCOLS, AgentConfig, MeterConfig
 from agent.service.metrics import MetricsServer, render, write_textfile
 from agent.service.notify import Notifier
 from agent.service.status import STATUS_VERSION, write_status
+from agent.storage.reserve import DiskReserve
 from agent.storage.retention import Retention
 from agent.storage.state import StateDB
 from agent.storage.store import BlockStore, StoreOptions
 from drivers.base import Meter, MeterSpec, open_meter
 from ledger import Block
-from ledger.errors import ConfigError, ConfigErrors, KeyFileError, StoreError
+from ledger.errors import ConfigError, ConfigErrors, KeyFileError, StoreError, StoreFullError
 
 log = logging.getLogger("meterchain.agent")
 
@@ -44,6 +50,9 @@ HEALTH_STALL_S = 10.0
 """The sealer loop wakes at least every second; silent longer than this is unhealthy."""
 METER_FAILING_AFTER = 3
 """Failed reads in a row after which a meter is reported as failing (degraded)."""
+STOP_KEEP_FREE = 64 * 1024
+"""At a stop on a full disk, pending readings are committed into the released reserve
+while this much plus twice the size of status.json and of the state file stays free."""
 
 
 def meter_spec(m: MeterConfig) -> MeterSpec:
@@ -75,6 +84,34 @@ def open_meters(cfg: AgentConfig) -> list[Meter]:
     return meters
 
 
+class ReserveBackedCursors:
+    """The state DB's cursors for the forwarders: a write failing for lack of space
+    releases the disk reserve and is retried once (then the forwarder retries later)."""
+
+    def __init__(self, state: StateDB, reserve: DiskReserve) -> None:
+        self.state = state
+        self.reserve = reserve
+
+    def cursor(self, replica_name: str) -> int:
+        return self.state.cursor(replica_name)
+
+    def set_cursor(self, replica_name: str, height: int) -> None:
+        """Raises StoreError (StoreFullError) when it cannot be saved."""
+        self.reserve.write_small(lambda: self.state.set_cursor(replica_name, height),
+                                 self.state.path)
+
+
+class AckedCursors:
+    """Acknowledged heights for retention, from the forwarders' memory: at least as
+    fresh as the saved cursors, so pruning never waits for a cursor write."""
+
+    def __init__(self, forwarders: Sequence[Forwarder]) -> None:
+        self._by_name = {fw.name: fw for fw in forwarders}
+
+    def cursor(self, replica_name: str) -> int:
+        return self._by_name[replica_name].acked_height
+
+
 class Agent:
     """One running gateway agent; :meth:`run` until stopped."""
 
@@ -89,6 +126,8 @@ class Agent:
         self.forwarders: list[Forwarder] = []
         self.metrics_port: int | None = None
         self._healthy = True
+        self._stopping = False
+        self._write_errors: dict[str, int] = {}  # status/textfile failures in a row
 
     # --- opening -------------------------------------------------------------------
 
@@ -114,9 +153,19 @@ class Agent:
                 f"chain in {cfg.gateway.ledger_dir} ({head.header.gateway_key.hex()}); "
                 "restore the gateway's key or start a new ledger directory")
         self.state = StateDB(cfg.gateway.state_path)
+        try:
+            self.reserve = DiskReserve(cfg.gateway.ledger_dir, cfg.retention.reserve_bytes,
+                                       self.store)
+        except OSError as exc:
+            raise StoreError(f"{cfg.gateway.ledger_dir}: cannot examine the filesystem for "
+                             f"the disk reserve: {exc.strerror}") from None
+        if self.reserve.establish():
+            log.info("disk reserve of %d bytes held (%s)", self.reserve.size,
+                     self.reserve.path)
+        cursors = ReserveBackedCursors(self.state, self.reserve)
         for r in cfg.replicas:
             self.forwarders.append(Forwarder(
-                r.name, r.url, self.store, self.state, gateway_key=self.public_key,
+                r.name, r.url, self.store, cursors, gateway_key=self.public_key,
                 options=ForwarderOptions(
                     ca_file=r.ca_cert, pin_sha256=r.pinned_key_sha256, required=r.required,
                     timeout_s=r.timeout_s, batch_max_bytes=r.batch_bytes,
@@ -127,17 +176,34 @@ class Agent:
                         "budget only")
         self.clock = ClockWatch(cfg.gateway.clock_step_threshold_ms)
         self.sealer = Sealer(cfg.sealing, self.store, self.seed, recipient_key=self.recipient,
-                             on_commit=self._committed)
+                             on_commit=self._committed, on_full=self._store_full)
         self.poller = Poller([
             PollTarget(meter, m.id, m.driver, meter_spec(m).bus, m.poll_interval_s,
                        m.timeout_s, m.backoff_max_s)
             for meter, m in zip(self.meters, cfg.meters, strict=True)
         ], self.sealer.add, self.clock)
-        self.retention = Retention(cfg.retention, self.store, self.state, required,
-                                   optional=[r.name for r in cfg.replicas if not r.required])
+        self.retention = Retention(cfg.retention, self.store, AckedCursors(self.forwarders),
+                                   required,
+                                   optional=[r.name for r in cfg.replicas if not r.required],
+                                   disk_full=self._disk_full)
         log.info("store open at height %d (%s); %d meter(s), %d replica(s)",
                  self.store.height, cfg.gateway.ledger_dir, len(self.meters),
                  len(self.forwarders))
+
+    def _store_full(self, exc: StoreFullError) -> bool:
+        """The store refused a block for lack of space; True if room was made for blocks
+        (only while stopping: otherwise the released reserve is kept for small state)."""
+        released = self.reserve.disk_full("a block", exc)
+        return released and self._stopping
+
+    def _disk_full(self) -> bool:
+        return self.reserve.released or self.sealer.store_full
+
+    def _disk_check(self) -> None:
+        """Re-establish the reserve when space returned; prune at once while full."""
+        self.reserve.check()
+        if self._disk_full():
+            self.retention.check()
 
     def _committed(self, block: Block) -> None:
         log.debug("committed block %d with %d reading(s)", block.height,
@@ -160,6 +226,10 @@ class Agent:
             critical = True
             problems.append(f"store full: {self.sealer.pending} reading(s) held in memory "
                             f"({self.sealer.last_error})")
+        elif self.reserve.released:
+            critical = True
+            problems.append(f"disk full: the disk reserve of {self.reserve.size} bytes is "
+                            "released; blocks are written only while that much stays free")
         if self.sealer.dropped_readings:
             critical = True
             problems.append(f"{self.sealer.dropped_readings} pending reading(s) dropped while "
@@ -176,6 +246,9 @@ class Agent:
                 problems.append(f"replica {r['name']}: DISCREPANCY {r['discrepancy']}")
             elif r.get("last_error") and r.get("consecutive_failures"):
                 problems.append(f"replica {r['name']}: {r['last_error']}")
+            if r.get("cursor_error"):
+                problems.append(f"replica {r['name']}: cursor {r['acked_height']} kept in "
+                                f"memory, not saved: {r['cursor_error']}")
         for m in meters:
             if m["consecutive_failures"] >= METER_FAILING_AFTER:
                 problems.append(f"meter {m['meter_id']}: {m['consecutive_failures']} failed "
@@ -204,7 +277,7 @@ class Agent:
             "disk": {
                 "used_bytes": ret.used_bytes, "budget_bytes": self.cfg.retention.disk_budget_bytes,
                 "free_bytes": ret.free_bytes, "pruned_bytes": ret.pruned_bytes,
-                "over_budget": ret.over_budget,
+                "over_budget": ret.over_budget, **self.reserve.to_json(),
             },
             "clock": {"steps": self.clock.steps, "last_step_s": self.clock.last_step_s},
         }
@@ -221,17 +294,35 @@ class Agent:
                 + f"; disk {snap['disk']['used_bytes']} B")
 
     def publish(self, *, running: bool = True) -> dict[str, Any]:
-        """Write status.json (and the metrics textfile) and update STATUS=."""
+        """Write status.json and the metrics textfile (each on its own: one failing never
+        stops the other) and update STATUS=."""
         snap = self.snapshot(running=running)
-        try:
-            write_status(self.cfg.status_path, snap)
-            if self.cfg.metrics.textfile:
-                write_textfile(self.cfg.metrics.textfile, render(snap))
-        except OSError as exc:
-            log.error("cannot write status/metrics file: %s", exc)
+        path = self.cfg.status_path
+        self._write_file("status", lambda: self.reserve.write_small(
+            lambda: write_status(path, snap), path))
+        if self.cfg.metrics.textfile:
+            text = render(snap)
+            textfile = self.cfg.metrics.textfile
+            self._write_file("metrics textfile", lambda: self.reserve.write_small(
+                lambda: write_textfile(textfile, text), textfile))
         if running:
             self.notifier.status(self.summary(snap))
         return snap
+
+    def _write_file(self, what: str, write: Callable[[], None]) -> None:
+        """Run one periodic write; log its first failure (and every 100th), and when it
+        works again. Never raises: the next interval retries."""
+        try:
+            write()
+        except (OSError, StoreError) as exc:
+            n = self._write_errors.get(what, 0) + 1
+            self._write_errors[what] = n
+            log.log(logging.ERROR if n == 1 or n % 100 == 0 else logging.DEBUG,
+                    "cannot write the %s (retried every %.1f s; %d attempt(s)): %s", what,
+                    self.cfg.metrics.interval_s, n, exc)
+            return
+        if self._write_errors.pop(what, 0):
+            log.warning("%s written again", what)
 
     # --- background loops ----------------------------------------------------------
 
@@ -272,6 +363,8 @@ class Agent:
                                             self.retention.check), name="retention"),
             asyncio.create_task(self._every(self.cfg.metrics.interval_s, self.publish),
                                 name="status"),
+            asyncio.create_task(self._every(self.cfg.sealing.retry_interval_s,
+                                            self._disk_check), name="disk"),
         }
         wd = self.notifier.watchdog_s
         aux.add(asyncio.create_task(self._every(min(wd / 2, 1.0) if wd else 1.0,
@@ -305,10 +398,17 @@ class Agent:
             return max(0.05, (deadline - time.monotonic()) * share)
 
         await _settle(main, left(0.3))
+        self._stopping = True
+        self.reserve.stopping(self._stop_keep_free())
+        full, pending = self.reserve.released, self.sealer.pending
         try:
-            self.sealer.flush()
+            lost = self.sealer.flush()
         except StoreError as exc:
             log.critical("could not commit pending readings at shutdown: %s", exc)
+        else:
+            if full or self.reserve.released:
+                log.warning("stopping on a full disk: committed %d of %d pending reading(s) "
+                            "into the disk reserve", pending - lost, pending)
         for fw in self.forwarders:
             fw.notify()
         await _settle(fwd, left(0.5))
@@ -319,6 +419,16 @@ class Agent:
             await server.stop()
         self.publish(running=False)
         log.info("stopped at height %d", self.store.height if self.store else -1)
+
+    def _stop_keep_free(self) -> int:
+        """Free space the final cursors and status need (see STOP_KEEP_FREE)."""
+        size = 0
+        for p in (self.cfg.status_path, Path(self.cfg.gateway.state_path)):
+            try:
+                size += p.stat().st_size
+            except OSError:
+                size += 16 * 1024  # not written yet: room for a first one
+        return STOP_KEEP_FREE + 2 * size
 
     def close(self) -> None:
         """Release store, state and the notification socket (idempotent)."""

@@ -10,6 +10,7 @@ written atomically to a ``.prom`` file for node_exporter's textfile collector
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -149,6 +150,9 @@ def render(snap: Snapshot) -> str:
           disk.get("free_bytes"))
     w.add("meterchain_disk_pruned_bytes_total", "counter", "Bytes freed by pruning.",
           disk.get("pruned_bytes", 0))
+    w.add("meterchain_disk_reserve_bytes", "gauge",
+          "Bytes held in the disk reserve (0 while it is released: the disk is full).",
+          disk.get("reserve_bytes", 0) if disk.get("reserve_held") else 0)
     clock = snap.get("clock", {})
     w.add("meterchain_clock_steps_total", "counter", "Gateway wall-clock steps detected.",
           clock.get("steps", 0))
@@ -159,16 +163,22 @@ def render(snap: Snapshot) -> str:
 
 
 def write_textfile(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` atomically (temp file in the same directory, then rename).
+    """Write ``text`` atomically (temp file in the same directory, then rename); on
+    failure the old file is left as it was and the temporary file removed.
 
     Raises:
-        OSError: the directory is not writable.
+        OSError: the directory is not writable or the disk is full.
     """
     p = Path(path)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, p)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, p)
+    except OSError:
+        with contextlib.suppress(OSError):  # a full disk: do not leave it holding space
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 class MetricsServer:

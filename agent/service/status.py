@@ -7,12 +7,14 @@ Prometheus metrics. Snapshot keys: ``version``, ``written_ms``, ``pid``, ``start
 degraded / critical, ``problems``), ``meters`` (see ``agent.pipeline.poller.MeterStats``),
 ``chain`` (``height``, ``head_hash``, ``head_time_ms``, ``first_height``), ``sealer``,
 ``replicas`` (the forwarder's status dicts), ``disk`` (``used_bytes``, ``budget_bytes``,
-``free_bytes``, ``pruned_bytes``, ``over_budget``), ``clock`` (``steps``,
-``last_step_s``).
+``free_bytes``, ``pruned_bytes``, ``over_budget``, and the disk reserve's
+``reserve_bytes``, ``reserve_held``, ``reserve_releases``, ``reserve_released_ms``),
+``clock`` (``steps``, ``last_step_s``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -27,21 +29,29 @@ STALE_FACTOR = 3.0
 
 
 def write_status(path: str | os.PathLike[str], snap: dict[str, Any]) -> None:
-    """Write the snapshot atomically (a reader never sees a half-written file).
+    """Write the snapshot atomically (a reader never sees a half-written file); on
+    failure the old file is left as it was and the temporary file removed.
 
     Raises:
-        OSError: the directory is not writable.
+        OSError: the directory is not writable or the disk is full.
     """
     p = Path(path)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     data = json.dumps(snap, indent=1, sort_keys=True).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, p)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, p)
+    except OSError:
+        with contextlib.suppress(OSError):  # a full disk: do not leave it holding space
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -178,7 +188,9 @@ def render_status(snap: dict[str, Any], now_s: float | None = None) -> str:
     disk = snap.get("disk", {})
     out.append(f"disk     {_size(disk.get('used_bytes'))} used of {_size(disk.get('budget_bytes'))}"
                f" budget, {_size(disk.get('free_bytes'))} free on the filesystem"
-               + ("  OVER BUDGET" if disk.get("over_budget") else ""))
+               + ("  OVER BUDGET" if disk.get("over_budget") else "")
+               + ("  DISK FULL (reserve released)" if disk.get("reserve_bytes")
+                  and not disk.get("reserve_held") else ""))
     out.append("meters")
     for m in snap.get("meters", []):
         err = f"  last error {_ago(m.get('last_error_ms'), now)}: {m['last_error']}" if m.get(

@@ -10,6 +10,12 @@ store is still over budget after pruning, the agent keeps recording as long as t
 allows and reports a critical status naming the replicas holding it back. With no
 required replica configured, every block counts as acknowledged (a stand-alone gateway
 keeps a rolling window of at least ``min_age_s``).
+
+While the disk is full (``disk_full()`` is true: the agent's disk reserve is released)
+the same blocks are pruned even below the budget, so a full disk frees itself of what
+the replicas already hold. Pruning deletes whole files and needs no free space; the
+acknowledged heights come from ``cursors``, which the daemon answers from the
+forwarders' memory, so pruning never waits for a cursor write to succeed.
 """
 
 from __future__ import annotations
@@ -61,8 +67,10 @@ class Retention:
 
     def __init__(self, cfg: RetentionConfig, store: PrunableStore, cursors: CursorSource,
                  required: Sequence[str], *, optional: Sequence[str] = (),
+                 disk_full: Callable[[], bool] = lambda: False,
                  wall: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
+        self.disk_full = disk_full
         self.store = store
         self.cursors = cursors
         self.required = list(required)
@@ -100,27 +108,32 @@ class Retention:
         return st
 
     def check(self) -> RetentionState:
-        """Measure, prune what the policy allows when over budget, update ``state``.
+        """Measure, prune what the policy allows when over budget or the disk is full,
+        update ``state``.
 
         Raises:
             StoreError: the store cannot be read or pruned.
         """
         st = self.measure()
         budget = self.cfg.disk_budget_bytes
-        if st.used_bytes > budget and self.store.height >= 0:
+        full = self.disk_full()
+        if (st.used_bytes > budget or full) and self.store.height >= 0:
             acked = min(self.acknowledged(), self.store.height)
             bound = self._age_bound(acked) if acked >= self.store.first_height else (
                 self.store.first_height)
             if bound > self.store.first_height:
                 first_before = self.store.first_height
+                used_before = st.used_bytes
                 freed = self.store.prune_before(bound)
                 if freed:
                     st.pruned_bytes += freed
                     st.used_bytes = self.store.disk_usage()
                     why = ("acknowledged by every required replica" if self.required
                            else "no replica is required")
-                    log.info("pruned %d bytes below height %d (%s, older than %.0f s)",
-                             freed, self.store.first_height, why, self.cfg.min_age_s)
+                    log.info("pruned %d bytes below height %d (%s, older than %.0f s)%s",
+                             freed, self.store.first_height, why, self.cfg.min_age_s,
+                             " because the disk is full" if full and used_before <= budget
+                             else "")
                     self._warn_unsent(first_before, self.store.first_height)
         was_over = st.over_budget
         st.over_budget = st.used_bytes > budget

@@ -4,11 +4,16 @@ TinyDB's default storage rewrites its file in place (seek 0, write, truncate), w
 kill can leave half-written. :class:`AtomicJSONStorage` writes a temporary file, fsyncs
 it, renames it over the old one and fsyncs the directory, so a reader always finds
 either the old or the new state, whole. Each write rewrites the whole file: this is for
-a few kilobytes of state, never for blocks.
+a few kilobytes of state, never for blocks. A write that fails leaves the old file as it
+was and removes its temporary file (on a full disk it would hold space); it raises
+:class:`~ledger.errors.StoreFullError` when the disk is full, so callers can keep the
+value in memory and retry (see ``agent/storage/reserve.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 from pathlib import Path
@@ -17,10 +22,11 @@ from typing import Any
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
-from ledger.errors import StoreError
+from ledger.errors import StoreError, StoreFullError
 
 _META_TABLE = "meta"
 _CURSOR_TABLE = "cursors"
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class AtomicJSONStorage(Storage):
@@ -50,6 +56,12 @@ class AtomicJSONStorage(Storage):
         return data
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
+        """Replace the file with ``data``; on failure the old file is left as it was.
+
+        Raises:
+            StoreFullError: no space left on the disk.
+            StoreError: any other failure to write.
+        """
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         payload = json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
         try:
@@ -70,7 +82,10 @@ class AtomicJSONStorage(Storage):
                 finally:
                     os.close(dfd)
         except OSError as exc:
-            raise StoreError(f"{self.path}: cannot write state: {exc.strerror}") from None
+            with contextlib.suppress(OSError):  # the write's own error says what failed
+                tmp.unlink(missing_ok=True)
+            cls = StoreFullError if exc.errno in _NO_SPACE else StoreError
+            raise cls(f"{self.path}: cannot write state: {exc.strerror}") from None
 
     def close(self) -> None:
         pass
@@ -101,6 +116,7 @@ class StateDB:
 
         Raises:
             TypeError: the value is not JSON-serialisable.
+            StoreFullError: the disk is full (the old value stays in the file).
             StoreError: the file cannot be written.
         """
         json.dumps(value)  # refuse before touching the file
@@ -116,6 +132,7 @@ class StateDB:
 
         Raises:
             ValueError: height below -1.
+            StoreFullError: the disk is full (the old cursor stays in the file).
             StoreError: the file cannot be written.
         """
         if height < -1:

@@ -161,6 +161,7 @@ class BlockStore:
         self._idx_behind = False  # the active index file lacks entries (disk was full)
         self._readers: dict[Path, int] = {}
         self._closed = False
+        self._keep_free: tuple[int, str] | None = None  # see keep_free()
 
     # --- opening ---------------------------------------------------------------------
 
@@ -351,6 +352,22 @@ class BlockStore:
             idx = seg.idx_path
             total += idx.stat().st_size if idx.exists() else 0
         return total + len(FORMAT_TEXT)
+
+    def keep_free(self, nbytes: int | None, reason: str = "") -> None:
+        """Refuse appends that would leave fewer than ``nbytes`` free on the store's
+        filesystem (``StoreFullError`` naming ``reason``, nothing written); ``None`` lifts
+        it. The agent's disk reserve (``agent/storage/reserve.py``) sets it while the
+        reserve is released, so blocks do not eat the space kept for small state."""
+        self._keep_free = None if nbytes is None else (nbytes, reason)
+
+    def free_bytes(self) -> int:
+        """Bytes an unprivileged writer may still use on the store's filesystem.
+
+        Raises:
+            OSError: the filesystem cannot be queried.
+        """
+        st = os.statvfs(self.directory)
+        return st.f_bavail * st.f_frsize
 
     # --- appending -------------------------------------------------------------------
 
@@ -626,6 +643,16 @@ class BlockStore:
         return bytes((-end) % align)
 
     def _check_budget(self, extra: int) -> None:
+        if self._keep_free is not None:
+            keep, reason = self._keep_free
+            try:
+                free = self.free_bytes()
+            except OSError as exc:
+                raise StoreError(f"{self.directory}: cannot measure free space: "
+                                 f"{exc.strerror}") from None
+            if free - extra < keep:
+                raise StoreFullError(f"{self.directory}: {reason} ({free} bytes free, "
+                                     f"{keep} kept free)")
         budget = self.options.max_bytes
         in_flight = sum(u.buf_len + 8 * len(u.offsets) for u in self._unsynced)
         if budget is not None and self.disk_usage() + in_flight + extra > budget:

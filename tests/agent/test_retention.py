@@ -130,3 +130,20 @@ def test_pruning_past_an_optional_replica_is_said_loudly(
     assert any(f"pruned blocks 6..{first - 1} before optional replica hobby" in w
                for w in warnings), warnings
     assert any("no replica is required" in rec.getMessage() for rec in caplog.records)
+
+
+def test_a_full_disk_prunes_acknowledged_old_blocks_below_the_budget(
+        store: BlockStore, state: StateDB) -> None:
+    """While the disk is full the same rule holds, budget or not: acknowledged and old
+    blocks go, the rest stays."""
+    state.set_cursor("utility", 25)
+    full = [False]
+    cfg = RetentionConfig(disk_budget_bytes=store.disk_usage() * 10, min_age_s=0)
+    r = Retention(cfg, store, state, ["utility"], disk_full=lambda: full[0],
+                  wall=lambda: (_end_ms(store, BLOCKS - 1) + 10**9) / 1000)
+    assert r.check().pruned_bytes == 0 and store.first_height == 0
+    full[0] = True
+    st = r.check()
+    assert st.pruned_bytes > 0 and not st.over_budget
+    assert 0 < store.first_height <= 26
+    _assert_intact_from(store, 26)

@@ -83,7 +83,7 @@ def run_until(fws: list[Forwarder], done: Callable[[], bool], timeout: float = 3
     """Run forwarders until ``done()`` (checked every 10 ms) or ``timeout``; return seconds.
 
     ``during(elapsed)`` is called on every check (to add blocks, flip faults, ...).
-    Asserts the forwarders stop within 3 s once asked.
+    Asserts the forwarders stop once asked, well before a hung request would end.
     """
 
     async def main() -> float:
@@ -105,7 +105,9 @@ def run_until(fws: list[Forwarder], done: Callable[[], bool], timeout: float = 3
         finally:
             stop.set()
             t_stop = time.monotonic()
-            await asyncio.wait_for(asyncio.gather(*tasks), 5)
-            assert time.monotonic() - t_stop < 3.0, "forwarders did not stop promptly"
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
+            # A hung request lasts 60 s: stopping well before that shows the forwarders are
+            # cancelled, not waited out (the margin leaves room for a loaded machine).
+            assert time.monotonic() - t_stop < 20.0, "forwarders did not stop promptly"
 
     return asyncio.run(main())

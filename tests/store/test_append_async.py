@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -57,27 +58,40 @@ def _stored_hashes(path: Path) -> list[bytes]:
 
 def test_event_loop_keeps_running_while_fsync_stalls(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fdatasync of an append does not return until the event loop has ticked ten
+    times while it was stalled: if the sync blocked the loop, it would never be released
+    (and the test would fail on the 60 s safety limit, not on how fast this machine is)."""
     store, blocks = _genesis_only(tmp_path, 2)
-    _sync_with(monkeypatch)
+    real = os.fdatasync
+    entered = threading.Event()
+    release = threading.Event()
 
-    async def go() -> tuple[int, list[int]]:
-        ticks = 0
+    def stalled(fd: int) -> None:
+        entered.set()
+        if not release.wait(60):
+            raise OSError(errno.EIO, "event loop did not run while the sync was stalled")
+        real(fd)
+
+    monkeypatch.setattr("agent.storage.store.os.fdatasync", stalled)
+
+    async def go() -> list[int]:
         seen: list[int] = []
 
         async def ticker() -> None:
-            nonlocal ticks
             while True:
                 await asyncio.sleep(0.01)
-                ticks += 1
-                seen.append(store.height)
+                if entered.is_set() and not release.is_set():
+                    seen.append(store.height)
+                    if len(seen) >= 10:
+                        release.set()
 
         t = asyncio.create_task(ticker())
         await store.append_async(blocks[1])
         t.cancel()
-        return ticks, seen
+        return seen
 
-    ticks, seen = asyncio.run(go())
-    assert ticks >= 10  # polls would have run during the stall
+    seen = asyncio.run(go())
+    assert len(seen) >= 10  # polls ran during the stall
     assert set(seen) == {0}  # readers never saw the block before it was durable
     assert store.height == 1 and store.get(1).hash == blocks[1].hash
     store.close()

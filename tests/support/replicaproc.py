@@ -40,12 +40,13 @@ class ReplicaProcess:
 
     def __init__(self, directory: Path, *, enroll: list[bytes], port: int | None = None,
                  limits: dict[str, object] | None = None,
-                 tls: tuple[Path, Path] | None = None) -> None:
+                 tls: tuple[Path, Path] | None = None, log_level: str = "warning") -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.tls = tls
         """(certificate PEM, key PEM) to serve HTTPS."""
+        self.log_level = log_level
         self.db = self.directory / "replica.db"
         self.storage_url = f"sqlite:///{self.db}"
         lim = {"rate_per_gateway": 0.0, "max_future_skew_ms": 10 * 365 * 86_400_000}
@@ -71,7 +72,7 @@ class ReplicaProcess:
     def start(self, timeout: float = 20.0) -> ReplicaProcess:
         env = dict(os.environ, MC_REPLICA_CONFIG=str(self.config))
         cmd = [sys.executable, "-m", "uvicorn", "--factory", "replica.app:app_from_env",
-               "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
+               "--host", "127.0.0.1", "--port", str(self.port), "--log-level", self.log_level,
                "--no-access-log"]
         if self.tls:
             cmd += ["--ssl-certfile", str(self.tls[0]), "--ssl-keyfile", str(self.tls[1])]
