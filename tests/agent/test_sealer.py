@@ -75,6 +75,15 @@ def test_seals_after_interval_with_few_readings(tmp_path: Path) -> None:
     assert store.height == 0
 
 
+async def _until(cond: Callable[[], bool], limit_s: float = 30.0) -> None:
+    """Wait for ``cond`` without assuming how fast this machine is (fails only after
+    ``limit_s``, far beyond any sealing interval used here)."""
+    deadline = asyncio.get_running_loop().time() + limit_s
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.01)
+
+
 def test_run_loop_applies_policy_and_flush_seals_the_rest(tmp_path: Path) -> None:
     store = open_store(tmp_path / "l")
     s = Sealer(SealingConfig(interval_s=0.3, max_readings=100), store, SEED)
@@ -83,11 +92,11 @@ def test_run_loop_applies_policy_and_flush_seals_the_rest(tmp_path: Path) -> Non
         stop = asyncio.Event()
         task = asyncio.create_task(s.run(stop))
         s.add(readings("a", 3, 1_000), 1_000)
-        await asyncio.sleep(0.6)
-        assert store.height == 0  # sealed by time
+        await _until(lambda: store.height == 0)  # sealed by time (3 readings < 100)
         s.add(readings("a", 250, 2_000), 2_000)
-        await asyncio.sleep(0.05)
-        assert store.height == 2 and s.pending == 50  # two full blocks right away
+        # two full blocks without waiting for the interval; the rest stays pending
+        await _until(lambda: store.height == 2 and s.pending == 50)
+        assert store.height == 2 and s.pending == 50
         s.add(readings("a", 1, 3_000), 3_000)
         stop.set()
         await task
