@@ -43,7 +43,7 @@ COMMANDS: dict[str, str] = {
     "sim": "drivers.sim.cli",
     "replica": "replica.cli",
     "audit": "replica.cli",
-    "settle": "settlement.cli",
+    "settle": "meterchain.settle_cli",
 }
 COMMAND_MODULES: tuple[str, ...] = tuple(dict.fromkeys(COMMANDS.values()))
 

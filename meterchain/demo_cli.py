@@ -15,6 +15,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ledger", metavar="DIR", help="keep the ledger in DIR (default: temporary)")
     p.add_argument("--seconds", type=float, default=12.0, metavar="S",
                    help="how long the pipeline demo runs (default 12)")
+    p.add_argument("--no-community", action="store_true",
+                   help="skip the energy community settled over a simulated past day at "
+                   "the end")
     p.add_argument("--ledger-only", action="store_true",
                    help="only seal synthetic readings into a verified ledger (no meters, "
                    "agent or replica)")
@@ -31,7 +34,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         if not 1.0 <= args.seconds <= 3600.0:
             raise StoreError(f"--seconds must be in 1..3600, got {args.seconds}")
-        run_pipeline_demo(args.ledger, seconds=args.seconds)
+        run_pipeline_demo(args.ledger, seconds=args.seconds, community=not args.no_community)
         return EXIT_OK
     if args.blocks < 1:
         raise StoreError(f"--blocks must be at least 1, got {args.blocks}")

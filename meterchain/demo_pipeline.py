@@ -13,7 +13,9 @@ On one machine, with nothing to configure:
 It prints readings, blocks sealed and blocks forwarded as they happen, then stops by
 itself after ``seconds`` (or on Ctrl-C), makes sure the replica holds every block,
 fetches the replica's copy over HTTP, verifies it and compares it with the agent's
-block by block. Everything it started is stopped before it returns. Needs the
+block by block. With ``community``, it then settles a small energy community over one
+past day on the same replica (:mod:`meterchain.demo_community`). Everything it
+started is stopped before it returns. Needs the
 ``[replica]`` extra and no system package (the RS-485 line is a pseudo-terminal pair
 made in Python, :class:`drivers.sim.pty.PtyPair`).
 """
@@ -41,6 +43,7 @@ import keyfiles as keys
 from agent.storage.store import BlockStore
 from ledger import Block, ChainVerifier
 from ledger.errors import ChainError, ForwardingError
+from meterchain.demo_community import CommunityResult, settle_community_day
 
 DEFAULT_SECONDS = 12.0
 
@@ -54,16 +57,20 @@ class PipelineResult:
     readings: int
     replica_height: int
     identical: bool
+    community: CommunityResult | None = None
 
 
 def run_pipeline_demo(ledger_dir: str | os.PathLike[str] | None = None, *,
-                      seconds: float = DEFAULT_SECONDS,
+                      seconds: float = DEFAULT_SECONDS, community: bool = False,
                       out: Callable[[str], None] = print) -> PipelineResult:
     """Run the whole pipeline for ``seconds``; keep the work directory only if given.
+    With ``community``, end with the community's day settled and verified (in
+    ``DIR/demo/community``).
 
     Raises:
         ChainError: the replica's copy does not verify or differs (never expected).
         ForwardingError: the replica did not receive every block in time.
+        SettlementError: the community's settlement failed or did not verify.
     """
     # The ledger is DIR itself (so `meterchain verify DIR` works), its key in DIR/keys as
     # for --ledger-only, and the demo's other files (state, replica, config) in DIR/demo.
@@ -74,7 +81,8 @@ def run_pipeline_demo(ledger_dir: str | os.PathLike[str] | None = None, *,
     BlockStore.open(ledger).close()  # a ledger first: the store adopts no non-empty directory
     work.mkdir(parents=True, exist_ok=True)
     try:
-        return asyncio.run(_pipeline(work, ledger, top / "keys", seconds, out))
+        return asyncio.run(_pipeline(work, ledger, top / "keys", seconds,
+                                     community=community, kept=kept, out=out))
     finally:
         if not kept:
             shutil.rmtree(top, ignore_errors=True)
@@ -97,6 +105,7 @@ class _ReplicaThread:
         from replica.storage import open_storage
 
         url = f"sqlite:///{directory / 'replica.db'}"
+        self.storage_url = url
         from replica.auth import READ_CHAIN
         from replica.tokens import create_token
 
@@ -205,8 +214,8 @@ level = "warning"
 """
 
 
-async def _pipeline(d: Path, ledger: Path, keydir: Path, seconds: float,
-                    out: Callable[[str], None]) -> PipelineResult:
+async def _pipeline(d: Path, ledger: Path, keydir: Path, seconds: float, *, community: bool,
+                    kept: bool, out: Callable[[str], None]) -> PipelineResult:
     from agent.service.config import load_config
     from agent.service.daemon import Agent
     from drivers import profile
@@ -253,12 +262,16 @@ async def _pipeline(d: Path, ledger: Path, keydir: Path, seconds: float,
         start_height = agent.store.height
         task = asyncio.create_task(agent.run())
         t0 = time.monotonic()
+        interrupted = False
         try:
             while time.monotonic() - t0 < seconds and not task.done():
                 await asyncio.sleep(1.0)
                 _progress(agent.snapshot(), time.monotonic() - t0, out)
         except asyncio.CancelledError:
             out("interrupted: stopping")
+            interrupted = True
+        # the agent stops early on Ctrl-C (its own signal handler) or a failure
+        interrupted = interrupted or time.monotonic() - t0 < seconds
         agent.stop_event.set()
         await task
         height = agent.store.height
@@ -272,7 +285,14 @@ async def _pipeline(d: Path, ledger: Path, keydir: Path, seconds: float,
         out(f"done: {height - start_height} block(s) with {readings} reading(s) sealed this run; "
             f"replica holds {len(replica_records)} block(s), verified and identical to the "
             "agent's chain")
-        return PipelineResult(ledger, height, readings, len(replica_records) - 1, identical)
+        settled = None
+        if community and interrupted:
+            out("stopped early: the community's settlement is skipped")
+        elif community:
+            settled = await settle_community_day(d / "community", replica.url,
+                                                 replica.storage_url, kept=kept, out=out)
+        return PipelineResult(ledger, height, readings, len(replica_records) - 1, identical,
+                              settled)
     finally:
         if agent is not None:
             agent.close()

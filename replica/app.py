@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
@@ -30,6 +30,8 @@ from replica.csvexport import MAX_LISTED, build_export, check_exportable
 from replica.disconnects import DisconnectLog, client_gone
 from replica.errors import Refusal, ReplicaStoreError
 from replica.intake import BodyBudget, client_address, received_body
+from replica.meterdata.api import add_routes as add_meterdata_routes
+from replica.queryparams import parse_time_param, reject_unknown_query
 from replica.service import ReplicaService, head_json
 from replica.storage.base import Storage, open_storage
 
@@ -181,6 +183,7 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
                 state.pop("service", None)
 
     app = FastAPI(title="meterchain replica", version=_version(), lifespan=lifespan,
+                  dependencies=[Depends(reject_unknown_query)],
                   docs_url=None, redoc_url=None,
                   description="Receives, verifies, stores and compares gateway ledgers "
                   "(protocol v1, docs/replica-api.md).")
@@ -255,15 +258,17 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
     def readings_csv(gw: str, from_ms_text: str = Query("0", alias="from_ms"),
                      to_ms_text: str = Query(str(2**63 - 1), alias="to_ms"),
                      skip_unreadable: str = Query("")) -> Response:
-        """Readings with timestamps in ``[from_ms, to_ms)`` as CSV (decrypted with the key)."""
-        from_ms, to_ms = query_int("from_ms", from_ms_text), query_int("to_ms", to_ms_text)
+        """Readings with timestamps in ``[from_ms, to_ms)`` as CSV (decrypted with the key);
+        times in ms or ISO 8601 (a date is its UTC midnight)."""
         service = svc()
         rec = service.enrolled(gw)
+        from_ms = parse_time_param("from_ms", from_ms_text)
+        to_ms = parse_time_param("to_ms", to_ms_text)
         check_exportable(service.storage, rec, from_ms, to_ms, service.utility_sk)
         skip = skip_unreadable not in ("", "0", "false")
         export = build_export(service.storage, rec, from_ms, to_ms, service.utility_sk,
                               skip_unreadable=skip)
-        headers = {"Content-Disposition": f'attachment; filename="{gw}.csv"',
+        headers = {"Content-Disposition": f'attachment; filename="{rec.key.hex()}.csv"',
                    "X-Meterchain-Omitted-Count": str(len(export.omitted))}
         if export.omitted:
             headers["X-Meterchain-Omitted-Heights"] = ",".join(
@@ -285,6 +290,7 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         """Liveness and version."""
         return {"status": "ok", "version": _version()}
 
+    add_meterdata_routes(app, svc)
     from replica.metrics import install as install_metrics  # GET /metrics, its own module
 
     install_metrics(app, svc)

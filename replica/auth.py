@@ -87,6 +87,10 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET",  "/v1/health"):                  public_if("health", READ_CHAIN),
     ("GET",  "/openapi.json"):               public_if("openapi", READ_CHAIN),
     ("GET",  "/metrics"):                    public_if("metrics", READ_METRICS),
+    ("GET",  "/v1/meterdata/points"):        scope(READ_READINGS),
+    ("GET",  "/v1/meterdata/intervals"):     scope(READ_READINGS),
+    ("GET",  "/v1/meterdata/readings.csv"):  scope(READ_READINGS),
+    ("GET",  "/v1/meterdata/gateways"):      scope(READ_READINGS),
 }
 # fmt: on
 

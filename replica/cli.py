@@ -13,6 +13,7 @@ import importlib
 import json
 import os
 import ssl
+import sys
 import time
 from typing import Any
 
@@ -51,7 +52,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_enroll)
 
     p = with_config(sub.add_parser("revoke", help="refuse a key's blocks from a time on"))
-    p.add_argument("pubkey", metavar="PUBKEY")
+    p.add_argument("pubkey", metavar="PUBKEY", help="gateway public key or name")
     p.add_argument("--at", default=None,
                    help="revocation time: Unix ms or ISO 8601 (default now)")
     p.set_defaults(func=cmd_revoke)
@@ -61,6 +62,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_list)
 
     importlib.import_module("replica.tokencli").register(sub, with_config)
+    importlib.import_module("replica.meterdata.cli").register(sub)  # meter data commands
 
     # Hook for the mirror/audit tools (replica mirror, top-level audit).
     try:
@@ -154,10 +156,14 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from replica.enroll import format_time
+    from replica.meterdata.cli import print_registry
+    from replica.meterdata.listing import registry_json
+    from replica.meterdata.query import MeterData
 
     storage = _open(args)
     try:
         recs = storage.gateways()
+        registry = registry_json(MeterData(storage))
     finally:
         storage.close()
     if args.json:
@@ -171,4 +177,6 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{r.key.hex()}  {r.height:>8}  {format_time(r.last_seen_ms):24}  "
               f"{format_time(r.revoked_at_ms):24}  {r.name}{site}")
     print(f"{len(recs)} gateway(s)")
+    print()
+    print_registry(registry, sys.stdout)
     return 0

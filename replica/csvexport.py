@@ -13,12 +13,12 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO
 
-from ledger import Block, block_readings
+from ledger import Block, Reading, block_readings
 from ledger.errors import ChainError, MalformedError
 from replica.errors import Refusal
 from replica.storage.base import GatewayRecord, Storage
@@ -79,11 +79,13 @@ class Export:
 
 
 def build_export(storage: Storage, rec: GatewayRecord, from_ms: int, to_ms: int,
-                 utility_sk: bytes | None, *, skip_unreadable: bool = False) -> Export:
+                 utility_sk: bytes | None, *, skip_unreadable: bool = False,
+                 keep: Callable[[Reading], bool] | None = None) -> Export:
     """Write the whole CSV before anything is sent, so nothing is ever cut off mid-stream.
 
     Call :func:`check_exportable` first. Text cells (meter id, OBIS, unit) are
-    neutralised against formula injection (:func:`neutralise`).
+    neutralised against formula injection (:func:`neutralise`). ``keep`` (when given)
+    selects readings, e.g. by meter and register.
 
     Raises:
         Refusal: 422 ``unreadable-blocks`` with ``heights`` (the first 100) and ``count``
@@ -111,7 +113,7 @@ def build_export(storage: Storage, rec: GatewayRecord, from_ms: int, to_ms: int,
                     omitted.append(height)
                     continue
                 for index, (r, _salt) in enumerate(readings):
-                    if not from_ms <= r.timestamp_ms < to_ms:
+                    if not from_ms <= r.timestamp_ms < to_ms or (keep and not keep(r)):
                         continue
                     writer.writerow((
                         key_hex, height, index, neutralise(r.meter_id), neutralise(r.obis),

@@ -79,13 +79,21 @@ def enroll(storage: Storage, pubkey: str, name: str, site: str | None,
 
 
 def revoke(storage: Storage, pubkey: str, at_ms: int) -> GatewayRecord:
-    """Revoke a key from ``at_ms`` on.
+    """Revoke a key (given as hex, or as the name of exactly one enrolled gateway) from
+    ``at_ms`` on.
 
     Raises:
-        EnrollmentError: bad key, or the key is not enrolled.
+        EnrollmentError: bad key or unknown or shared name, or the key is not enrolled.
     """
     if at_ms < 0:
         raise EnrollmentError("--at", f"must not be before 1970, got {at_ms}")
+    if not _KEY_RE.fullmatch(pubkey.strip()):
+        named = [g for g in storage.gateways() if g.name == pubkey.strip()]
+        if len(named) > 1:
+            raise EnrollmentError("PUBKEY", f"{len(named)} gateways are named {pubkey!r}: "
+                                  "give the key")
+        if named:
+            return storage.revoke(named[0].key, at_ms)
     return storage.revoke(parse_pubkey(pubkey), at_ms)
 
 

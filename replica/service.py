@@ -35,6 +35,7 @@ from ledger.errors import ChainError, MalformedError
 from ledger.prooffile import proof_to_json
 from replica.config import Limits
 from replica.errors import Refusal, StaleHeadError
+from replica.meterdata.indexer import IndexFollower
 from replica.ratelimit import RateLimiter
 from replica.storage.base import ForkRecord, GatewayRecord, Storage, StoredBlock
 
@@ -118,15 +119,31 @@ class ReplicaService:
         self.rate = RateLimiter(limits.rate_per_gateway, limits.rate_burst, monotonic)
         self.junk = RateLimiter(limits.junk_per_client, limits.junk_burst, monotonic)
         """Refused or unsigned pushes, per client address."""
+        self.index = IndexFollower(storage, utility_sk)
+        """The readings index, brought up to date after every push that stores blocks."""
 
     # --- lookups -------------------------------------------------------------------------
 
     def enrolled(self, key_hex: str) -> GatewayRecord:
-        """The enrolled gateway for a key in hex.
+        """The enrolled gateway for a key in hex, or for its name (a name shared by several
+        gateways is refused: use the key).
 
         Raises:
-            Refusal: 400 ``malformed`` key, 404 ``unknown-gateway``.
+            Refusal: 400 ``malformed`` key or ``ambiguous-gateway`` name,
+                404 ``unknown-gateway``.
         """
+        if len(key_hex) != 64 or key_hex != key_hex.lower():
+            named = [g for g in self.storage.gateways() if g.name == key_hex]
+            if len(named) == 1:
+                return named[0]
+            if len(named) > 1:
+                raise Refusal(400, "ambiguous-gateway", f"{len(named)} gateways are named "
+                              f"{key_hex!r}: use the key", head=None)
+            if not key_hex or len(key_hex) > 200 or not key_hex.isprintable():
+                parse_key(key_hex)
+            if len(key_hex) != 64:
+                raise Refusal(404, "unknown-gateway", f"no gateway is enrolled here under the "
+                              f"name or key {key_hex[:80]!r}", head=None)
         key = parse_key(key_hex)
         rec = self.storage.gateway(key)
         if rec is None:
@@ -219,6 +236,8 @@ class ReplicaService:
             raise
         if not charged:  # stored nothing new: an empty batch or a resend
             self.junk.take(caller)
+            return result
+        self.index.after_push(rec.key)  # stored new blocks: index their readings
         return result
 
     def _decode_batch(self, body: bytes, rec: GatewayRecord) -> list[Block]:

@@ -1,11 +1,13 @@
 """``meterchain settle``: run, verify, prove and check community settlements.
 
     meterchain settle run --community community.toml --period 2026-11 \\
-        (--intervals intervals.json | --replica URL) --key operator.key --out DIR \\
-        [--previous OLD.json]
+        (--intervals intervals.json | --replica URL | --config replica.toml) \\
+        --key operator.key --out DIR [--previous OLD.json]
     meterchain settle verify DIR/settlement.json --community community.toml \\
-        (--intervals intervals.json | --replica URL) [--statements DIR/members]
-    meterchain settle prove DIR/settlement.json --member anna [-o proof.json]
+        (--intervals intervals.json | --replica URL | --config replica.toml) \\
+        [--statements DIR/members]
+    meterchain settle prove DIR/settlement.json --member anna [-o proof.json] \\
+        [--community community.toml (--replica URL | --config replica.toml)]
     meterchain settle verify-proof proof.json [--operator-key HEX_OR_FILE]
     meterchain settle verify-chain REV0/settlement.json REV1/settlement.json ...
 
@@ -14,8 +16,11 @@ A run writes ``settlement.json`` (the signed document), ``members/<id>.json`` an
 checked again offline) and, with ``--previous``, ``differences.json`` (per member,
 new minus old). ``--replica URL`` reads interval energy from a replica's meter-data
 API with the token in ``--token-file`` or ``$MC_REPLICA_TOKEN`` (scope
-``read:readings``). Verification failures print ``FAILED ...`` and exit 1; bad input is
-one line on stderr and exit 2 (the dispatcher's rule).
+``read:readings``); ``--config replica.toml`` reads the same answers straight from that
+replica's storage, where the command runs beside the replica (the opener is given by the
+command dispatcher: this package never imports the replica). Verification failures print
+``FAILED ...`` and exit 1; bad input is one line on stderr and exit 2 (the dispatcher's
+rule).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +51,7 @@ from settlement.engine import run
 from settlement.errors import DocumentError, InputError, SettlementMismatch
 from settlement.period import Period, parse_period
 from settlement.proof import make_proof, verify_proof
-from settlement.replica_source import collect, http_getter, member_readings
+from settlement.replica_source import Getter, collect, http_getter, member_readings
 from settlement.source import IntervalData, load_intervals
 from settlement.statements import (
     read_statement,
@@ -56,6 +63,11 @@ from settlement.verify import compare
 
 EXIT_OK, EXIT_FAILURE = 0, 1
 TOKEN_ENV = "MC_REPLICA_TOKEN"
+
+StorageSource = Callable[[str], AbstractContextManager[Getter]]
+"""Opens a replica's storage from its ``replica.toml`` and answers, as a :data:`Getter`,
+the replica API's requests that :func:`~settlement.replica_source.collect` and
+:func:`~settlement.replica_source.member_readings` make (``meterchain.settle_source``)."""
 
 
 def _statements(doc_path: str, given: str | None, members: list[str]
@@ -87,6 +99,9 @@ def _token(args: argparse.Namespace) -> str | None:
 def _input(args: argparse.Namespace, community: Community, period: Period) -> IntervalData:
     if args.replica:
         return collect(community, period, http_getter(args.replica, _token(args)))
+    if getattr(args, "config", None):
+        with args.storage_source(args.config) as get:
+            return collect(community, period, get)
     return load_intervals(args.intervals)
 
 
@@ -179,9 +194,11 @@ def cmd_prove(args: argparse.Namespace) -> int:
             raise InputError(f"no interval of {args.member} starts in [{lo}, {hi})")
         starts = {int(lines[i].split(",")[2]) for i in select}
     readings = None
-    if args.replica:
+    config = getattr(args, "config", None)
+    if args.replica or config:
         if not args.community:
-            raise InputError("--replica needs --community (which points are the member's)")
+            raise InputError(f"{'--replica' if args.replica else '--config'} needs "
+                             "--community (which points are the member's)")
         community = load_community(args.community)
         try:
             m = community.member(args.member)
@@ -189,8 +206,13 @@ def cmd_prove(args: argparse.Namespace) -> int:
             raise InputError(f"{args.member!r} is not a member in {args.community}") from None
         inputs = load_intervals(args.intervals or str(Path(args.document).resolve().parent
                                                       / "intervals.json"))
-        readings = member_readings(m.consumption + m.generation, inputs,
-                                   http_getter(args.replica, _token(args)), starts)
+        points = m.consumption + m.generation
+        if args.replica:
+            readings = member_readings(points, inputs, http_getter(args.replica, _token(args)),
+                                       starts)
+        else:
+            with args.storage_source(config) as get:
+                readings = member_readings(points, inputs, get, starts)
     proof = make_proof(signed, doc, args.member, lines, readings, select)
     blob = json.dumps(proof, indent=1).encode() + b"\n"
     if args.output == "-":
@@ -233,10 +255,20 @@ def cmd_verify_proof(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _source_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--intervals", help="interval energy document (docs/settlement.md section 2)")
-    g.add_argument("--replica", metavar="URL", help="read interval energy from this replica")
+def _source_args(p: argparse.ArgumentParser, storage_source: StorageSource | None, *,
+                 proofs: bool = False) -> None:
+    """``--intervals`` (not for proofs), ``--replica URL`` and, when the dispatcher gave
+    an opener, ``--config REPLICA_TOML``: one of them."""
+    what = "inclusion proofs of the member's readings" if proofs else "interval energy"
+    g = p.add_mutually_exclusive_group(required=not proofs)
+    if not proofs:
+        g.add_argument("--intervals",
+                       help="interval energy document (docs/settlement.md section 2)")
+    g.add_argument("--replica", metavar="URL", help=f"read {what} from this replica")
+    if storage_source is not None:
+        g.add_argument("--config", metavar="REPLICA_TOML",
+                       help=f"read {what} straight from this replica's storage")
+        p.set_defaults(storage_source=storage_source)
     p.add_argument("--token-file", help=f"API token for --replica (else ${TOKEN_ENV})")
 
 
@@ -253,14 +285,16 @@ def cmd_verify_chain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: Any) -> None:
+def register(sub: Any, *, storage_source: StorageSource | None = None) -> None:
+    """Add ``settle`` to the dispatcher; with ``storage_source``, its commands also take
+    ``--config replica.toml``."""
     p = sub.add_parser("settle", help="energy-community settlement: run, verify, prove",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     s = p.add_subparsers(dest="settle_command", metavar="SUBCOMMAND", required=True)
     r = s.add_parser("run", help="settle a period and sign the settlement document")
     r.add_argument("--community", required=True, help="community.toml")
     r.add_argument("--period", required=True, help="YYYY-MM (or YYYY-MM-DD), local time")
-    _source_args(r)
+    _source_args(r, storage_source)
     r.add_argument("--key", required=True, help="operator Ed25519 key file (meterchain keygen)")
     r.add_argument("--out", required=True, help="directory for the document and statements")
     r.add_argument("--previous", help="the settlement.json this revision replaces")
@@ -268,7 +302,7 @@ def register(sub: Any) -> None:
     v = s.add_parser("verify", help="recompute a settlement and compare byte for byte")
     v.add_argument("document")
     v.add_argument("--community", required=True)
-    _source_args(v)
+    _source_args(v, storage_source)
     v.add_argument("--statements", help="published statements (default: members/ beside it)")
     v.add_argument("--operator-key", help="expected operator public key (hex or file)")
     v.set_defaults(func=cmd_verify)
@@ -280,10 +314,8 @@ def register(sub: Any) -> None:
     pr.add_argument("--from-ms", type=int, help="only the intervals starting at or after "
                                                 "this time (UTC ms), each with its own path")
     pr.add_argument("--to-ms", type=int, help="only the intervals starting before this time")
-    pr.add_argument("--replica", metavar="URL",
-                    help="add inclusion proofs of the member's readings from this replica")
-    pr.add_argument("--token-file", help=f"API token for --replica (else ${TOKEN_ENV})")
-    pr.add_argument("--community", help="community.toml (with --replica)")
+    _source_args(pr, storage_source, proofs=True)
+    pr.add_argument("--community", help="community.toml (with --replica or --config)")
     pr.add_argument("--intervals", help="the run's input with traces (default: "
                                         "intervals.json beside the document)")
     pr.set_defaults(func=cmd_prove)

@@ -50,6 +50,17 @@ def _forward(d: dict[str, Any]) -> None:
     assert d["rows"] and all(r["readings_per_s"] > 0 for r in d["rows"])
 
 
+def _intervals(d: dict[str, Any]) -> None:
+    s = d["summary"]
+    assert s["readings"] == 20 * (2 * 288 + 5) - 20 * 8  # less a 40-minute gap per point
+    assert s["index_readings_per_s"] > 0 and s["month_intervals_s"] > 0
+    assert s["http_day_p50_ms"] > 0 and s["sha256_200B_per_s"] > 0
+    month = d["rows"][1]
+    assert month["intervals"] == 20 * 2 * 96 and 0 < month["measured"] <= month["intervals"]
+    if "pandas_s" in s:  # an independent implementation reads the same boundaries
+        assert s["same_measured_count"] is True
+
+
 def _settle(d: dict[str, Any]) -> None:
     assert {r["mode"] for r in d["rows"]} == {"pro_rata", "market"}
     for r in d["rows"]:
@@ -66,6 +77,7 @@ BENCHES: list[tuple[list[str], Callable[[dict[str, Any]], None]]] = [
       "both", "--slow-clients", "5", "--slow-hold", "2"], _replica),
     (["agent.py", "--duration", "2", "--readings", "3000"], _agent),
     (["forward.py", "--readings", "5000"], _forward),
+    (["intervals.py", "--points", "20", "--days", "2", "--http-requests", "5"], _intervals),
     (["settle.py", "--members", "30", "--producers", "3", "--intervals", "96"], _settle),
 ]
 

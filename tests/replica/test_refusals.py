@@ -191,7 +191,7 @@ def test_malformed_record_names_its_index(
     ("/v1/gateways/{k}/blocks/-5/hash", {}),
     ("/v1/gateways/{k}/blocks/x/hash", {}),
     ("/v1/gateways/{k}/proof", {"height": "0"}),
-    ("/v1/gateways/NOTAKEY/head", {}),
+    ("/v1/gateways/" + "AB" * 32 + "/head", {}),  # a key, but not lowercase (names: 404)
     ("/v1/gateways/{k}/readings.csv", {"to_ms": str(2**70)}),
     ("/v1/gateways/{k}/readings.csv", {"from_ms": "-1"}),
 ])

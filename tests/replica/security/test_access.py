@@ -51,8 +51,10 @@ def test_every_route_of_the_app_is_in_the_table_and_nothing_else() -> None:
     assert served == set(ROUTES)
 
 
-def concrete(path: str, key_hex: str) -> tuple[str, dict[str, int]]:
-    params = {"height": 0, "index": 0} if path.endswith("/proof") else {}
+def concrete(path: str, key_hex: str) -> tuple[str, dict[str, int | str]]:
+    params: dict[str, int | str] = {"height": 0, "index": 0} if path.endswith("/proof") else {}
+    if path in ("/v1/meterdata/intervals", "/v1/meterdata/readings.csv"):
+        params = {"gateway": key_hex, "from": "2023-11-14", "to": "2023-11-15"}
     return path.replace("{gw}", key_hex).replace("{height}", "0"), params
 
 
