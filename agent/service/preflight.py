@@ -11,9 +11,20 @@ reports every problem at once, each under its key path:
   no port is opened;
 - the gateway key file (present, a key, not readable by others) and, when sealing to
   the utility, the utility's public key;
+- the ledger directory, read strictly read-only through the store's own read path
+  (``StoreOptions(read_only=True, create=False)``: no writer lock, no tail repair, nothing
+  created or removed, so a running agent is never disturbed): it must be a ledger the
+  store opens, its chain must have been sealed by the configured gateway key, and a
+  directory still to be made must be creatable;
+- the state file (its directory present, the file readable JSON when it exists);
+- each https replica's CA file, loaded as the forwarder loads it;
 - the metrics textfile's directory, written to as the service would write it (under the
   hardened unit only ``/var/lib/meterchain`` and ``/var/lib/prometheus/node-exporter``
   are writable).
+
+Only what needs a running meter or network (a port that answers, a replica that is up)
+and what a running agent itself holds (the ledger's writer lock, the metrics port) is
+left to ``run``.
 """
 
 from __future__ import annotations
@@ -27,10 +38,15 @@ from pathlib import Path
 from typing import Any
 
 import keyfiles as keys
+from agent.pipeline.replica_client import make_ssl_context
 from agent.service.config import AgentConfig, MeterConfig, Validated, read_toml, validate_config
-from agent.service.daemon import meter_spec
+from agent.service.daemon import key_mismatch, meter_spec
+from agent.storage.segfile import SEGMENT_DIR
+from agent.storage.state import AtomicJSONStorage
+from agent.storage.store import BlockStore, StoreOptions
 from drivers.base import Meter, MeterSpec, open_meter
-from ledger.errors import ConfigError, ConfigErrors, KeyFileError
+from ledger import ChainHead
+from ledger.errors import ConfigError, ConfigErrors, KeyFileError, StoreError
 
 UNIT_WRITABLE_DIRS = ("/var/lib/meterchain", "/var/lib/prometheus/node-exporter")
 """Directories the installed unit may write (StateDirectory and ReadWritePaths)."""
@@ -51,6 +67,9 @@ def check_startup(path: str | os.PathLike[str]) -> AgentConfig:
     problems = list(v.problems)
     problems += meter_problems(v)
     problems += key_problems(v)
+    problems += ledger_problems(v)
+    problems += state_problems(v)
+    problems += replica_problems(v)
     problems += textfile_problems(v)
     if problems:
         raise ConfigErrors(problems, source=str(path))
@@ -112,6 +131,97 @@ def key_problems(v: Validated) -> list[ConfigError]:
             keys.load_public_key(s.utility_key)
         except KeyFileError as exc:
             problems.append(ConfigError("sealing.utility_key", str(exc)))
+    return problems
+
+
+def ledger_problems(v: Validated) -> list[ConfigError]:
+    """The ledger directory as ``run`` opens it, read without writing anything: a ledger
+    the store accepts, sealed by the configured key; or a directory ``run`` can create."""
+    cfg = v.config
+    if v.is_bad("gateway.ledger_dir"):
+        return []
+    d = Path(cfg.gateway.ledger_dir)
+    try:
+        if not d.exists() or (d.is_dir() and not any(d.iterdir())):
+            return _creatable(d)
+        head = stored_head(d)
+        if not os.access(d / SEGMENT_DIR, os.W_OK | os.X_OK):
+            return [ConfigError("gateway.ledger_dir", f"{d / SEGMENT_DIR}: not writable")]
+    except StoreError as exc:
+        return [ConfigError("gateway.ledger_dir", str(exc))]
+    except OSError as exc:
+        return [ConfigError("gateway.ledger_dir", f"{exc.filename or d}: cannot read: "
+                                                  f"{exc.strerror}")]
+    if head is None or v.is_bad("gateway.key_path"):
+        return []
+    try:
+        key = keys.public_from_seed(keys.load_signing_key(cfg.gateway.key_path))
+    except KeyFileError:
+        return []  # reported by key_problems
+    if head.header.gateway_key != key:
+        return [ConfigError("gateway.key_path", key_mismatch(cfg, key, head.header.gateway_key))]
+    return []
+
+
+def stored_head(directory: Path) -> ChainHead | None:
+    """The head of the chain stored in ``directory``, read as ``verify`` and ``show`` read
+    a live ledger: no writer lock, no repair, nothing created, truncated or removed.
+
+    Raises:
+        StoreError: not a ledger, or damage the store refuses (the message ``run`` gives).
+        OSError: a file cannot be read.
+    """
+    for attempt in (1, 2):
+        try:
+            with BlockStore.open(directory, options=StoreOptions(read_only=True,
+                                                                 create=False)) as store:
+                return store.head
+        except FileNotFoundError:
+            if attempt == 2:  # a segment pruned while listing is not a problem; twice is
+                raise
+    return None
+
+
+def _creatable(d: Path) -> list[ConfigError]:
+    """``run`` creates a missing (or fills an empty) ledger directory: probe that it can,
+    leaving nothing behind."""
+    parent = d if d.is_dir() else next((p for p in d.parents if p.exists()), d.parent)
+    if not parent.is_dir():
+        return [ConfigError("gateway.ledger_dir", f"cannot create {d}: {parent} is not a "
+                                                  "directory")]
+    try:
+        probe = tempfile.mkdtemp(prefix=".meterchain-check-", dir=parent)
+    except OSError as exc:
+        return [ConfigError("gateway.ledger_dir", f"cannot create {d}: {exc.strerror}")]
+    os.rmdir(probe)
+    return []
+
+
+def state_problems(v: Validated) -> list[ConfigError]:
+    """The state file as ``run`` reads it: its directory present, the file (if any)
+    readable JSON holding an object. Nothing is written."""
+    if v.is_bad("gateway.state_path"):
+        return []
+    try:
+        AtomicJSONStorage(v.config.gateway.state_path).read()
+    except StoreError as exc:
+        return [ConfigError("gateway.state_path", str(exc))]
+    return []
+
+
+def replica_problems(v: Validated) -> list[ConfigError]:
+    """Each https replica's TLS settings, loaded as the forwarder loads them (no
+    connection is made)."""
+    problems: list[ConfigError] = []
+    for i, r in enumerate(v.config.replicas):
+        path = f"replicas[{i}]"
+        if (v.is_bad(path) or not r.url.startswith("https:") or v.is_bad(f"{path}.ca_cert")
+                or v.is_bad(f"{path}.pinned_key_sha256")):
+            continue
+        try:
+            make_ssl_context(r.ca_cert, r.pinned_key_sha256)
+        except ConfigError as exc:
+            problems.append(ConfigError(f"{path}.ca_cert", exc.message))
     return problems
 
 
