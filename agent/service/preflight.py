@@ -18,13 +18,14 @@ reports every problem at once, each under its key path:
   directory still to be made must be creatable;
 - the state file (its directory present, the file readable JSON when it exists);
 - each https replica's CA file, loaded as the forwarder loads it;
+- the metrics ``listen`` address, bound and released (unless this config's running agent
+  holds it: its status file names the port and its process lives);
 - the metrics textfile's directory, written to as the service would write it (under the
   hardened unit only ``/var/lib/meterchain`` and ``/var/lib/prometheus/node-exporter``
   are writable).
 
 Only what needs a running meter or network (a port that answers, a replica that is up)
-and what a running agent itself holds (the ledger's writer lock, the metrics port) is
-left to ``run``.
+and what a running agent itself holds (the ledger's writer lock) is left to ``run``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,8 @@ import keyfiles as keys
 from agent.pipeline.replica_client import make_ssl_context
 from agent.service.config import AgentConfig, MeterConfig, Validated, read_toml, validate_config
 from agent.service.daemon import key_mismatch, meter_spec
+from agent.service.metrics import listen_refusal
+from agent.service.status import read_status
 from agent.storage.segfile import SEGMENT_DIR
 from agent.storage.state import AtomicJSONStorage
 from agent.storage.store import BlockStore, StoreOptions
@@ -71,6 +76,7 @@ def check_startup(path: str | os.PathLike[str]) -> AgentConfig:
     problems += state_problems(v)
     problems += replica_problems(v)
     problems += textfile_problems(v)
+    problems += listen_problems(v)
     if problems:
         raise ConfigErrors(problems, source=str(path))
     return v.config
@@ -223,6 +229,48 @@ def replica_problems(v: Validated) -> list[ConfigError]:
         except ConfigError as exc:
             problems.append(ConfigError(f"{path}.ca_cert", exc.message))
     return problems
+
+
+def listen_problems(v: Validated) -> list[ConfigError]:
+    """``metrics.listen`` must be free to listen on, as the agent binds it; a port the
+    agent of this very config already holds (its status says it runs there) is fine."""
+    listen = v.config.metrics.listen
+    if listen is None or v.is_bad("metrics.listen") or v.is_bad("metrics"):
+        return []
+    host, _, port_text = listen.rpartition(":")
+    port = int(port_text)
+    if port == 0:
+        return []
+    try:
+        for family, kind, proto, _, addr in socket.getaddrinfo(
+                host.strip("[]"), port, type=socket.SOCK_STREAM):
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
+                sock.bind(addr)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE and _agent_listens(v.config, port):
+            return []
+        return [listen_refusal(listen, exc)]
+    return []
+
+
+def _agent_listens(cfg: AgentConfig, port: int) -> bool:
+    """True if this config's agent runs (its status file says so and its process lives)
+    and serves its metrics on ``port``."""
+    try:
+        snap = read_status(cfg.status_path)
+    except StoreError:
+        return False
+    pid = snap.get("pid")
+    if not snap.get("running") or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, under another user
+    return str(snap.get("metrics_url") or "").endswith(f":{port}/metrics")
 
 
 def textfile_problems(v: Validated) -> list[ConfigError]:

@@ -6,7 +6,9 @@ problems under the same key paths. (`run` is a real process, refused before it p
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import keyfiles
+from agent.service.status import STATUS_VERSION
 from agent.storage.store import BlockStore, StoreOptions
 from meterchain.cli import main
 from tests.support.store import make_blocks, write_key_file
@@ -207,3 +210,42 @@ def test_a_running_agents_ledger_is_checked_without_disturbing_it(
         assert store.height == 4
     with BlockStore.open(tmp_path / "ledger", options=StoreOptions(read_only=True)) as store:
         assert store.height == 4
+
+
+def _listening() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+def test_a_metrics_port_another_program_holds_is_refused_by_both(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with _listening() as other:
+        port = other.getsockname()[1]
+        cfg = _toml(tmp_path, metrics=f'listen = "127.0.0.1:{port}"')
+        assert main(["config", "check", str(cfg)]) == 2
+        checked = _problems(capsys.readouterr().err, "config")
+        assert [line.split(": ", 1)[0] for line in checked] == ["metrics.listen"]
+        assert "another program holds the port" in checked[0]
+        run = subprocess.run([sys.executable, "-m", "meterchain", "run", "--config", str(cfg)],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert run.returncode == 2, run.stderr
+    assert _problems(run.stderr, "run") == checked
+
+
+def test_the_port_of_this_configs_running_agent_is_not_a_problem(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """config check beside the running agent: the port it holds is its own (its status
+    file says it runs, with a live pid, serving metrics on that port)."""
+    with _listening() as agent_socket:
+        port = agent_socket.getsockname()[1]
+        cfg = _toml(tmp_path, metrics=f'listen = "127.0.0.1:{port}"')
+        status = {"version": STATUS_VERSION, "running": True, "pid": os.getpid(),
+                  "metrics_url": f"http://127.0.0.1:{port}/metrics"}
+        (tmp_path / "status.json").write_text(json.dumps(status))
+        assert main(["config", "check", str(cfg)]) == 0, capsys.readouterr().err
+        status["running"] = False  # stopped: then whoever holds the port is another program
+        (tmp_path / "status.json").write_text(json.dumps(status))
+        assert main(["config", "check", str(cfg)]) == 2
+        assert "metrics.listen: cannot listen on" in capsys.readouterr().err
