@@ -10,10 +10,10 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from drivers import base, decode, profile, quantities
 from drivers.modbus_bus import Bus, BusKey, SerialSettings, acquire, check_serial_port
@@ -26,6 +26,10 @@ from ledger.errors import (
     DeviceTimeout,
     FrameError,
 )
+
+if TYPE_CHECKING:
+    from drivers.modbus import RegisterResult
+    from drivers.sunspec import PointResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -468,6 +472,7 @@ async def read_once(spec: base.MeterSpec, raw: bool = False) -> list[Row]:
         ConfigError: a bad spec. DeviceError: nothing at all could be read.
     """
     from drivers.modbus import ModbusMeter
+    from drivers.sunspec import SunSpecMeter
 
     meter = base.open_meter(spec)
     bus = getattr(meter, "bus", None)
@@ -479,14 +484,16 @@ async def read_once(spec: base.MeterSpec, raw: bool = False) -> list[Row]:
         waiting(f"{spec.meter_id}: waiting up to {wait:g} s for a P1 telegram on {spec.port} "
                 "(a DSMR 5 meter sends one every second, older ones every 10 s)")
     now_ms = int(time.time() * 1000)
+    results: Sequence[RegisterResult | PointResult]
     try:
-        if not isinstance(meter, ModbusMeter):
+        if isinstance(meter, ModbusMeter | SunSpecMeter):
+            results = await meter.read_each(now_ms)
+        else:  # a serial telegram is read whole or not at all
             return [Row(spec.meter_id, r.obis, r) for r in await meter.read(now_ms)]
-        results = await meter.read_each(now_ms)
     finally:
         await meter.close()
     errors = [res.error for res in results if res.error is not None]
     if errors and len(errors) == len(results):
         raise errors[0]  # nothing was read: one line naming what to check
-    return [Row(spec.meter_id, res.register.quantity, res.reading,
+    return [Row(spec.meter_id, res.quantity, res.reading,
                 None if res.error is None else f"{res.error}") for res in results]

@@ -168,9 +168,22 @@ class D0Meter(Meter):
                 return self._exchange(port, readout)
             except (serial.SerialException, termios.error) as exc:
                 raise port_error(c.port, exc, "D0 port") from None
+            except FrameError as exc:
+                if exc.bus is not None:
+                    raise
+                raise self._garbled(exc) from None
             finally:
                 self._port = None
                 port.close()
+
+    def _garbled(self, exc: FrameError) -> FrameError:
+        """A message from the protocol parser, with the port and what to check."""
+        if isinstance(exc, BccError):
+            return BccError(exc.expected, exc.actual, bus=self.config.port)
+        return FrameError(f"D0 port {self.config.port}: {exc}", bus=self.config.port,
+                          hint=exc.hint or "check the optical head sits on the meter's D0 "
+                          "port (cable pointing down) and that the meter speaks IEC 62056-21 "
+                          "mode C")
 
     def _timeout(self, what: str, waited: float) -> DeviceTimeout:
         self.stats["timeouts"] += 1

@@ -43,11 +43,12 @@ _SHORT_OBIS_RE = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:[*&](\d{1,3}))?
 class BccError(FrameError):
     """A data message's BCC does not match; ``expected`` is what the meter sent."""
 
-    def __init__(self, expected: int, actual: int) -> None:
+    def __init__(self, expected: int, actual: int, *, bus: str | None = None) -> None:
         self.expected = expected
         self.actual = actual
         super().__init__(f"BCC mismatch (meter sent {expected:02X}, computed {actual:02X})",
-                         hint="line noise: check the optical head sits straight and clean")
+                         bus=bus, hint="line noise: check the optical head sits straight "
+                                       "and clean")
 
 
 def sign_on(address: str = "") -> bytes:

@@ -96,6 +96,10 @@ class RegisterResult:
     reading: Reading | None
     error: DeviceError | None
 
+    @property
+    def quantity(self) -> str:
+        return self.register.quantity
+
 
 class ModbusMeter(Meter):
     """A register-map meter described by a :class:`Profile`."""

@@ -97,11 +97,20 @@ def _open(port: str, baudrate: int, bytesize: int, parity: str, stopbits: int,
 
 
 def _errno(exc: BaseException) -> int | None:
-    """The errno of an OSError, a SerialException wrapping one, or a termios.error."""
-    code = getattr(exc, "errno", None)
-    if code is None and isinstance(exc, termios.error) and exc.args:
-        code = exc.args[0]
-    return code if isinstance(code, int) else None
+    """The errno of an OSError, a SerialException wrapping one, or a termios.error
+    (pyserial raises "Could not configure port" while handling the termios.error, which
+    then is the exception's context)."""
+    seen: BaseException | None = exc
+    for _ in range(4):  # the exception, then what it was raised from or while handling
+        if seen is None:
+            break
+        code = getattr(seen, "errno", None)
+        if code is None and isinstance(seen, termios.error) and seen.args:
+            code = seen.args[0]
+        if isinstance(code, int):
+            return code
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def settings_refused(port: str, exc: BaseException, settings: str, what: str) -> DeviceError:

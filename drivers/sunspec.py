@@ -19,7 +19,7 @@ as for Modbus. Other option keys are refused.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -27,7 +27,7 @@ from drivers import decode
 from drivers.base import Meter, MeterSpec, check_options, register
 from drivers.modbus import OPTIONS as MODBUS_OPTIONS
 from drivers.modbus import bus_for, check_timeout, check_unit
-from drivers.profile import Profile
+from drivers.profile import PointDef, Profile
 from drivers.profile import load as load_profile
 from ledger import Reading
 from ledger.errors import ConfigError, DeviceError, DeviceExceptionResponse
@@ -68,7 +68,8 @@ MODEL_POINTS: dict[int, dict[str, tuple[int, str, str | None]]] = {
 NOT_IMPLEMENTED = {"i16": 0x8000, "u16": 0xFFFF, "acc32": 0}
 
 
-def point_raw(words: list[int], offset: int, type_name: str) -> int | None:
+def point_raw(words: Mapping[int, int] | Sequence[int], offset: int, type_name: str
+              ) -> int | None:
     """A point's raw integer from a model's registers, or None if not implemented."""
     if type_name == "acc32":
         raw = words[offset] << 16 | words[offset + 1]
@@ -127,6 +128,20 @@ async def find_chain(read: Callable[[int, int], Awaitable[list[int]]],
     return None
 
 
+@dataclass(frozen=True)
+class PointResult:
+    """One point of a technician's read: its reading, or the error that kept it (both
+    None: left out, the device reports it as not implemented or lacks its model)."""
+
+    point: PointDef
+    reading: Reading | None
+    error: DeviceError | None
+
+    @property
+    def quantity(self) -> str:
+        return self.point.quantity
+
+
 class SunSpecMeter(Meter):
     """An inverter or meter speaking SunSpec; what is read comes from the profile's points."""
 
@@ -183,35 +198,118 @@ class SunSpecMeter(Meter):
             DeviceError: discovery or a read failed, or no model the profile needs exists.
         """
         chain = self.chain or await self.discover()
-        blocks: dict[int, tuple[ModelRef, list[int]]] = {}
+        blocks: dict[int, dict[int, int]] = {}
         out: list[Reading] = []
         for p in self.profile.points:
             ref = chain.find(p.models)
             if ref is None:
                 continue
             if ref.model not in blocks:
-                length = min(ref.length, 125)
-                blocks[ref.model] = (ref, await self._read(ref.address, length))
-            ref, words = blocks[ref.model]
-            layout = MODEL_POINTS.get(ref.model, {})
-            if p.point not in layout:
-                raise ConfigError(f"point {p.point}", f"model {ref.model} has no point "
-                                  f"{p.point!r}", source=self.profile.source)
-            offset, type_name, sf_name = layout[p.point]
-            raw = point_raw(words, offset, type_name)
-            sf = 0 if sf_name is None else point_raw(words, layout[sf_name][0], "i16")
-            if raw is None or sf is None or not -10 <= sf <= 10:
-                continue
-            value, quality = decode.to_integer(raw, Decimal(10) ** sf, p.exponent)
-            out.append(Reading.make(self.spec.meter_id, p.quantity, value, p.exponent, p.unit,
-                                    now_ms, quality=quality))
+                blocks[ref.model] = dict(enumerate(await self._read(ref.address,
+                                                                    min(ref.length, 125))))
+            reading = self._reading(ref, p, blocks[ref.model], now_ms)
+            if reading is not None:
+                out.append(reading)
         if not blocks:
-            raise DeviceError(f"none of the models profile {self.profile.name} reads is "
-                              f"present (device has {[m.model for m in chain.models]})",
-                              bus=self.bus.name, unit=self.unit, register=chain.base,
-                              hint="pick the profile that matches: sunspec-inverter or "
-                              "sunspec-meter")
+            raise self._no_model(chain)
         return out
+
+    async def read_each(self, now_ms: int) -> list[PointResult]:
+        """For a technician's one-off read: every point of the profile with its reading or
+        the error that kept it, instead of failing the whole read on one register.
+
+        A model whose request is refused with an exception response is read point by point
+        (the point's registers, then its scale factor), so each refused point carries its
+        own error; a model request that times out or brings no valid frame marks each of
+        its points with that error.
+
+        Raises:
+            DeviceError: discovery failed (nothing to show), or no model the profile reads
+            is present.
+        """
+        chain = self.chain or await self.discover()
+        blocks: dict[int, dict[int, int] | DeviceError | None] = {}
+        out: list[PointResult] = []
+        for p in self.profile.points:
+            ref = chain.find(p.models)
+            if ref is None:
+                out.append(PointResult(p, None, None))
+                continue
+            if ref.model not in blocks:
+                try:
+                    blocks[ref.model] = dict(enumerate(await self._read(
+                        ref.address, min(ref.length, 125))))
+                except DeviceExceptionResponse:
+                    blocks[ref.model] = None  # each point gets its own answer
+                except DeviceError as exc:
+                    blocks[ref.model] = exc
+            got = blocks[ref.model]
+            try:
+                if isinstance(got, DeviceError):
+                    raise got
+                words = got if got is not None else await self._read_point(ref, p)
+            except DeviceError as exc:
+                out.append(PointResult(p, None, DeviceError(
+                    f"model {ref.model} point {p.point}: {exc}")))
+                continue
+            out.append(PointResult(p, self._reading(ref, p, words, now_ms), None))
+        if not blocks:
+            raise self._no_model(chain)
+        return out
+
+    async def _read_point(self, ref: ModelRef, p: PointDef) -> dict[int, int]:
+        """One point's registers and its scale factor's, each in its own request, as
+        ``{offset in the model: word}``.
+
+        Raises:
+            DeviceError: either read failed (the point is not in the model: ConfigError).
+        """
+        offset, type_name, sf_name = self._layout(ref, p)[p.point]
+        words: dict[int, int] = {}
+        wanted = [(offset, 2 if type_name == "acc32" else 1)]
+        if sf_name is not None:
+            wanted.append((self._layout(ref, p)[sf_name][0], 1))
+        for at, count in wanted:
+            for i, w in enumerate(await self._read(ref.address + at, count)):
+                words[at + i] = w
+        return words
+
+    def _layout(self, ref: ModelRef, p: PointDef) -> dict[str, tuple[int, str, str | None]]:
+        layout = MODEL_POINTS.get(ref.model, {})
+        if p.point not in layout:
+            raise ConfigError(f"point {p.point}", f"model {ref.model} has no point "
+                              f"{p.point!r}", source=self.profile.source)
+        return layout
+
+    def _reading(self, ref: ModelRef, p: PointDef, words: dict[int, int],
+                 now_ms: int) -> Reading | None:
+        """The point's reading from its model's registers (``{offset: word}``), or None
+        when the device reports it as not implemented or its scale factor is out of range.
+
+        Raises:
+            ConfigError: the profile names a point the model does not have.
+        """
+        layout = self._layout(ref, p)
+        offset, type_name, sf_name = layout[p.point]
+        need = [offset + i for i in range(2 if type_name == "acc32" else 1)]
+        if sf_name is not None:
+            need.append(layout[sf_name][0])
+        if any(at not in words for at in need):
+            return None  # beyond the model's length on this device
+        raw = point_raw(words, offset, type_name)
+        sf = 0 if sf_name is None else point_raw(words, layout[sf_name][0], "i16")
+        if raw is None or sf is None or not -10 <= sf <= 10:
+            return None
+        value, quality = decode.to_integer(raw, Decimal(10) ** sf, p.exponent)
+        return Reading.make(self.spec.meter_id, p.quantity, value, p.exponent, p.unit,
+                            now_ms, quality=quality)
+
+    def _no_model(self, chain: SunSpecChain) -> DeviceError:
+        return DeviceError(f"none of the models profile {self.profile.name} reads is "
+                           f"present (device has {[m.model for m in chain.models]})",
+                           bus=self.bus.name, unit=self.unit, register=chain.base,
+                           hint="pick the profile that matches: sunspec-inverter or "
+                           "sunspec-meter")
 
     async def close(self) -> None:
         if not self._closed:

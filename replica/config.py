@@ -124,14 +124,22 @@ def load_config(path: str | Path) -> ReplicaConfig:
     """Read and check ``replica.toml``.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ConfigError: the file is not TOML or a value is wrong (every problem is listed).
+        ConfigError: the file does not exist, is not TOML or a value is wrong (every
+            problem is listed).
+        OSError: the file cannot be read otherwise.
     """
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("", "no such file: give the replica's config with --config FILE "
+                          "(a [storage] url is all it needs; see docs/replica-api.md)",
+                          source=str(p)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("", f"not valid TOML: {exc}", source=str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"not a text file (not UTF-8 at byte {exc.start})",
+                          source=str(p)) from None
     return parse_config(data, source=str(p), base=p.parent)
 
 

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import urllib.parse
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -103,7 +104,8 @@ def _usage(cmd: str, message: str) -> int:
 
 
 def _check_url(url: str) -> bool:
-    return url.startswith(("http://", "https://"))
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -113,11 +115,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return _usage("audit", "give at least two replica URLs to compare")
     bad = [u for u in urls if not _check_url(u)]
     if bad:
-        return _usage("audit", f"not an http(s) URL: {bad[0]!r}")
+        return _usage("audit", f"not an http(s) URL with a host: {bad[0]!r}")
     if args.max_lag is not None and args.max_lag < 0:
         return _usage("audit", "--max-lag must be at least 0")
     if args.page_size < 1:
         return _usage("audit", "--page-size must be at least 1")
+    if not args.timeout > 0:
+        return _usage("audit", f"--timeout must be more than 0 seconds, got {args.timeout}")
     clients = [_client(args, u) for u in urls]
     try:
         progress = None if args.quiet else ProgressBar("audit")

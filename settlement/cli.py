@@ -176,9 +176,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_prove(args: argparse.Namespace) -> int:
+    doc = load_document(args.document)  # refuses a file that is not a document, first
     with open(args.document, "rb") as fh:
         signed = json.loads(fh.read())
-    doc = load_document(args.document)
     if args.member not in doc.member_roots:
         raise InputError(f"member {args.member!r} is not in {args.document}")
     statements = Path(args.statements) if args.statements else (

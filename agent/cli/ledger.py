@@ -155,6 +155,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists():
         raise StoreError(f"{out}: already exists; refusing to overwrite")
+    if not out.parent.is_dir():  # else the error would name the temporary file
+        raise StoreError(f"cannot write {out}: {out.parent}: directory does not exist")
     tmp = out.with_name(f".{out.name}.tmp")
     with _open_ledger(args.ledger) as store:
         first, count = store.first_height, store.height - store.first_height + 1

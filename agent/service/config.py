@@ -562,6 +562,9 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError("", f"cannot read config: {exc.strerror}", source=src) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("", f"not valid TOML: {exc}", source=src) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("", f"not a text file (not UTF-8 at byte {exc.start})",
+                          source=src) from None
 
 
 def load_config(path: str | os.PathLike[str]) -> AgentConfig:

@@ -65,6 +65,13 @@ def meter_spec(m: MeterConfig) -> MeterSpec:
     )
 
 
+def key_mismatch(cfg: AgentConfig, key: bytes, chain_key: bytes) -> str:
+    """The refusal when the gateway key is not the key of the chain already stored."""
+    return (f"{cfg.gateway.key_path}: key {key.hex()} is not the key of the chain in "
+            f"{cfg.gateway.ledger_dir} ({chain_key.hex()}); restore the gateway's key or "
+            "start a new ledger directory")
+
+
 def open_meters(cfg: AgentConfig) -> list[Meter]:
     """Open every configured meter through its driver.
 
@@ -148,10 +155,7 @@ class Agent:
             segment_bytes=cfg.retention.segment_bytes))
         head = self.store.head
         if head is not None and head.header.gateway_key != self.public_key:
-            raise KeyFileError(
-                f"{cfg.gateway.key_path}: key {self.public_key.hex()} is not the key of the "
-                f"chain in {cfg.gateway.ledger_dir} ({head.header.gateway_key.hex()}); "
-                "restore the gateway's key or start a new ledger directory")
+            raise KeyFileError(key_mismatch(cfg, self.public_key, head.header.gateway_key))
         self.state = StateDB(cfg.gateway.state_path)
         try:
             self.reserve = DiskReserve(cfg.gateway.ledger_dir, cfg.retention.reserve_bytes,

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from ledger.errors import ConfigError
 
 log = logging.getLogger("meterchain.metrics")
 
@@ -181,11 +184,21 @@ def write_textfile(path: str | os.PathLike[str], text: str) -> None:
         raise
 
 
+def listen_refusal(listen: str, exc: OSError) -> ConfigError:
+    """Why ``metrics.listen`` cannot be listened on, as ``run`` and ``config check`` say it."""
+    port = listen.rpartition(":")[2]
+    hint = (f"; another program holds the port (ss -ltnp 'sport = :{port}' shows which)"
+            if exc.errno == errno.EADDRINUSE else "")
+    return ConfigError("metrics.listen", f"cannot listen on {listen}: "
+                                         f"{exc.strerror or exc}{hint}")
+
+
 class MetricsServer:
     """Serves ``GET /metrics`` on a loopback address (HTTP/1.0-style, one response)."""
 
     def __init__(self, listen: str, snapshot: Callable[[], Snapshot]) -> None:
         host, _, port = listen.rpartition(":")
+        self.listen = listen
         self.host = host.strip("[]")
         self.port = int(port)
         self._snapshot = snapshot
@@ -196,10 +209,13 @@ class MetricsServer:
         """Start listening; returns the bound port (useful with port 0).
 
         Raises:
-            OSError: the address is in use or not local.
+            ConfigError: the address is in use or not local (key ``metrics.listen``).
         """
-        self._server = await asyncio.start_server(self._handle, self.host, self.port,
-                                                  limit=MAX_REQUEST_BYTES)
+        try:
+            self._server = await asyncio.start_server(self._handle, self.host, self.port,
+                                                      limit=MAX_REQUEST_BYTES)
+        except OSError as exc:
+            raise listen_refusal(self.listen, exc) from None
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 

@@ -11,9 +11,21 @@ reports every problem at once, each under its key path:
   no port is opened;
 - the gateway key file (present, a key, not readable by others) and, when sealing to
   the utility, the utility's public key;
+- the ledger directory, read strictly read-only through the store's own read path
+  (``StoreOptions(read_only=True, create=False)``: no writer lock, no tail repair, nothing
+  created or removed, so a running agent is never disturbed): it must be a ledger the
+  store opens, its chain must have been sealed by the configured gateway key, and a
+  directory still to be made must be creatable;
+- the state file (its directory present, the file readable JSON when it exists);
+- each https replica's CA file, loaded as the forwarder loads it;
+- the metrics ``listen`` address, bound and released (unless this config's running agent
+  holds it: its status file names the port and its process lives);
 - the metrics textfile's directory, written to as the service would write it (under the
   hardened unit only ``/var/lib/meterchain`` and ``/var/lib/prometheus/node-exporter``
   are writable).
+
+Only what needs a running meter or network (a port that answers, a replica that is up)
+and what a running agent itself holds (the ledger's writer lock) is left to ``run``.
 """
 
 from __future__ import annotations
@@ -21,16 +33,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import keyfiles as keys
+from agent.pipeline.replica_client import make_ssl_context
 from agent.service.config import AgentConfig, MeterConfig, Validated, read_toml, validate_config
-from agent.service.daemon import meter_spec
+from agent.service.daemon import key_mismatch, meter_spec
+from agent.service.metrics import listen_refusal
+from agent.service.status import read_status
+from agent.storage.segfile import SEGMENT_DIR
+from agent.storage.state import AtomicJSONStorage
+from agent.storage.store import BlockStore, StoreOptions
 from drivers.base import Meter, MeterSpec, open_meter
-from ledger.errors import ConfigError, ConfigErrors, KeyFileError
+from ledger import ChainHead
+from ledger.errors import ConfigError, ConfigErrors, KeyFileError, StoreError
 
 UNIT_WRITABLE_DIRS = ("/var/lib/meterchain", "/var/lib/prometheus/node-exporter")
 """Directories the installed unit may write (StateDirectory and ReadWritePaths)."""
@@ -51,7 +72,11 @@ def check_startup(path: str | os.PathLike[str]) -> AgentConfig:
     problems = list(v.problems)
     problems += meter_problems(v)
     problems += key_problems(v)
+    problems += ledger_problems(v)
+    problems += state_problems(v)
+    problems += replica_problems(v)
     problems += textfile_problems(v)
+    problems += listen_problems(v)
     if problems:
         raise ConfigErrors(problems, source=str(path))
     return v.config
@@ -113,6 +138,139 @@ def key_problems(v: Validated) -> list[ConfigError]:
         except KeyFileError as exc:
             problems.append(ConfigError("sealing.utility_key", str(exc)))
     return problems
+
+
+def ledger_problems(v: Validated) -> list[ConfigError]:
+    """The ledger directory as ``run`` opens it, read without writing anything: a ledger
+    the store accepts, sealed by the configured key; or a directory ``run`` can create."""
+    cfg = v.config
+    if v.is_bad("gateway.ledger_dir"):
+        return []
+    d = Path(cfg.gateway.ledger_dir)
+    try:
+        if not d.exists() or (d.is_dir() and not any(d.iterdir())):
+            return _creatable(d)
+        head = stored_head(d)
+        if not os.access(d / SEGMENT_DIR, os.W_OK | os.X_OK):
+            return [ConfigError("gateway.ledger_dir", f"{d / SEGMENT_DIR}: not writable")]
+    except StoreError as exc:
+        return [ConfigError("gateway.ledger_dir", str(exc))]
+    except OSError as exc:
+        return [ConfigError("gateway.ledger_dir", f"{exc.filename or d}: cannot read: "
+                                                  f"{exc.strerror}")]
+    if head is None or v.is_bad("gateway.key_path"):
+        return []
+    try:
+        key = keys.public_from_seed(keys.load_signing_key(cfg.gateway.key_path))
+    except KeyFileError:
+        return []  # reported by key_problems
+    if head.header.gateway_key != key:
+        return [ConfigError("gateway.key_path", key_mismatch(cfg, key, head.header.gateway_key))]
+    return []
+
+
+def stored_head(directory: Path) -> ChainHead | None:
+    """The head of the chain stored in ``directory``, read as ``verify`` and ``show`` read
+    a live ledger: no writer lock, no repair, nothing created, truncated or removed.
+
+    Raises:
+        StoreError: not a ledger, or damage the store refuses (the message ``run`` gives).
+        OSError: a file cannot be read.
+    """
+    for attempt in (1, 2):
+        try:
+            with BlockStore.open(directory, options=StoreOptions(read_only=True,
+                                                                 create=False)) as store:
+                return store.head
+        except FileNotFoundError:
+            if attempt == 2:  # a segment pruned while listing is not a problem; twice is
+                raise
+    return None
+
+
+def _creatable(d: Path) -> list[ConfigError]:
+    """``run`` creates a missing (or fills an empty) ledger directory: probe that it can,
+    leaving nothing behind."""
+    parent = d if d.is_dir() else next((p for p in d.parents if p.exists()), d.parent)
+    if not parent.is_dir():
+        return [ConfigError("gateway.ledger_dir", f"cannot create {d}: {parent} is not a "
+                                                  "directory")]
+    try:
+        probe = tempfile.mkdtemp(prefix=".meterchain-check-", dir=parent)
+    except OSError as exc:
+        return [ConfigError("gateway.ledger_dir", f"cannot create {d}: {exc.strerror}")]
+    os.rmdir(probe)
+    return []
+
+
+def state_problems(v: Validated) -> list[ConfigError]:
+    """The state file as ``run`` reads it: its directory present, the file (if any)
+    readable JSON holding an object. Nothing is written."""
+    if v.is_bad("gateway.state_path"):
+        return []
+    try:
+        AtomicJSONStorage(v.config.gateway.state_path).read()
+    except StoreError as exc:
+        return [ConfigError("gateway.state_path", str(exc))]
+    return []
+
+
+def replica_problems(v: Validated) -> list[ConfigError]:
+    """Each https replica's TLS settings, loaded as the forwarder loads them (no
+    connection is made)."""
+    problems: list[ConfigError] = []
+    for i, r in enumerate(v.config.replicas):
+        path = f"replicas[{i}]"
+        if (v.is_bad(path) or not r.url.startswith("https:") or v.is_bad(f"{path}.ca_cert")
+                or v.is_bad(f"{path}.pinned_key_sha256")):
+            continue
+        try:
+            make_ssl_context(r.ca_cert, r.pinned_key_sha256)
+        except ConfigError as exc:
+            problems.append(ConfigError(f"{path}.ca_cert", exc.message))
+    return problems
+
+
+def listen_problems(v: Validated) -> list[ConfigError]:
+    """``metrics.listen`` must be free to listen on, as the agent binds it; a port the
+    agent of this very config already holds (its status says it runs there) is fine."""
+    listen = v.config.metrics.listen
+    if listen is None or v.is_bad("metrics.listen") or v.is_bad("metrics"):
+        return []
+    host, _, port_text = listen.rpartition(":")
+    port = int(port_text)
+    if port == 0:
+        return []
+    try:
+        for family, kind, proto, _, addr in socket.getaddrinfo(
+                host.strip("[]"), port, type=socket.SOCK_STREAM):
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
+                sock.bind(addr)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE and _agent_listens(v.config, port):
+            return []
+        return [listen_refusal(listen, exc)]
+    return []
+
+
+def _agent_listens(cfg: AgentConfig, port: int) -> bool:
+    """True if this config's agent runs (its status file says so and its process lives)
+    and serves its metrics on ``port``."""
+    try:
+        snap = read_status(cfg.status_path)
+    except StoreError:
+        return False
+    pid = snap.get("pid")
+    if not snap.get("running") or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, under another user
+    return str(snap.get("metrics_url") or "").endswith(f":{port}/metrics")
 
 
 def textfile_problems(v: Validated) -> list[ConfigError]:

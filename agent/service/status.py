@@ -66,8 +66,10 @@ def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
     except FileNotFoundError:
         raise StoreError(f"{path}: no status file -- has `meterchain run` started with this "
                          "config? (systemctl status meterchain-agent)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise StoreError(f"{path}: unreadable status file: {exc}") from None
+    except OSError as exc:
+        raise StoreError(f"{path}: unreadable status file: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{path}: not a meterchain status file (not JSON: {exc})") from None
     if not isinstance(snap, dict) or snap.get("version") != STATUS_VERSION:
         raise StoreError(f"{path}: not a meterchain status file (version "
                          f"{snap.get('version') if isinstance(snap, dict) else None!r})")

@@ -306,10 +306,12 @@ async def _start_tcp(srv: Any, flag: str, stack: contextlib.AsyncExitStack) -> N
 
 
 def write_config(path: str, meters: list[str]) -> str:
-    """Write an agent config for the served meters; key, ledger and state go beside it.
+    """Write an agent config for the served meters; key, ledger and state go beside it
+    (the state's directory is made, as the installed unit's StateDirectory is, so that the
+    config passes `config check` once `key init` has made the key).
 
     Raises:
-        ConfigError: the file cannot be written.
+        ConfigError: the file or the state directory cannot be written.
     """
     d = os.path.dirname(os.path.abspath(path))
     text = (f'# written by `meterchain sim` for practice\n[gateway]\nname = "sim"\n'
@@ -318,8 +320,10 @@ def write_config(path: str, meters: list[str]) -> str:
     try:
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.makedirs(f"{d}/sim-state", exist_ok=True)  # the config's directory exists now
     except OSError as exc:
-        raise ConfigError("--write-config", f"cannot write {path}: {exc.strerror}") from None
+        raise ConfigError("--write-config", f"cannot write {exc.filename or path}: "
+                          f"{exc.strerror}") from None
     return os.path.abspath(path)
 
 

@@ -8,6 +8,7 @@ changing a query: every query names one gateway, except the listings.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
@@ -88,6 +89,19 @@ def schema_sql(partitions: int = DEFAULT_PARTITIONS) -> list[str]:
     return stmts
 
 
+def _why(dsn: str, exc: Exception) -> str:
+    """Why the pool could not connect: a pool timeout hides the server's answer, so one
+    direct connection attempt is made to name it (refused, unknown host, auth failed)."""
+    if not isinstance(exc, PoolTimeout):
+        return str(exc).strip().splitlines()[0]
+    try:
+        psycopg.connect(dsn, connect_timeout=5).close()
+    except psycopg.Error as direct:
+        reason = " ".join(str(direct).split())
+        return f"{reason} (for 30 s)"
+    return str(exc)
+
+
 class PostgresStorage(SqlStorage):
     """Storage in PostgreSQL through a psycopg connection pool.
 
@@ -100,11 +114,17 @@ class PostgresStorage(SqlStorage):
         self.dsn = dsn
         self._pool = ConnectionPool(dsn, min_size=1, max_size=max(pool_size, 1), open=False,
                                     timeout=30.0)
+        pool_log = logging.getLogger("psycopg.pool")
+        level = pool_log.level
+        pool_log.setLevel(logging.ERROR)  # one warning per retry; the reason is raised below
         try:
             self._pool.open(wait=True, timeout=30.0)
         except (PoolTimeout, psycopg.Error) as exc:
             self._pool.close()
-            raise ReplicaStoreError(f"PostgreSQL {_safe(dsn)}: cannot connect: {exc}") from None
+            raise ReplicaStoreError(f"PostgreSQL {_safe(dsn)}: cannot connect: "
+                                    f"{_why(dsn, exc)}") from None
+        finally:
+            pool_log.setLevel(level)
         with self._write() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             for stmt in schema_sql(partitions):

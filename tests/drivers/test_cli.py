@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -244,3 +244,64 @@ def test_read_p1_says_it_is_waiting_and_for_how_long(
         f"grid: waiting up to 3 s for a P1 telegram on {silent.path}")
     assert "no data on P1 port" in out and "in 3 s" in out
     assert took >= 3.0  # it waited as long as it said (a lower bound: no speed assumption)
+
+
+def _serve_in_thread(units: list[SimUnit]) -> tuple[int, Callable[[], None]]:
+    """A Modbus TCP MeterServer on its own thread: (port, stop)."""
+    ready = threading.Event()
+    box: dict[str, object] = {}
+
+    async def serve() -> None:
+        async with MeterServer(units) as srv:
+            box["port"] = srv.tcp_port
+            stop = asyncio.Event()
+            box["stop"], box["loop"] = stop, asyncio.get_running_loop()
+            ready.set()
+            await stop.wait()
+
+    t = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
+    t.start()
+    assert ready.wait(10)
+
+    def stop() -> None:
+        loop: asyncio.AbstractEventLoop = box["loop"]  # type: ignore[assignment]
+        loop.call_soon_threadsafe(box["stop"].set)  # type: ignore[attr-defined]
+        t.join(10)
+    return int(box["port"]), stop  # type: ignore[call-overload]
+
+
+def test_sunspec_read_prints_every_point_and_marks_refused_registers(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A SunSpec inverter whose model 103 lacks the frequency registers (Hz, Hz_SF): the
+    model's one request is refused (exception 2), so each point is read on its own;
+    every other point is printed, the frequency is marked with its register's error."""
+    from drivers.sim.sunspec import sunspec_image
+    from drivers.sunspec import _INVERTER
+
+    model = MeterModel(import_w=Decimal(0), export_w=Decimal(3200),
+                       start_export_wh=Decimal(8_765_430))
+    image = sunspec_image(model)
+    data = next(a + 2 for (_f, a), w in image.items()
+                if w == 103 and image.get((3, a + 1)) == 50)  # model 103: ID, L, data
+    hz = data + _INVERTER["Hz"][0]
+    gone = {(3, hz), (3, data + _INVERTER["Hz_SF"][0])}
+
+    def holes() -> dict[tuple[int, int], int]:
+        return {k: v for k, v in sunspec_image(model).items() if k not in gone}
+
+    port, stop = _serve_in_thread([SimUnit(1, profile.load("sunspec-inverter"),
+                                           image_fn=holes)])
+    try:
+        rc = main(["read", "--host", "127.0.0.1", "--tcp-port", str(port), "--unit", "1",
+                   "--profile", "sunspec-inverter"])
+    finally:
+        stop()
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    rows = {line.split()[1]: line for line in out.splitlines()[2:]}
+    assert rc == 1, out + err
+    assert rows["1-0:2.7.0"].split()[2] == "3200"  # W
+    assert "FAILED" not in rows["1-0:2.8.0"] and "FAILED" not in rows["1-0:32.7.0"]
+    assert "FAILED" in rows["1-0:14.7.0"]
+    assert f"register {hz}] device answered function 3 with exception 2" in rows["1-0:14.7.0"]
+    assert "model 103 point Hz" in rows["1-0:14.7.0"]

@@ -7,7 +7,10 @@ import asyncio
 import errno
 import os
 import pty
-from collections.abc import Iterator
+import select
+import threading
+import tty
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,61 @@ def test_permission_denied_suggests_the_dialout_group() -> None:
                      "serial port")
     assert "permission denied on serial port /dev/ttyUSB0" in str(err)
     assert err.hint and "dialout" in err.hint
+
+
+@pytest.mark.parametrize("flag", ["--p1", "--d0"])
+def test_serial_telegram_port_that_is_not_a_terminal_is_one_line(
+        flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """P1 and D0 read a whole telegram or nothing: a port that is not a serial device is
+    one line naming it, as for Modbus (not pyserial's "Inappropriate ioctl")."""
+    rc = main(["read", flag, "/dev/null", "--timeout", "0.3"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("meterchain read: error: [bus /dev/null]")
+    assert "not a serial device (not a terminal)" in line and "ioctl" not in line
+
+
+def _pty_answering(answer: bytes) -> tuple[Callable[[], None], str]:
+    """A pseudo-terminal whose far end answers every request with ``answer``: (stop, path)."""
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    path = os.ttyname(slave)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    os.read(master, 1024)
+                    os.write(master, answer)
+                except OSError:
+                    return
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+
+    def close() -> None:
+        stop.set()
+        t.join(5)
+        os.close(slave)
+        os.close(master)
+    return close, path
+
+
+def test_d0_garbled_identification_is_one_line_naming_the_port(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Something that answers the D0 sign-on with a line that is not an identification:
+    one line naming the port and what to check, not a bare parser message."""
+    close, path = _pty_answering(b"/garbage\r\n")
+    try:
+        rc = main(["read", "--d0", path, "--timeout", "0.3"])
+    finally:
+        close()
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"meterchain read: error: [bus {path}]"), err
+    assert "not an identification message" in err
+    assert "optical head" in err and "mode C" in err

@@ -110,3 +110,16 @@ def test_pty_links_do_not_outlive_the_simulator() -> None:
     workdirs = {os.path.dirname(p) for p in tmp.glob("meterchain-sim-*/rs485-a")}
     _stop(proc)
     assert workdirs and not any(os.path.exists(d) for d in workdirs)
+
+
+def test_write_config_into_a_missing_directory_creates_nothing(tmp_path: Path) -> None:
+    """The practice config's state directory is made beside a config that was written,
+    never by creating the missing directory the technician named."""
+    from drivers.sim.cli import write_config
+    from ledger.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--write-config: cannot write"):
+        write_config(str(tmp_path / "missing" / "sim.toml"), [])
+    assert not (tmp_path / "missing").exists()
+    written = write_config(str(tmp_path / "sim.toml"), [])
+    assert Path(written).is_file() and (tmp_path / "sim-state").is_dir()
