@@ -197,6 +197,14 @@ def test_verify_records_against_which_replica(
     cfg = cd.replica_toml(tmp_path, storage_factory.url)
     assert main(["settle", "publish", str(out), "--config", str(cfg)]) == 0
     doc = out / "settlement.json"
+    # recomputed under another rule the root differs: the failure is recorded
+    other = tmp_path / "other.toml"
+    other.write_text(replay.TOML.replace('mode = "pro_rata"', 'mode = "priority_cascade"'))
+    assert main(["settle", "verify", str(doc), "--community", str(other), "--replica",
+                 replay_replica, "--record", str(cfg)]) == 1
+    (item,) = replica.http.get("/v1/settlements").json()["settlements"]
+    (v,) = item["verifications"]
+    assert (v["against"], v["ok"]) == (replay_replica, False) and "community differs" in v["detail"]
     capsys.readouterr()
     assert main(["settle", "verify", str(doc), *common, "--replica", replay_replica,
                  "--record", str(cfg)]) == 0
@@ -205,15 +213,15 @@ def test_verify_records_against_which_replica(
     assert main(["settle", "verify", str(doc), *common, "--intervals",
                  str(out / "intervals.json"), "--record", str(cfg)]) == 2
     assert "--record needs --replica or --config" in capsys.readouterr().err
-    # a statement that disagrees with the recomputation: the failure is recorded too
-    other = tmp_path / "other.toml"
-    other.write_text(replay.TOML.replace('mode = "pro_rata"', 'mode = "priority_cascade"'))
-    assert main(["settle", "verify", str(doc), "--community", str(other), "--intervals",
-                 str(out / "intervals.json")]) == 1
     (item,) = replica.http.get("/v1/settlements").json()["settlements"]
     assert item["document_sha256"] == load_document(str(doc)).hash.hex()
-    (v,) = item["verifications"]
+    (v,) = item["verifications"]  # the latest result per replica copy
     assert v["against"] == replay_replica and v["ok"] is True
     assert v["detail"] == f"recomputed root {item['root']}"
     assert read_statement(out / "members" / "anna.json")["document_sha256"] == item[
         "document_sha256"]
+    # recording needs the document published there
+    empty = cd.replica_toml(tmp_path / "empty", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert main(["settle", "verify", str(doc), *common, "--replica", replay_replica,
+                 "--record", str(empty)]) == 2
+    assert "is not published on this replica" in capsys.readouterr().err
