@@ -27,6 +27,9 @@ MAX_STATEMENT_BYTES = 16 * 1024 * 1024
 """Largest member statement (JSON or CSV) taken: a month of 5-minute lines is ~1 MB."""
 MAX_MEMBERS = 100_000
 """Most members in one published settlement."""
+MAX_INTERVALS = 31 * 24 * 12
+"""Most intervals in a settled period (a month of 5-minute intervals): bounds the flows
+a document may bring and ``GET .../flows`` answers."""
 MAX_ID = 128
 """Longest community, member, period or verifier name."""
 DOCUMENT_PREFIX = b"\x12"
@@ -150,6 +153,8 @@ def check_document(raw: bytes) -> DocumentMeta:
         interval_ms=_int(period, "interval_ms", "period", lo=1), members=tuple(ids))
     if meta.end_ms <= meta.start_ms or (meta.end_ms - meta.start_ms) % meta.interval_ms:
         raise _bad("period must be a whole number of intervals, start before end")
+    if (meta.end_ms - meta.start_ms) // meta.interval_ms > MAX_INTERVALS:
+        raise _bad(f"period has more than {MAX_INTERVALS} intervals")
     key, signature = bytes.fromhex(meta.operator_key), bytes.fromhex(sig)
     why = signature_error(key, signature)
     if why is None:

@@ -160,6 +160,10 @@ def test_the_replica_checks_shape_and_signature_itself(settled: cd.Settled) -> N
     obj["document"]["totals"]["covered"] += 1
     with pytest.raises(SettlementRejected, match="signature is refused"):
         check_document(json.dumps(obj).encode())
+    obj = json.loads(raw)
+    obj["document"]["period"]["interval_ms"] = 1000  # a month of seconds: unbounded flows
+    with pytest.raises(SettlementRejected, match="more than 8928 intervals"):
+        check_document(json.dumps(obj).encode())
     for bad, why in ((b"[]", "exactly 'document' and 'signature'"), (b"{", "not JSON"),
                      (b" " * (16 * 1024 * 1024 + 1), "larger than the limit")):
         with pytest.raises(SettlementRejected, match=why):
