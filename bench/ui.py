@@ -9,14 +9,21 @@ start). Reports the median and worst per page, against its target; "day plot" is
 gateway page's own time to fetch and draw one day of 15-minute energy after the day is
 picked (``data-day-ms``), "gateway" the whole page from navigation.
 
+"community" is the Community page of a month's settlement of ``--members`` members
+(50 of them producers): really settled by ``meterchain settle run`` over
+:mod:`settlement.synthetic`'s readings and published with ``settle publish``
+(tests/support/communitydata.py); drawn means the month's plot, its table and the
+member table with every member. The time to settle and publish is reported too.
+
 Calibration (same run): a fixed JavaScript workload in the same browser (sorting
 200,000 numbers), and the same page with the smallest data set, so figures from
 machines of different speed can be compared.
 
-    python bench/ui.py                    # 1,000 gateways
-    python bench/ui.py --gateways 50 --rounds 2 --json
+    python bench/ui.py                    # 1,000 gateways, 1,000 community members
+    python bench/ui.py --gateways 50 --members 20 --rounds 2 --json
 
-Targets: overview with 1,000 gateways <= 1,000 ms; a gateway's day plot <= 300 ms.
+Targets: overview with 1,000 gateways <= 1,000 ms; a gateway's day plot <= 300 ms;
+the community month with 1,000 members <= 2,000 ms.
 """
 
 from __future__ import annotations
@@ -39,11 +46,11 @@ from replica.app import create_app  # noqa: E402
 from replica.config import ReplicaConfig  # noqa: E402
 from replica.storage.base import open_storage  # noqa: E402
 from replica.ui.config import UiConfig  # noqa: E402
-from tests.support import uidata  # noqa: E402
+from tests.support import communitydata, uidata  # noqa: E402
 from tests.support.browser import ServedApp, launch  # noqa: E402
 from tests.support.tokens import install_test_token  # noqa: E402
 
-TARGET_MS = {"overview": 1000, "day plot": 300}
+TARGET_MS = {"overview": 1000, "day plot": 300, "community": 2000}
 
 CALIBRATION_JS = """() => { const t = performance.now();
   const a = Array.from({length: 200000}, (_, i) => (i * 7919) % 200003);
@@ -60,6 +67,18 @@ def drawn_ms(context: Any, url: str) -> float:
     ms = float(page.get_attribute("body", "data-drawn-ms") or "nan")
     page.close()
     return ms
+
+
+def settle_community(tmp: Path, members: int) -> tuple[float, float]:
+    """Settle a month of ``members`` members and publish it to the replica in ``tmp``;
+    seconds each took."""
+    t0 = time.perf_counter()
+    settled = communitydata.settle(tmp / "community", members=members,
+                                   producers=min(50, max(1, members // 3)))
+    t1 = time.perf_counter()
+    communitydata.publish(settled, communitydata.replica_toml(
+        tmp, f"sqlite:///{tmp / 'replica.db'}"))
+    return t1 - t0, time.perf_counter() - t1
 
 
 def serve(tmp: Path, gateways: int) -> tuple[ServedApp, Any, uidata.UiDataSet, str]:
@@ -111,6 +130,8 @@ def day_plot_ms(context: Any, url: str, rounds: int) -> list[float]:
 def main() -> None:
     ap = add_common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     ap.add_argument("--gateways", type=int, default=1000)
+    ap.add_argument("--members", type=int, default=1000,
+                    help="members of the settled community (month of 15-minute intervals)")
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     rows: list[dict[str, Any]] = []
@@ -121,20 +142,26 @@ def main() -> None:
         summary["calibration_js_sort_ms"] = round(statistics.median(
             cal.evaluate(CALIBRATION_JS) for _ in range(5)), 1)
         cal.close()
-        sizes = [("small", uidata.FIXED_GATEWAYS), ("full", args.gateways)]
-        for label, n in sizes:
+        sizes = [("small", uidata.FIXED_GATEWAYS, 6), ("full", args.gateways, args.members)]
+        for label, n, members in sizes:
             d = Path(td) / label
             d.mkdir()
+            settle_s, publish_s = settle_community(d, members)
+            summary[f"community_{label}_members"] = members
+            summary[f"community_{label}_settle_s"] = round(settle_s, 2)
+            summary[f"community_{label}_publish_s"] = round(publish_s, 2)
             served, storage, data, token = serve(d, n)
             try:
                 pages = {"overview": "/ui/overview",
-                         "gateway": f"/ui/gateways/{data.keys['meadow']}"}
+                         "gateway": f"/ui/gateways/{data.keys['meadow']}",
+                         "community": "/ui/community"}
                 got = measure(browser, served.url, token, pages, args.rounds)
             finally:
                 served.stop()
                 storage.close()
             for name, times in got.items():
                 row: dict[str, Any] = {"page": name, "gateways": len(data.keys),
+                                       "members": members if name == "community" else "",
                                        "median_ms": round(statistics.median(times), 1),
                                        "max_ms": round(max(times), 1)}
                 target = TARGET_MS.get(name) if label == "full" else None

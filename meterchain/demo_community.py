@@ -317,9 +317,13 @@ async def settle_community_day(work: Path, replica_url: str, storage_url: str, *
     t = doc["totals"]
     out(f"  totals: {_kwh(t['covered'])} kWh shared of {_kwh(t['generation'])} kWh generated "
         f"and {_kwh(t['use'])} kWh used; surplus {_kwh(t['surplus'])} kWh")
-    out("  verifying the signed settlement against the replica's copy (as any member can):")
+    out("  publishing it to the replica (its web view's Community page shows it):")
+    shell("settle", "publish", settled, "--config", work / "replica.toml")
+    out("  verifying the signed settlement against the replica's copy (as any member can), "
+        "the result recorded in the replica:")
     _code, verdict = shell("settle", "verify", settled / "settlement.json", "--community",
-                           work / "community.toml", *source)
+                           work / "community.toml", *source, "--record",
+                           work / "replica.toml")
     verified = verdict.startswith("OK ") and doc["root"] in verdict
     if not kept:
         return CommunityResult(label, work, settled / "settlement.json", doc["root"], verified)

@@ -34,6 +34,7 @@ from replica.intake import BodyBudget, client_address, received_body
 from replica.meterdata.api import add_routes as add_meterdata_routes
 from replica.queryparams import parse_time_param, reject_unknown_query
 from replica.service import ReplicaService, head_json
+from replica.settlements.api import add_routes as add_settlement_routes
 from replica.storage.base import Storage, open_storage
 
 log = logging.getLogger("replica")
@@ -293,6 +294,7 @@ def create_app(config: ReplicaConfig, storage: Storage | None = None) -> FastAPI
         return {"status": "ok", "version": _version()}
 
     add_meterdata_routes(app, svc)
+    add_settlement_routes(app, svc)
     from replica.metrics import install as install_metrics  # GET /metrics, its own module
 
     install_metrics(app, svc)

@@ -77,6 +77,7 @@ the pages need a login session and hold no data (their scripts read ``/v1`` with
 session's token, under the rules of this table)."""
 
 GW = "/v1/gateways/{gw}"
+ST = "/v1/settlements/{doc}"
 
 # fmt: off
 ROUTES: dict[tuple[str, str], Rule] = {
@@ -106,6 +107,14 @@ ROUTES: dict[tuple[str, str], Rule] = {
     ("GET",  "/ui/gateways/{key}"):          WEB_VIEW,
     ("GET",  "/ui/audit"):                   WEB_VIEW,
     ("GET",  "/ui/static"):                  WEB_VIEW,
+    ("GET",  "/ui/community"):               WEB_VIEW,
+    ("GET",  "/ui/community/{doc}/members/{member}"): WEB_VIEW,
+    ("GET",  "/v1/settlements"):             scope(READ_CHAIN),
+    ("GET",  f"{ST}/document"):              scope(READ_READINGS),
+    ("GET",  f"{ST}/members"):               scope(READ_READINGS),
+    ("GET",  f"{ST}/members/{{member}}/statement.json"): scope(READ_READINGS),
+    ("GET",  f"{ST}/members/{{member}}/statement.csv"):  scope(READ_READINGS),
+    ("GET",  f"{ST}/flows"):                 scope(READ_READINGS),
 }
 # fmt: on
 

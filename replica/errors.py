@@ -42,3 +42,8 @@ class StaleHeadError(ReplicaStoreError):
 
 class EnrollmentError(ConfigError):
     """An enrollment command was given a bad key, time or an unknown gateway."""
+
+
+class SettlementRejected(MeterchainError):
+    """A settlement handed to the replica (``meterchain settle publish``) is refused:
+    too large, malformed, badly signed, or in conflict with one already published."""

@@ -64,6 +64,10 @@ from settlement.verify import compare
 EXIT_OK, EXIT_FAILURE = 0, 1
 TOKEN_ENV = "MC_REPLICA_TOKEN"
 
+Recorder = Callable[[str, str, str, bool, str], None]
+"""Records a verification in a replica: ``(replica_toml, document_sha256, against, ok,
+detail)`` (``meterchain.settle_publish``; this package never imports the replica)."""
+
 StorageSource = Callable[[str], AbstractContextManager[Getter]]
 """Opens a replica's storage from its ``replica.toml`` and answers, as a :data:`Getter`,
 the replica API's requests that :func:`~settlement.replica_source.collect` and
@@ -152,7 +156,21 @@ def _operator_key(text: str | None) -> bytes | None:
     return load_public_key(text) if text else None
 
 
+def _against(args: argparse.Namespace) -> str | None:
+    """What a verification reproduced the root against: the replica's URL, or its
+    config for ``--config``; ``None`` for an intervals file (no replica copy)."""
+    if args.replica:
+        return str(args.replica)
+    if getattr(args, "config", None):
+        return f"config:{Path(args.config).resolve()}"
+    return None
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
+    record = getattr(args, "record", None)
+    if record and _against(args) is None:
+        raise InputError("--record needs --replica or --config: only a verification "
+                         "against a replica's copy is recorded")
     try:
         doc = load_document(args.document, _operator_key(args.operator_key))
     except DocumentError as exc:
@@ -167,8 +185,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
         compare(doc, result, list(data.sources), published)
     except SettlementMismatch as exc:
         print(f"FAILED {args.document}: {exc}")
+        if record:
+            args.recorder(record, doc.hash.hex(), _against(args), False, str(exc))
+            print(f"recorded the failure in the replica of {record}")
         return EXIT_FAILURE
     b = doc.body
+    if record:
+        args.recorder(record, doc.hash.hex(), _against(args), True,
+                      f"recomputed root {b['root']}")
+        print(f"recorded in the replica of {record}: verified against {_against(args)}")
     print(f"OK {b['community']['name']} {b['period']['label']} revision {b['revision']}: "
           f"recomputed root {b['root']} ({b['totals']['members']} members, "
           f"{b['totals']['lines']} lines), signed by {b['operator_key']}")
@@ -285,9 +310,11 @@ def cmd_verify_chain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(sub: Any, *, storage_source: StorageSource | None = None) -> None:
+def register(sub: Any, *, storage_source: StorageSource | None = None,
+             recorder: Recorder | None = None) -> Any:
     """Add ``settle`` to the dispatcher; with ``storage_source``, its commands also take
-    ``--config replica.toml``."""
+    ``--config replica.toml``; with ``recorder``, ``verify`` takes ``--record
+    replica.toml``. Returns the sub-command parsers (the dispatcher adds its own)."""
     p = sub.add_parser("settle", help="energy-community settlement: run, verify, prove",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     s = p.add_subparsers(dest="settle_command", metavar="SUBCOMMAND", required=True)
@@ -305,6 +332,11 @@ def register(sub: Any, *, storage_source: StorageSource | None = None) -> None:
     _source_args(v, storage_source)
     v.add_argument("--statements", help="published statements (default: members/ beside it)")
     v.add_argument("--operator-key", help="expected operator public key (hex or file)")
+    if recorder is not None:
+        v.add_argument("--record", metavar="REPLICA_TOML",
+                       help="record the result in this replica, where the document was "
+                            "published (settle publish)")
+        v.set_defaults(recorder=recorder)
     v.set_defaults(func=cmd_verify)
     pr = s.add_parser("prove", help="a member's lines with proofs against the signed root")
     pr.add_argument("document")
@@ -327,3 +359,4 @@ def register(sub: Any, *, storage_source: StorageSource | None = None) -> None:
     vc.add_argument("documents", nargs="+", help="settlement.json of revision 0, 1, ...")
     vc.add_argument("--operator-key", help="expected operator public key (hex or file)")
     vc.set_defaults(func=cmd_verify_chain)
+    return s

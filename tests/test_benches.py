@@ -64,6 +64,9 @@ def _intervals(d: dict[str, Any]) -> None:
 def _ui(d: dict[str, Any]) -> None:
     pages = {(r["page"], r["gateways"]) for r in d["rows"]}
     assert ("overview", 20) in pages and ("gateway", 20) in pages and ("day plot", 20) in pages
+    assert ("community", 20) in pages
+    assert [r["members"] for r in d["rows"] if r["page"] == "community"] == [6, 12]
+    assert d["summary"]["community_full_publish_s"] > 0
     assert all(0 < r["median_ms"] <= r["max_ms"] for r in d["rows"])
     assert d["summary"]["calibration_js_sort_ms"] > 0
 
@@ -85,7 +88,7 @@ BENCHES: list[tuple[list[str], Callable[[dict[str, Any]], None]]] = [
     (["agent.py", "--duration", "2", "--readings", "3000"], _agent),
     (["forward.py", "--readings", "5000"], _forward),
     (["intervals.py", "--points", "20", "--days", "2", "--http-requests", "5"], _intervals),
-    (["ui.py", "--gateways", "20", "--rounds", "1"], _ui),
+    (["ui.py", "--gateways", "20", "--members", "12", "--rounds", "1"], _ui),
     (["settle.py", "--members", "30", "--producers", "3", "--intervals", "96"], _settle),
 ]
 

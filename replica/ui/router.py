@@ -9,6 +9,7 @@ data: each page's script fetches ``/v1`` with the session cookie
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -27,7 +28,10 @@ HERE = Path(__file__).parent
 MAX_FORM_BYTES = 4096
 """Largest login or logout form read (a token is far shorter)."""
 
-PAGES = (("overview", "Overview"), ("audit", "Audit"))
+_DOC = re.compile(r"[0-9a-f]{64}")
+_MEMBER = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+PAGES = (("overview", "Overview"), ("community", "Community"), ("audit", "Audit"))
 """Navigation: (path under /ui, title)."""
 
 
@@ -141,6 +145,23 @@ def add_pages(app: FastAPI, config: ReplicaConfig, store: SessionStore,
         if sess is None:
             return RedirectResponse("/ui/login", status_code=303)
         return page(request, "audit", sess)
+
+    @router.get("/community", response_class=HTMLResponse)
+    def community(request: Request) -> Response:
+        sess = session(request)
+        if sess is None:
+            return RedirectResponse("/ui/login", status_code=303)
+        return page(request, "community", sess)
+
+    @router.get("/community/{doc}/members/{member}", response_class=HTMLResponse)
+    def statement(request: Request, doc: str, member: str) -> Response:
+        """A member's statement, printable (its data come from ``/v1/settlements``)."""
+        sess = session(request)
+        if sess is None:
+            return RedirectResponse("/ui/login", status_code=303)
+        if not _DOC.fullmatch(doc) or not _MEMBER.fullmatch(member):
+            return Response("no such statement", status_code=404, media_type="text/plain")
+        return page(request, "statement", sess, doc=doc, member=member)
 
     for route in router.routes:
         app.router.routes.append(route)

@@ -55,6 +55,17 @@ def test_demo_ui_serves_the_web_view_until_ctrl_c(browser: Browser, tmp_path: Pa
             gpage, gw = open_page(ctx, f"{url}/ui/gateways/{g['key']}")
             assert gw.problems == [], g["name"]
             gpage.close()
+        # the demo community's settlement is published, verified against this replica
+        cpage, cw = open_page(ctx, url + "/ui/community")
+        (item,) = httpx.get(url + "/v1/settlements", headers={
+            "Authorization": f"Bearer {token}"}).json()["settlements"]
+        assert item["community"] == "sonnenhof"
+        assert cpage.inner_text("#fact-root") == item["root"]
+        against = cpage.eval_on_selector_all(
+            "#verifications tbody tr", "trs => trs.map(tr => [tr.dataset.against, tr.dataset.ok])")
+        assert against == [[url, "1"]]
+        assert cpage.eval_on_selector_all("#members tbody tr", "t => t.length") == item["members"]
+        assert cw.problems == []
         ctx.close()
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)

@@ -145,5 +145,13 @@ const MC = (() => {
     return el.uplot;
   }
 
-  return { scopes, api, status, ready, failed, iso, age, el, sortableTable, dayIn, addDays, plot };
+  // An integer amount in minor units (cents) as major units with two decimals, by
+  // integer arithmetic only (no float rounding), e.g. -1234 -> "-12.34 EUR".
+  function money(minor, currency) {
+    const sign = minor < 0 ? "-" : "";
+    const a = Math.abs(minor);
+    return `${sign}${Math.floor(a / 100)}.${String(a % 100).padStart(2, "0")} ${currency}`;
+  }
+
+  return { scopes, api, status, ready, failed, iso, age, el, sortableTable, dayIn, addDays, plot, money };
 })();

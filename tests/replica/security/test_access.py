@@ -19,7 +19,8 @@ from replica.app import create_app
 from replica.auth import READ_CHAIN, READ_READINGS, ROUTES, SCOPES, Rule
 from replica.config import ReplicaConfig
 from replica.tokens import create_token
-from tests.replica.conftest import RunningReplica, enroll
+from tests.replica.conftest import RunningReplica, StorageFactory, enroll
+from tests.support import communitydata
 from tests.support.chains import make_chain
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "replica-api.md"
@@ -54,20 +55,25 @@ def test_every_route_of_the_app_is_in_the_table_and_nothing_else() -> None:
     assert served == set(ROUTES)
 
 
-def concrete(path: str, key_hex: str) -> tuple[str, dict[str, int | str]]:
+def concrete(path: str, key_hex: str, doc: str = "") -> tuple[str, dict[str, int | str]]:
     params: dict[str, int | str] = {"height": 0, "index": 0} if path.endswith("/proof") else {}
     if path in ("/v1/meterdata/intervals", "/v1/meterdata/readings.csv"):
         params = {"gateway": key_hex, "from": "2023-11-14", "to": "2023-11-15"}
+    path = path.replace("{doc}", doc).replace("{member}", "m0000")
     return path.replace("{gw}", key_hex).replace("{height}", "0"), params
 
 
 @pytest.fixture
-def loaded(make_replica: Callable[..., RunningReplica]) -> tuple[RunningReplica, bytes]:
+def loaded(make_replica: Callable[..., RunningReplica], storage_factory: StorageFactory,
+           tmp_path: Path) -> tuple[RunningReplica, bytes, str]:
     rep = make_replica(public=frozenset())  # nothing public: every rule is enforced
     key = enroll(rep.storage, SEED)
     chain = make_chain(SEED, 2, 3, meter_id=METER)
     assert rep.push(key, chain).status_code == 200  # pushes need no token
-    return rep, key
+    settled = communitydata.settle(tmp_path / "community", members=2, producers=1,
+                                   period=communitydata.DAY)
+    communitydata.publish(settled, communitydata.replica_toml(tmp_path, storage_factory.url))
+    return rep, key, settled.doc_hash
 
 
 def callers(rep: RunningReplica) -> dict[str, tuple[str | None, tuple[str, ...] | None]]:
@@ -102,14 +108,14 @@ def expected(rule: Rule, scopes: tuple[str, ...] | None, header: str | None) -> 
     return 200, ""
 
 
-def test_every_route_with_every_caller(loaded: tuple[RunningReplica, bytes]) -> None:
-    rep, key = loaded
+def test_every_route_with_every_caller(loaded: tuple[RunningReplica, bytes, str]) -> None:
+    rep, key, doc = loaded
     tokens = callers(rep)
     checked = 0
     for (method, template), rule in ROUTES.items():
         if method != "GET" or rule.kind == "web-view":  # pages: tests/ui
             continue
-        path, params = concrete(template, key.hex())
+        path, params = concrete(template, key.hex(), doc)
         for name, (header, scopes) in tokens.items():
             headers = {"Authorization": header} if header else {}
             r = rep.anon.get(path, params=params, headers=headers)
