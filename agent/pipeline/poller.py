@@ -163,14 +163,21 @@ class Poller:
         return not self._dead
 
     async def _run_meter(self, t: PollTarget, stop: asyncio.Event) -> None:
+        last_tick: float | None = None
         try:
             while not stop.is_set():
                 st = self.stats[t.meter_id]
                 now = self._wall()
                 target = next_tick(now + st.backoff_s, t.interval_s)
-                delay = min(max(0.0, target - now), t.interval_s + st.backoff_s)
+                if last_tick is not None and now < last_tick < now + t.interval_s / 2:
+                    # woke a hair before the tick it polled (timer granularity, a slewed
+                    # wall clock): that tick is done, the next one is due
+                    target = next_tick(last_tick + t.interval_s / 2 + st.backoff_s,
+                                       t.interval_s)
+                delay = min(max(0.0, target - now), 1.5 * t.interval_s + st.backoff_s)
                 if await stopped_within(stop, delay):
                     return
+                last_tick = target
                 await self.poll_once(t)
         except asyncio.CancelledError:
             raise
