@@ -33,6 +33,7 @@ def test_replica_outage_then_back_every_reading_once_in_order(
     rep = ReplicaProcess(tmp_path / "rep", enroll=[key]).start()
     more = make_chain(seed, 60, 5, prev=chain[-1])
     phase = {"down_at": None, "up_at": None}
+    seen_backoff: list[bool] = []
 
     def script(elapsed: float) -> None:
         if more and elapsed > 0.05 * (60 - len(more)):
@@ -40,12 +41,12 @@ def test_replica_outage_then_back_every_reading_once_in_order(
         if phase["down_at"] is None and elapsed > 0.5:
             rep.stop()
             phase["down_at"] = elapsed
-        elif phase["up_at"] is None and phase["down_at"] is not None and elapsed > 2.0:
+        elif (phase["up_at"] is None and phase["down_at"] is not None and elapsed > 2.0
+              and any(seen_backoff)):  # back only once the outage was noticed
             rep.start()
             phase["up_at"] = elapsed
 
     fw = Forwarder("r1", rep.url, store, state, gateway_key=key, options=FAST)
-    seen_backoff: list[bool] = []
 
     def done() -> bool:
         seen_backoff.append(fw.status["state"] == "backoff")
