@@ -6,7 +6,8 @@ Each meter runs in its own asyncio task: it sleeps until the next multiple of it
 passes the readings on. A meter's task never queues more than one poll: ticks that
 pass while it waits for its bus or its read are skipped and counted. A failing meter
 backs off exponentially with jitter, up to ``backoff_max_s``, in its own task, so it
-never delays the others.
+never delays the others. Each tick is polled at most once, also when a wait ends a hair
+before its tick (timer granularity, a wall clock slewed slow against the monotonic one).
 
 A wall-clock step (NTP setting the clock) is detected by comparing wall-clock and
 monotonic deltas (:class:`ClockWatch`); it is logged and the next reading of every
