@@ -6,7 +6,8 @@ Each meter runs in its own asyncio task: it sleeps until the next multiple of it
 passes the readings on. A meter's task never queues more than one poll: ticks that
 pass while it waits for its bus or its read are skipped and counted. A failing meter
 backs off exponentially with jitter, up to ``backoff_max_s``, in its own task, so it
-never delays the others.
+never delays the others. Each tick is polled at most once, also when a wait ends a hair
+before its tick (timer granularity, a wall clock slewed slow against the monotonic one).
 
 A wall-clock step (NTP setting the clock) is detected by comparing wall-clock and
 monotonic deltas (:class:`ClockWatch`); it is logged and the next reading of every
@@ -163,14 +164,21 @@ class Poller:
         return not self._dead
 
     async def _run_meter(self, t: PollTarget, stop: asyncio.Event) -> None:
+        last_tick: float | None = None
         try:
             while not stop.is_set():
                 st = self.stats[t.meter_id]
                 now = self._wall()
                 target = next_tick(now + st.backoff_s, t.interval_s)
-                delay = min(max(0.0, target - now), t.interval_s + st.backoff_s)
+                if last_tick is not None and now < last_tick < now + t.interval_s / 2:
+                    # woke a hair before the tick it polled (timer granularity, a slewed
+                    # wall clock): that tick is done, the next one is due
+                    target = next_tick(last_tick + t.interval_s / 2 + st.backoff_s,
+                                       t.interval_s)
+                delay = min(max(0.0, target - now), 1.5 * t.interval_s + st.backoff_s)
                 if await stopped_within(stop, delay):
                     return
+                last_tick = target
                 await self.poll_once(t)
         except asyncio.CancelledError:
             raise

@@ -94,9 +94,12 @@ timeout_s = 0.3
             msgs += recv_all(sock)
             assert proc.poll() is None, proc.communicate()
         assert any("READY=1" in m for m in msgs), msgs
-        time.sleep(3)
-        msgs += recv_all(sock)
-        assert sum(m == "WATCHDOG=1" for m in msgs) >= 4
+        deadline = time.monotonic() + 30  # ~2 s at WATCHDOG_USEC=1 s; 30 s: only a hang
+        while sum(m == "WATCHDOG=1" for m in msgs) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            msgs += recv_all(sock)
+            assert proc.poll() is None, proc.communicate()
+        assert sum(m == "WATCHDOG=1" for m in msgs) >= 4  # it keeps feeding the watchdog
         assert any(m.startswith("STATUS=") and "height -1" in m for m in msgs), msgs
 
         status_path = tmp_path / "status.json"
@@ -105,13 +108,26 @@ timeout_s = 0.3
         url = snap["metrics_url"]
         host, port = url.split("//")[1].split("/")[0].split(":")
         conn = http.client.HTTPConnection(host, int(port), timeout=5)
-        conn.request("GET", "/metrics")
-        resp = conn.getresponse()
-        assert resp.status == 200
-        assert resp.getheader("Content-Type", "").startswith("text/plain; version=0.0.4")
-        metrics = parse_metrics(resp.read().decode())
+
+        def scrape() -> dict[str, list[tuple[str, float]]]:
+            conn.request("GET", "/metrics")
+            resp = conn.getresponse()
+            assert resp.status == 200
+            assert resp.getheader("Content-Type", "").startswith("text/plain; version=0.0.4")
+            return parse_metrics(resp.read().decode())
+
+        def polled(m: dict[str, list[tuple[str, float]]]) -> bool:
+            return (dict(m["meterchain_meter_reads_total"])[
+                        '{meter="main",driver="modbus-tcp"}'] >= 5
+                    and dict(m["meterchain_meter_errors_total"])[
+                        '{meter="absent",driver="modbus-tcp"}'] >= 2)
+
+        metrics = scrape()
+        while not polled(metrics) and time.monotonic() < deadline:  # polls every 0.5 s
+            time.sleep(0.1)
+            metrics = scrape()
         reads = dict(metrics["meterchain_meter_reads_total"])
-        assert reads['{meter="main",driver="modbus-tcp"}'] >= 4
+        assert reads['{meter="main",driver="modbus-tcp"}'] >= 5  # sealed on SIGTERM below
         assert reads['{meter="absent",driver="modbus-tcp"}'] == 0
         errors = dict(metrics["meterchain_meter_errors_total"])
         assert errors['{meter="absent",driver="modbus-tcp"}'] >= 2
@@ -157,7 +173,7 @@ timeout_s = 0.3
     assert final["sealer"]["pending_readings"] == 0
     assert {r.meter_id for r in values} == {"main"}
     energy = [r.value for r in values if r.obis == "1-0:1.8.0"]
-    assert energy == sorted(energy) and len(energy) >= 5
+    assert energy == sorted(energy) and len(energy) >= 5  # the reads seen above
 
     stopped = subprocess.run([sys.executable, "-m", "meterchain", "status", "--config",
                               str(cfg)], cwd=ROOT, capture_output=True, text=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -238,15 +239,24 @@ def test_real_enospc_on_a_small_tmpfs(small_fs: Path) -> None:
     assert values == list(range(n))  # every reading, once, in order
 
 
+GATE_LIMIT_S = 60.0
+"""A gated fdatasync gives up waiting after this long (a test bug, not a slow machine)."""
+
+
 def _stall_syncs(monkeypatch: pytest.MonkeyPatch, stall_s: float,
-                 fail_call: int = 0) -> list[int]:
-    """Make the real store's fdatasync stall (an SD card); returns the list of calls."""
+                 fail_call: int = 0, gate: threading.Event | None = None) -> list[int]:
+    """Make the real store's fdatasync stall (an SD card); returns the list of calls.
+
+    With ``gate``, each sync also waits until the test opens the gate: the test then
+    knows a sync is in progress for as long as it keeps the gate closed."""
     real = os.fdatasync
     calls: list[int] = []
 
     def stalling(fd: int) -> None:
         calls.append(fd)
         time.sleep(stall_s)
+        if gate is not None:
+            assert gate.wait(GATE_LIMIT_S), "the test never opened the sync gate"
         if len(calls) == fail_call:
             raise OSError(errno.ENOSPC, "No space left on device")
         real(fd)
@@ -263,14 +273,16 @@ def test_cancelled_commit_loses_no_reading(tmp_path: Path, monkeypatch: pytest.M
     s = Sealer(SealingConfig(max_readings=10), store, SEED)
     s.add(readings("a", 10, 1), 1)
     assert s.seal_some()  # the segment exists, the next commit syncs off the loop
-    _stall_syncs(monkeypatch, 0.3, fail_call=1 if sync_fails else 0)
+    gate = threading.Event()
+    calls = _stall_syncs(monkeypatch, 0.0, fail_call=1 if sync_fails else 0, gate=gate)
     s.add(readings("a", 10, 100, 10), 100)
 
     async def go() -> None:
         task = asyncio.create_task(s.run(asyncio.Event()))
-        await asyncio.sleep(0.05)
-        assert s.pending == 10 and store.height == 0  # sealed, being written
-        task.cancel()
+        await _until(lambda: len(calls) == 1)  # sealed, written, its sync held at the gate
+        assert s.pending == 10 and store.height == 0 and store.in_flight == 1
+        task.cancel()  # shutdown while the commit's sync is in progress
+        gate.set()
         with pytest.raises(asyncio.CancelledError):
             await task
 
@@ -289,20 +301,22 @@ class InFlightWatch(FullOnce):
         super().__init__(store)
         self.full = False
         self.in_flight: list[int] = []
+        self.on_submit: Callable[[int], None] = lambda in_flight: None
 
     def submit(self, blocks: Sequence[Block]) -> asyncio.Future[None]:
         fut = self.store.submit(blocks)
         self.in_flight.append(self.store.in_flight)
+        self.on_submit(self.store.in_flight)
         return fut
 
 
 async def _commit_all_then_stop(s: Sealer, total: int, stop: asyncio.Event,
                                 task: asyncio.Task[None]) -> None:
-    """Wait (up to 5 s) until ``total`` readings are committed, then stop the run loop."""
-    for _ in range(500):
-        await asyncio.sleep(0.01)
-        if s.readings_committed == total:
-            break
+    """Wait until the run loop committed every whole block of the ``total`` readings
+    (fewer than ``max_readings`` left wait for the interval), then stop it."""
+    await _until(lambda: task.done() or (
+        not s.store_full and s.pending < s.cfg.max_readings
+        and s.readings_committed + s.pending == total))
     stop.set()
     await task
 
@@ -325,15 +339,20 @@ def test_blocks_sealed_during_a_stalled_sync_share_the_next_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
     """Group commit: while one fdatasync stalls, the due blocks are sealed onto the block
     being synced and written (at most max_blocks_in_flight waiting at once); the next
-    fdatasync covers them all. Each is reported committed only once durable."""
+    fdatasync covers them all. Each is reported committed only once durable.
+
+    The first sync is held until max_blocks_in_flight blocks wait (or all 20), however
+    long sealing them takes on this machine."""
     store = BlockStore.open(tmp_path / "l")
     sink = InFlightWatch(store)
+    gate = threading.Event()
+    sink.on_submit = lambda n: gate.set() if n >= min(limit, 20) else None
     seen: list[tuple[int, int]] = []  # (block committed, store height when reported)
     s = Sealer(SealingConfig(max_readings=10, max_blocks_in_flight=limit), sink, SEED,
                on_commit=lambda b: seen.append((b.height, store.height)))
     s.add(readings("a", 10, 1), 1)
     assert s.seal_some()  # genesis creates the segment (synchronously)
-    calls = _stall_syncs(monkeypatch, 0.1)
+    calls = _stall_syncs(monkeypatch, 0.0, gate=gate)
     s.add(readings("a", 200, 100, 10), 100)
     _run_until(s, lambda: s.readings_committed == 210)
     assert s.pending == 0 and store.height == 20 and store.in_flight == 0
@@ -367,24 +386,20 @@ def test_failed_sync_voids_the_blocks_written_after_it(
     async def go() -> None:
         stop = asyncio.Event()
         task = asyncio.create_task(s.run(stop))
-        for _ in range(100):
-            await asyncio.sleep(0.01)
-            if s.store_full:
-                break
+        await _until(lambda: s.store_full)
         # what the first sync covered landed; what the failed one was to cover is cut off
         assert s.store_full and 1 <= store.height < 9
         assert store.tip == store.head and store.in_flight == 0
         landed = store.height
         assert s.readings_committed == 10 * (landed + 1)
         assert s.pending == 100 - s.readings_committed == s.to_json()["pending_readings"]
-        await asyncio.sleep(0.1)
-        assert store.height == landed  # waits for the retry interval
+        waiting = s._waiter
+        s._kick()  # woken before the retry interval is over, it goes back to waiting
+        await _until(lambda: s._waiter is not None and s._waiter is not waiting)
+        assert store.height == landed and s.store_full
         mono[0] += 1.5
         s._kick()
-        for _ in range(200):
-            await asyncio.sleep(0.01)
-            if s.readings_committed == 100:
-                break
+        await _until(lambda: s.readings_committed == 100)
         stop.set()
         await task
 
@@ -410,17 +425,16 @@ def test_pipelined_real_enospc_on_a_small_tmpfs(small_fs: Path) -> None:
         nonlocal n
         stop = asyncio.Event()
         task = asyncio.create_task(s.run(stop))
-        full_seen = False
-        for i in range(400):
+        for i in range(400):  # ~800 KiB of blocks for ~40 KiB free
             s.add(readings("a", 20, 1_000 + i, n), 1_000 + i)
             n += 20
             await asyncio.sleep(0.002)
             if s.store_full:
-                full_seen = True
                 break
-        assert full_seen
+        await _until(lambda: s.store_full)
         height_when_full = store.height
-        await asyncio.sleep(0.3)
+        failures = s.commit_failures
+        await _until(lambda: s.commit_failures >= failures + 2)  # it retried, still full
         assert store.height == height_when_full
         filler.unlink()
         await _commit_all_then_stop(s, n, stop, task)

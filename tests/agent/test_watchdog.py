@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,14 @@ import keyfiles as keys
 from agent.service import daemon
 from agent.service.config import load_config
 from agent.service.daemon import Agent
+from agent.service.notify import Notifier
 from drivers.sim.meter import MeterServer
 from tests.support.agent import agent_config
 
 STALL_S = 3.0
 HEALTH_S = 1.0
+LIMIT_S = 60.0
+"""Waits fail only after this long: a hang, never a slow machine."""
 
 
 def test_watchdog_withheld_while_the_sealer_is_stuck(
@@ -49,7 +53,8 @@ timeout_s = 0.15
     monkeypatch.setenv("WATCHDOG_USEC", "400000")
     monkeypatch.setattr(daemon, "HEALTH_STALL_S", HEALTH_S)
 
-    watchdogs: list[float] = []
+    watchdogs: list[float] = []  # when each WATCHDOG=1 arrived on the socket
+    sent: list[float] = []  # when the agent decided to send each (its health check)
     done = threading.Event()
 
     def listen() -> None:
@@ -64,45 +69,70 @@ timeout_s = 0.15
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
 
+    real_watchdog = Notifier.watchdog
+
+    def watchdog(self: Notifier) -> bool:
+        sent.append(time.monotonic())
+        return real_watchdog(self)
+
+    monkeypatch.setattr(Notifier, "watchdog", watchdog)
+
     real = os.fdatasync
     stall = threading.Event()
+    span: dict[str, float] = {}
+    agents: list[Agent] = []
 
     def fdatasync(fd: int) -> None:
+        """The SD card stalls once: for STALL_S, and (however slow this machine is) until
+        the meter was read a few times meanwhile, which a blocked event loop never does."""
         if stall.is_set():
             stall.clear()
-            time.sleep(STALL_S)  # the SD card stalls once
+            stats = agents[0].poller.stats["main"]
+            reads0, span["start"] = stats.reads, time.monotonic()
+            limit = span["start"] + LIMIT_S
+            while time.monotonic() < limit and (
+                    time.monotonic() < span["start"] + STALL_S or stats.reads < reads0 + 5):
+                time.sleep(0.02)
+            span["reads"] = stats.reads - reads0
+            span["end"] = time.monotonic()
         real(fd)
 
     monkeypatch.setattr("agent.storage.store.os.fdatasync", fdatasync)
 
-    async def scenario() -> tuple[float, float, int, int]:
+    async def until(cond: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + LIMIT_S
+        while not cond():
+            assert time.monotonic() < deadline, "condition never held"
+            await asyncio.sleep(0.05)
+
+    async def scenario() -> None:
         agent = Agent(load_config(cfg_path))
+        agents.append(agent)
         agent.open()
         task = asyncio.create_task(agent.run())
-        while agent.store is None or agent.store.height < 1:  # past the first segment
-            await asyncio.sleep(0.05)
-        reads_before = agent.poller.stats["main"].reads
+        await until(lambda: agent.store is not None and agent.store.height >= 1
+                    and len(watchdogs) >= 1)  # past the first segment, watchdog fed
         stall.set()
-        t_stall = time.monotonic()
-        await asyncio.sleep(STALL_S + 1.5)
-        reads_after = agent.poller.stats["main"].reads
+        await until(lambda: "end" in span)
+        await until(lambda: any(t > span["end"] for t in watchdogs))  # it resumed
         agent.stop_event.set()
         await task
         agent.close()
-        return t_stall, time.monotonic(), reads_before, reads_after
 
     try:
-        t_stall, t_end, reads_before, reads_after = asyncio.run(scenario())
+        asyncio.run(scenario())
     finally:
         done.set()
         listener.join()
         sock.close()
 
-    assert any(t < t_stall for t in watchdogs), "no watchdog before the stall"
-    # the sealer is stuck from t_stall to t_stall + STALL_S; after HEALTH_S it is unhealthy
-    starved = [t for t in watchdogs if t_stall + HEALTH_S + 0.5 < t < t_stall + STALL_S - 0.2]
+    start, end = span["start"], span["end"]
+    assert any(t < start for t in sent), "no watchdog before the stall"
+    # the sealer is stuck from start to end; HEALTH_S after its block was written (before
+    # start) it is unhealthy: no health check may feed the watchdog from then on
+    starved = [t for t in sent if start + HEALTH_S + 0.05 < t < end]
     assert starved == [], "watchdog fed while the main loop was stuck"
-    assert any(t > t_stall + STALL_S for t in watchdogs), "watchdog did not resume"
+    assert end - start >= STALL_S  # the stall was long enough to starve it
+    assert any(t > end for t in watchdogs), "watchdog did not resume"
     # meters kept being polled during the stall: the fsync waits off the event loop
-    assert reads_after - reads_before >= int(STALL_S / 0.2) - 3
-    assert t_end > t_stall + STALL_S
+    assert span["reads"] >= 5

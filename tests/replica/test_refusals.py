@@ -228,7 +228,8 @@ def test_future_timestamps(loaded: tuple[RunningReplica, bytes, list[Block]]) ->
 
 
 def test_rate_limit(make_replica: Callable[..., RunningReplica]) -> None:
-    replica = make_replica(Limits(rate_per_gateway=0.5, rate_burst=2))
+    # one token per 100 s: the third push is over budget however slow the machine is
+    replica = make_replica(Limits(rate_per_gateway=0.01, rate_burst=2))
     key = enroll(replica.storage, SEED)
     chain = make_chain(SEED, 3, 1)
     assert replica.push(key, chain[:1]).status_code == 200

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -16,6 +18,16 @@ from ledger import ClockSource, Quality
 from ledger.errors import ConfigError, DeviceError, DeviceTimeout, FrameError
 
 NOW = 1_700_000_000_000
+LIMIT_S = 30.0
+"""Waits for a state fail only after this long (a hang, never a slow machine)."""
+
+
+async def _until(cond: Callable[[], bool]) -> None:
+    """Wait for ``cond`` however fast this machine is (up to LIMIT_S)."""
+    deadline = time.monotonic() + LIMIT_S
+    while not cond():
+        assert time.monotonic() < deadline, "condition never held"
+        await asyncio.sleep(0.01)
 
 
 def p1(port: str, variant: str = "v5", timeout: float = 2.0, **extra: object) -> P1Meter:
@@ -169,9 +181,12 @@ def test_probe_finds_a_p1_meter(p1_sim: P1Simulator) -> None:
     assert asyncio.run(go()) is True
 
 
+@pytest.mark.parametrize("p1_sim", [P1SimConfig(faults=frozenset({"silence"}))], indirect=True)
 def test_event_loop_keeps_running_during_a_read(p1_sim: P1Simulator) -> None:
-    async def go() -> int:
-        meter = p1(p1_sim.port)
+    """A read waiting for a telegram (on a silent port, so it surely waits) leaves the
+    event loop free: it ticks while the read is in progress."""
+    async def go() -> None:
+        meter = p1(p1_sim.port, timeout=LIMIT_S)
         ticks = 0
 
         async def ticker() -> None:
@@ -180,15 +195,19 @@ def test_event_loop_keeps_running_during_a_read(p1_sim: P1Simulator) -> None:
                 await asyncio.sleep(0.01)
                 ticks += 1
 
-        task = asyncio.create_task(ticker())
+        read = asyncio.create_task(meter.read(NOW))
+        tick = asyncio.create_task(ticker())
         try:
-            await meter.read(NOW)
-            await meter.read(NOW)
+            await _until(lambda: meter._port is not None)  # the read holds the port
+            ticks = 0
+            await _until(lambda: ticks >= 3 or read.done())
+            assert not read.done() and ticks >= 3
         finally:
-            task.cancel()
+            tick.cancel()
             await meter.close()
-        return ticks
-    assert asyncio.run(go()) >= 3  # a read waits ~0.1 s for the next telegram
+        with pytest.raises(DeviceError, match="closed during a read"):
+            await read
+    asyncio.run(go())
 
 
 def test_missing_port_says_so(tmp_path: os.PathLike[str]) -> None:
@@ -232,7 +251,7 @@ def test_close_interrupts_a_waiting_read_and_frees_the_port(p1_sim: P1Simulator)
         loop = asyncio.get_running_loop()
         start = loop.time()
         task = asyncio.create_task(meter.read(NOW))
-        await asyncio.sleep(0.2)
+        await _until(lambda: meter._port is not None)  # the read is waiting on the port
         await meter.close()
         with pytest.raises(DeviceError, match="closed during a read"):
             await task
@@ -270,8 +289,10 @@ def test_poll_with_a_timeout_shorter_than_the_push_interval_reads_the_buffered_t
                 with contextlib.suppress(DeviceTimeout):  # opens (and flushes) the port
                     await meter.read(NOW)
                 for _ in range(3):
-                    await asyncio.sleep(0.7)  # a telegram arrives while nobody reads
-                    before = sim.sent["good"]
+                    idle = sim.sent["good"]
+                    await _until(lambda idle=idle: sim.sent["good"] > idle)  # type: ignore[misc]
+                    await asyncio.sleep(0.05)  # (counted just before it is written)
+                    before = sim.sent["good"]  # a telegram arrived while nobody read
                     assert len(await meter.read(NOW)) == 19
                     pushed.append((before, sim.sent["good"]))
             finally:
@@ -293,9 +314,10 @@ def test_buffered_telegrams_give_the_newest_good_one_and_count_bad_crcs(
         try:
             first = by_obis(await meter.read(NOW))["1-0:1.8.2"].timestamp_ms
             crc_before = meter.stats["crc_errors"]
-            # ~6 telegrams pushed, every other one with a bad CRC; a pty holds 4 KiB, about
+            # 5 telegrams pushed, every other one with a bad CRC; a pty holds 4 KiB, about
             # five v5 telegrams, and the simulator drops what does not fit (as a UART would)
-            await asyncio.sleep(0.6)
+            sent0 = sum(p1_sim.sent.values())
+            await _until(lambda: sum(p1_sim.sent.values()) >= sent0 + 5)
             second = by_obis(await meter.read(NOW))["1-0:1.8.2"].timestamp_ms
         finally:
             await meter.close()

@@ -21,24 +21,40 @@ from ledger.errors import ChainError, StoreFullError
 from tests.support.store import make_blocks
 
 STALL_S = 0.3
+LIMIT_S = 30.0
+"""Waits for a state fail only after this long (a hang, never a slow machine)."""
 
 
 def _sync_with(monkeypatch: pytest.MonkeyPatch, *, stall_s: float = STALL_S,
-               fail: Callable[[int], bool] = lambda n: False) -> list[int]:
+               fail: Callable[[int], bool] = lambda n: False,
+               gate: threading.Event | None = None) -> list[int]:
     """Make fdatasync stall ``stall_s`` (an SD card) and fail with ENOSPC on the calls
-    ``fail`` picks (1-based); returns the calls' sizes of the file at sync time."""
+    ``fail`` picks (1-based); returns the calls' sizes of the file at sync time.
+
+    With ``gate``, a sync also waits until the test opens the gate, so the test knows
+    the sync is in progress (``calls`` has grown) for as long as it keeps it closed."""
     real = os.fdatasync
     calls: list[int] = []
 
     def slow(fd: int) -> None:
         calls.append(os.fstat(fd).st_size)
         time.sleep(stall_s)
+        if gate is not None:
+            assert gate.wait(LIMIT_S), "the test never opened the sync gate"
         if fail(len(calls)):
             raise OSError(errno.ENOSPC, "No space left on device")
         real(fd)
 
     monkeypatch.setattr("agent.storage.store.os.fdatasync", slow)
     return calls
+
+
+async def _until(cond: Callable[[], bool]) -> None:
+    """Wait for ``cond`` however fast this machine is (up to LIMIT_S)."""
+    deadline = time.monotonic() + LIMIT_S
+    while not cond():
+        assert time.monotonic() < deadline, "condition never held"
+        await asyncio.sleep(0.005)
 
 
 def _genesis_only(tmp_path: Path, n: int) -> tuple[BlockStore, list[Block]]:
@@ -102,17 +118,19 @@ def test_event_loop_keeps_running_while_fsync_stalls(tmp_path: Path,
 def test_blocks_written_during_a_sync_share_the_next_one(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store, blocks = _genesis_only(tmp_path, 8)
-    calls = _sync_with(monkeypatch)
+    gate = threading.Event()
+    calls = _sync_with(monkeypatch, stall_s=0.0, gate=gate)
     published: list[tuple[int, int]] = []  # (block, store height when its future was done)
 
     async def go() -> None:
         first = store.submit([blocks[1]])
-        await asyncio.sleep(0.05)  # the sync thread is inside the first fdatasync now
+        await _until(lambda: len(calls) == 1)  # the sync thread is inside the first sync
         futs = [store.submit([b]) for b in blocks[2:]]
         assert store.tip is not None and store.tip.height == 7
         assert store.height == 0 and store.in_flight == 7
         for i, f in enumerate([first, *futs], start=1):
             f.add_done_callback(lambda _f, i=i: published.append((i, store.height)))
+        gate.set()
         await asyncio.gather(first, *futs)
 
     asyncio.run(go())
@@ -129,12 +147,14 @@ def test_enospc_during_the_sync_cuts_off_everything_in_flight(
     size_before = store.disk_usage()
     seg_file = next((tmp_path / "l" / "segments").glob("*.seg"))
     seg_bytes = seg_file.stat().st_size
-    _sync_with(monkeypatch, stall_s=0.1, fail=lambda n: n == 1)
+    gate = threading.Event()
+    calls = _sync_with(monkeypatch, stall_s=0.0, fail=lambda n: n == 1, gate=gate)
 
     async def go() -> list[BaseException | None]:
         f1 = store.submit([blocks[1]])
-        await asyncio.sleep(0.02)
+        await _until(lambda: len(calls) == 1)
         f2 = store.submit([blocks[2]])  # written after the failing sync started
+        gate.set()
         out = await asyncio.gather(f1, f2, return_exceptions=True)
         return [r if isinstance(r, BaseException) else None for r in out]
 
@@ -151,7 +171,8 @@ def test_enospc_during_the_sync_cuts_off_everything_in_flight(
 def test_failed_write_leaves_the_blocks_in_flight_alone(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store, blocks = _genesis_only(tmp_path, 3)
-    _sync_with(monkeypatch, stall_s=0.1)
+    gate = threading.Event()
+    _sync_with(monkeypatch, stall_s=0.0, gate=gate)
     import agent.storage.store as store_mod
 
     real_write = store_mod.write_all
@@ -171,6 +192,8 @@ def test_failed_write_leaves_the_blocks_in_flight_alone(
         with pytest.raises(StoreFullError):
             store.submit([blocks[2]])
         assert store.tip is not None and store.tip.height == 1  # block 1 is still coming
+        assert not f1.done()
+        gate.set()
         await f1
 
     asyncio.run(go())
@@ -185,12 +208,14 @@ def test_cancelled_while_syncing_the_commit_still_completes(
     """Shutdown cancels the sealer mid-fsync: the written record is finished and published
     before the cancellation goes through, so the store stays consistent."""
     store, blocks = _genesis_only(tmp_path, 3)
-    _sync_with(monkeypatch)
+    gate = threading.Event()
+    calls = _sync_with(monkeypatch, stall_s=0.0, gate=gate)
 
     async def go() -> None:
         task = asyncio.create_task(store.append_async(blocks[1]))
-        await asyncio.sleep(0.05)
+        await _until(lambda: len(calls) == 1)  # mid-fsync
         task.cancel()
+        gate.set()
         with pytest.raises(asyncio.CancelledError):
             await task
 
@@ -236,28 +261,34 @@ def test_close_settles_blocks_in_flight(tmp_path: Path,
         assert again.height == 2
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.3])
-def test_group_commit_delay_gathers_the_blocks_that_follow(tmp_path: Path, delay: float
-                                                            ) -> None:
+@pytest.mark.parametrize("delay", [0.0, 2.0])
+def test_group_commit_delay_gathers_the_blocks_that_follow(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, delay: float) -> None:
     """With a commit delay the sync thread waits for more blocks before it syncs: five
-    blocks written 10 ms apart share one fdatasync; without, each gets its own."""
+    blocks written 10 ms apart (50 ms in all, far below the 2 s delay on any machine)
+    share one fdatasync. Without, the sync of a lone block starts at once, with no other
+    block to wait for: five blocks each written once the previous one's sync began get
+    five syncs."""
     store = BlockStore.open(tmp_path / "l", options=StoreOptions(group_commit_delay_s=delay))
     blocks = make_blocks(6)
     store.append(blocks[0])
     syncs_before = store.syncs
+    calls = _sync_with(monkeypatch, stall_s=0.0)
 
     async def go() -> None:
         futs = []
-        for b in blocks[1:]:
+        for k, b in enumerate(blocks[1:], start=1):
             futs.append(store.submit([b]))
-            await asyncio.sleep(0.01)
             if delay:
+                await asyncio.sleep(0.01)
                 assert store.height == 0  # nothing is durable before the delay is over
+            else:
+                await _until(lambda k=k: len(calls) >= k)  # type: ignore[misc]
         await asyncio.gather(*futs)
 
     asyncio.run(go())
     syncs = store.syncs - syncs_before
-    assert syncs == 1 if delay else syncs > 1
+    assert syncs == (1 if delay else 5)
     store.close()
     assert _stored_hashes(tmp_path / "l") == [b.hash for b in blocks]
 

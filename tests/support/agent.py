@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +17,8 @@ class ScriptedMeter(Meter):
 
     Each read takes ``delay_s`` (an ``asyncio.sleep``, like waiting for a bus answer),
     then returns one energy reading, raises ``DeviceError`` while ``failing`` is set, or
-    hangs while ``hang`` is set. Every read is logged as ``(start, end)`` monotonic times.
+    hangs while ``hang`` is set. Every read is logged as ``(start, end)`` times of the
+    running loop's clock (monotonic, or virtual under :mod:`tests.support.virtualtime`).
     """
 
     def __init__(self, meter_id: str, *, bus: str | None = None, delay_s: float = 0.0) -> None:
@@ -35,7 +35,8 @@ class ScriptedMeter(Meter):
         return True
 
     async def read(self, now_ms: int) -> list[Reading]:
-        start = time.monotonic()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         self.now_ms.append(now_ms)
         try:
             if self.hang:
@@ -46,7 +47,7 @@ class ScriptedMeter(Meter):
             self.value += 1
             return [Reading.make(self.spec.meter_id, "1-0:1.8.0", self.value, 0, "Wh", now_ms)]
         finally:
-            self.calls.append((start, time.monotonic()))
+            self.calls.append((start, loop.time()))
 
     async def close(self) -> None:
         self.closed = True
