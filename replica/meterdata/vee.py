@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
+from operator import itemgetter
 
 from replica.meterdata.errors import MeterDataInputError
 
@@ -183,10 +184,20 @@ class RegisterColumns:
 
     @classmethod
     def from_rows(cls, rows: Sequence[tuple[int, int, str, int, int, int]]) -> RegisterColumns:
-        """Columns from ``(ts_ms, wh, gateway, height, index, flags)`` rows."""
+        """Columns from ``(ts_ms, wh, gateway, height, index, flags)`` rows.
+
+        One C-level pass per column (``zip(*rows)`` would make one iterator object per
+        row, and so wake the garbage collector a dozen times per month of readings).
+        Raises :class:`MeterDataInputError` when a row does not have six fields.
+        """
         if not rows:
             return cls([], [], [], [], [], [])
-        ts, wh, gw, h, ix, fl = zip(*rows, strict=True)
+        if set(map(len, rows)) != {6}:
+            raise MeterDataInputError(
+                "rows", sorted(set(map(len, rows))),
+                "each row must be (ts_ms, wh, gateway, height, index, flags)",
+            )
+        ts, wh, gw, h, ix, fl = (tuple(map(itemgetter(i), rows)) for i in range(6))
         return cls(ts, wh, gw, h, ix, fl)
 
     def __len__(self) -> int:
