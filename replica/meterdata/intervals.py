@@ -36,6 +36,7 @@ from replica.meterdata.estimate import (
     estimate_gap,
     largest_remainder,
 )
+from replica.meterdata.gcpause import collector_paused
 from replica.meterdata.vee import (
     Finding,
     Origin,
@@ -252,16 +253,17 @@ def compute_intervals(
     """
     tol = default_tolerance_ms(interval_ms) if tolerance_ms is None else tolerance_ms
     _check_grid(start_ms, end_ms, interval_ms, tol, max_linear_gap_ms)
-    sc = screen(
-        samples,
-        rated_max_w=rated_max_w,
-        register_modulus=register_modulus,
-        power_samples=power_samples,
-        register_resolution_wh=register_resolution_wh,
-    )
-    b = _boundaries(sc, start_ms, end_ms, interval_ms, tol, max_linear_gap_ms, tz)
-    intervals = _intervals(b, start_ms, interval_ms)
-    bounds = _boundary_objects(b, start_ms, interval_ms) if with_boundaries else ()
+    with collector_paused():  # thousands of acyclic objects: see gcpause.py
+        sc = screen(
+            samples,
+            rated_max_w=rated_max_w,
+            register_modulus=register_modulus,
+            power_samples=power_samples,
+            register_resolution_wh=register_resolution_wh,
+        )
+        b = _boundaries(sc, start_ms, end_ms, interval_ms, tol, max_linear_gap_ms, tz)
+        intervals = _intervals(b, start_ms, interval_ms)
+        bounds = _boundary_objects(b, start_ms, interval_ms) if with_boundaries else ()
     lo, hi = start_ms - tol, end_ms + tol
     findings = tuple(
         f

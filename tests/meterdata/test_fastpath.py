@@ -14,9 +14,8 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from replica.meterdata import Origin, Quality, RegisterColumns, compute_intervals, screen
+from replica.meterdata import Origin, Quality, RegisterColumns, compute_intervals, screen, vee
 from replica.meterdata import intervals as engine
-from replica.meterdata import vee
 from replica.meterdata.intervals import (
     DEFAULT_MAX_LINEAR_GAP_MS,
     Interval,
