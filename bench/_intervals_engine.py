@@ -20,7 +20,11 @@ time-indexed Series per point, reindexed onto the union with the 15-minute grid,
 ``interpolate(method="time")``, floored, ``merge_asof(direction="nearest",
 tolerance=...)`` for the boundaries read within tolerance, ``diff()``. It does less
 than the engine (floats, no validation, no traces, every gap linear) and is only a
-speed reference. It runs when pandas is installed; otherwise its row says so.
+speed reference; but where it computes the same thing it must give the same numbers:
+after the timed runs, :func:`compare_values` checks both interval by interval
+(untimed; the engine's estimated intervals, from comparable days, apart), and the
+summary says ``same_values``. It runs when pandas is installed; otherwise its row
+says so.
 
 A calibration measured in the same run (SHA-256 of 200 B per second, and a pure
 Python loop) is printed beside the figures, since machine speed varies by about 3x.
