@@ -234,7 +234,9 @@ def _run(args: argparse.Namespace, work: Path) -> int:
             import pandas  # noqa: F401
         except ImportError:
             have_pandas = False
-    from _intervals_engine import engine_rows
+    from _intervals_engine import compare_values, engine_rows
+
+    check: dict[str, int] = {}
 
     for target in targets:
         src = target.sources[0]
@@ -251,6 +253,9 @@ def _run(args: argparse.Namespace, work: Path) -> int:
             t = time.perf_counter()
             pandas_measured += pandas_rows(pts, req.start_ms, req.end_ms)[1]
             pandas_s += time.perf_counter() - t
+            # untimed: the two agree interval by interval, not only in counts
+            for k, v in compare_values(pts, req.start_ms, req.end_ms).items():
+                check[k] = check.get(k, 0) + v
     rows.append({"step": "  the same rows fetched again (SQL)", "wall_s": fetch_s})
     rows.append({"step": "  same rows: meterchain engine", "intervals": n_int,
                  "measured": engine_measured, "wall_s": engine_s,
@@ -283,6 +288,11 @@ def _run(args: argparse.Namespace, work: Path) -> int:
         summary["pandas_s"] = pandas_s
         summary["engine_speedup_vs_pandas"] = pandas_s / max(engine_s, 1e-9)
         summary["same_measured_count"] = engine_measured == pandas_measured
+        summary["values_compared"] = check.get("compared", 0)
+        summary["values_differing"] = check.get("differing", 0)
+        summary["estimated_not_compared"] = check.get("estimated_skipped", 0)
+        summary["same_values"] = (check.get("differing", 0) == 0
+                                  and check.get("measured_differing", 0) == 0)
     report(f"meter data: {args.points} points x {args.days} days, 5-minute readings", rows,
            summary, args.json)
     return 0

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import enum
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
+from itertools import compress, repeat
+from operator import add, le, ne, not_, sub
 from zoneinfo import ZoneInfo
 
 from replica.meterdata.errors import MeterDataInputError
@@ -33,6 +36,7 @@ from replica.meterdata.estimate import (
     estimate_gap,
     largest_remainder,
 )
+from replica.meterdata.gcpause import collector_paused
 from replica.meterdata.vee import (
     Finding,
     Origin,
@@ -41,6 +45,7 @@ from replica.meterdata.vee import (
     RegisterSample,
     Screened,
     new_origin,
+    new_origins,
     screen,
 )
 
@@ -161,6 +166,29 @@ def _new_interval(
     return obj
 
 
+def _new_intervals(
+    count: int,
+    start_ms: Iterable[int],
+    end_ms: Iterable[int],
+    wh: Iterable[int | None],
+    quality: Iterable[Quality],
+    rule: Iterable[str | None],
+    start_trace: Iterable[tuple[Origin, ...]],
+    end_trace: Iterable[tuple[Origin, ...]],
+) -> list[Interval]:
+    """``count`` intervals from columns: ``Interval(*row) for row in zip(...)`` in bulk.
+
+    Each field is set for all objects in one C-level ``map`` over its slot descriptor,
+    as :func:`_new_interval` does one object at a time, so no Python frame runs per
+    interval. Every column must yield at least ``count`` values.
+    """
+    objs: list[Interval] = list(map(_new_object, repeat(Interval, count)))
+    cols = (start_ms, end_ms, wh, quality, rule, start_trace, end_trace)
+    for put, col in zip(_I_SET, cols, strict=True):
+        deque(map(put, objs, col), 0)
+    return objs
+
+
 # boundary kinds
 _READ, _LINEAR, _ESTIMATED, _NONE = 0, 1, 2, 3
 _HOW = ("read", "linear", "estimated", "none")
@@ -225,16 +253,17 @@ def compute_intervals(
     """
     tol = default_tolerance_ms(interval_ms) if tolerance_ms is None else tolerance_ms
     _check_grid(start_ms, end_ms, interval_ms, tol, max_linear_gap_ms)
-    sc = screen(
-        samples,
-        rated_max_w=rated_max_w,
-        register_modulus=register_modulus,
-        power_samples=power_samples,
-        register_resolution_wh=register_resolution_wh,
-    )
-    b = _boundaries(sc, start_ms, end_ms, interval_ms, tol, max_linear_gap_ms, tz)
-    intervals = _intervals(b, start_ms, interval_ms)
-    bounds = _boundary_objects(b, start_ms, interval_ms) if with_boundaries else ()
+    with collector_paused():  # thousands of acyclic objects: see gcpause.py
+        sc = screen(
+            samples,
+            rated_max_w=rated_max_w,
+            register_modulus=register_modulus,
+            power_samples=power_samples,
+            register_resolution_wh=register_resolution_wh,
+        )
+        b = _boundaries(sc, start_ms, end_ms, interval_ms, tol, max_linear_gap_ms, tz)
+        intervals = _intervals(b, start_ms, interval_ms)
+        bounds = _boundary_objects(b, start_ms, interval_ms) if with_boundaries else ()
     lo, hi = start_ms - tol, end_ms + tol
     findings = tuple(
         f
@@ -311,8 +340,147 @@ def _boundaries(
 ) -> _Lists:
     """Register value, series, kind, rule and trace of every boundary (I2-I4).
 
-    The hot loop of the engine: one pass over the grid with a moving position in the
-    readings; names are bound locally on purpose.
+    The column-wise fast path when every tolerance window holds at most one reading (the
+    common case: readings on a regular cadence), else the general loop. Both give the
+    same lists; tests/meterdata/test_fastpath.py checks it on random readings.
+    """
+    got = _boundaries_fast(sc, start_ms, end_ms, step, tol, max_linear_gap_ms, tz)
+    if got is not None:
+        return got
+    return _boundaries_general(sc, start_ms, end_ms, step, tol, max_linear_gap_ms, tz)
+
+
+def _boundaries_fast(
+    sc: Screened,
+    start_ms: int,
+    end_ms: int,
+    step: int,
+    tol: int,
+    max_linear_gap_ms: int,
+    tz: ZoneInfo | None = None,
+) -> _Lists | None:
+    """:func:`_boundaries_general`'s result computed column by column, or None.
+
+    None when some tolerance window holds more than one reading (the closest must then
+    be chosen one by one). Otherwise the reading at or after each window's start is
+    found for all boundaries in one C-level pass (``map(bisect_left, ...)``); a
+    boundary is read exactly when that reading lies inside its window (I2), and only
+    the boundaries that are not read go through the per-boundary rules of I3/I4.
+    """
+    ts, wh, seg, src = sc.ts, sc.wh, sc.seg, sc.src
+    n = len(ts)
+    if not n:
+        return None  # no reading at all: nothing to gain
+    nb = (end_ms - start_ms) // step + 1
+    stop = start_ms + nb * step
+    lows = range(start_ms - tol, stop - tol, step)
+    highs = range(start_ms + tol, stop + tol, step)
+    ps = list(map(bisect_left, repeat(ts), lows))
+    far = highs[-1] + 1  # beyond every window: stands for "no reading"
+    tsx = [*ts, far, far]
+    if any(map(le, map(tsx.__getitem__, map(add, ps, repeat(1))), highs)):
+        return None  # a window with two or more readings: the general loop chooses
+    read = list(map(le, map(tsx.__getitem__, ps), highs))
+    # every boundary first as if read by reading ps[k] (clamped to a real reading);
+    # the few that are not read are then redone by the rules of I3/I4
+    at = ps if ps[-1] < n else list(map(min, ps, repeat(n - 1)))
+    cols = sc.cols
+    traces: list[tuple[Origin, ...]] = list(
+        zip(new_origins(cols.gateway, cols.height, cols.index, list(map(src.__getitem__, at))))
+    )
+    vals = list(map(wh.__getitem__, at))
+    segs = list(map(seg.__getitem__, at))
+    kinds = [_READ] * nb
+    rules: list[str | None] = [None] * nb
+    if read.count(False):
+        fill = _Unread(sc, vals, segs, kinds, rules, traces, step, tol, max_linear_gap_ms, tz)
+        for k in compress(range(nb), map(not_, read)):
+            vals[k], segs[k], kinds[k], traces[k] = 0, -1, _NONE, ()
+            fill(k, start_ms + k * step, ps[k])
+    return vals, segs, kinds, rules, traces
+
+
+class _Unread:
+    """I3/I4 for one boundary with no reading in its window (shared by both paths).
+
+    Writes the boundary's value, series, kind, rule and trace into the lists given;
+    boundaries in one gap share one trace tuple and one estimate.
+    """
+
+    __slots__ = ("sc", "vals", "segs", "kinds", "rules", "traces", "step", "tol", "gap",
+                 "tz", "estimates", "pair_a", "pair")
+
+    def __init__(
+        self,
+        sc: Screened,
+        vals: list[int],
+        segs: list[int],
+        kinds: list[int],
+        rules: list[str | None],
+        traces: list[tuple[Origin, ...]],
+        step: int,
+        tol: int,
+        max_linear_gap_ms: int,
+        tz: ZoneInfo | None,
+    ) -> None:
+        self.sc, self.vals, self.segs, self.kinds = sc, vals, segs, kinds
+        self.rules, self.traces = rules, traces
+        self.step, self.tol, self.gap, self.tz = step, tol, max_linear_gap_ms, tz
+        self.estimates: dict[int, tuple[dict[int, int] | None, str]] = {}
+        self.pair_a = -1
+        self.pair: tuple[Origin, ...] = ()
+
+    def __call__(self, k: int, t: int, p: int) -> None:
+        """Boundary ``k`` at ``t``; ``p`` is the first reading after its window."""
+        sc = self.sc
+        ts, wh, seg = sc.ts, sc.wh, sc.seg
+        if p == 0:
+            self.rules[k] = RULE_NO_EARLIER_READING
+            return
+        if p == len(ts):
+            self.rules[k] = RULE_NO_LATER_READING
+            return
+        a = p - 1
+        if seg[a] != seg[p]:
+            self.rules[k] = RULE_METER_EXCHANGE
+            return
+        ta, tb = ts[a], ts[p]
+        if a != self.pair_a:  # boundaries in one gap share one trace
+            self.pair_a = a
+            self.pair = (sc.origin(a), sc.origin(p))
+        self.traces[k] = self.pair
+        self.segs[k] = seg[a]
+        if tb - ta <= self.gap:
+            self.vals[k] = wh[a] + (wh[p] - wh[a]) * (t - ta) // (tb - ta)
+            self.kinds[k] = _LINEAR
+            self.rules[k] = RULE_LINEAR
+            return
+        est = self.estimates.get(a)
+        if est is None:
+            est = estimate_gap(sc, a, self.step, self.tol, self.gap, self.tz)
+            self.estimates[a] = est
+        shape, self.rules[k] = est
+        if shape is None:  # no comparable day: the line of I3
+            self.vals[k] = wh[a] + (wh[p] - wh[a]) * (t - ta) // (tb - ta)
+        else:
+            self.vals[k] = shape[t]
+        self.kinds[k] = _ESTIMATED
+
+
+def _boundaries_general(
+    sc: Screened,
+    start_ms: int,
+    end_ms: int,
+    step: int,
+    tol: int,
+    max_linear_gap_ms: int,
+    tz: ZoneInfo | None = None,
+) -> _Lists:
+    """Register value, series, kind, rule and trace of every boundary (I2-I4).
+
+    The general loop: one pass over the grid with a moving position in the readings,
+    choosing the closest reading where a window holds several; names are bound
+    locally on purpose.
     """
     ts, wh, seg, src = sc.ts, sc.wh, sc.seg, sc.src
     gws, hts, ixs = sc.cols.gateway, sc.cols.height, sc.cols.index
@@ -324,9 +492,7 @@ def _boundaries(
     kinds: list[int] = [_NONE] * nb
     rules: list[str | None] = [None] * nb
     traces: list[tuple[Origin, ...]] = [()] * nb
-    estimates: dict[int, tuple[dict[int, int] | None, str]] = {}
-    pair_a = -1
-    pair: tuple[Origin, ...] = ()
+    fill = _Unread(sc, vals, segs, kinds, rules, traces, step, tol, max_linear_gap_ms, tz)
 
     p = 0
     t = start_ms
@@ -348,42 +514,68 @@ def _boundaries(
             kinds[k] = _READ
             i = src[c]
             traces[k] = (new_origin(gws[i], hts[i], ixs[i]),)
-        elif p == 0:
-            rules[k] = RULE_NO_EARLIER_READING
-        elif p == n:
-            rules[k] = RULE_NO_LATER_READING
         else:
-            a = p - 1
-            if seg[a] != seg[p]:
-                rules[k] = RULE_METER_EXCHANGE
-            else:
-                ta, tb = ts[a], ts[p]
-                if a != pair_a:  # boundaries in one gap share one trace
-                    pair_a = a
-                    pair = (sc.origin(a), sc.origin(p))
-                traces[k] = pair
-                segs[k] = seg[a]
-                if tb - ta <= max_linear_gap_ms:
-                    vals[k] = wh[a] + (wh[p] - wh[a]) * (t - ta) // (tb - ta)
-                    kinds[k] = _LINEAR
-                    rules[k] = RULE_LINEAR
-                else:
-                    est = estimates.get(a)
-                    if est is None:
-                        est = estimate_gap(sc, a, step, tol, max_linear_gap_ms, tz)
-                        estimates[a] = est
-                    shape, rules[k] = est
-                    if shape is None:  # no comparable day: the line of I3
-                        vals[k] = wh[a] + (wh[p] - wh[a]) * (t - ta) // (tb - ta)
-                    else:
-                        vals[k] = shape[t]
-                    kinds[k] = _ESTIMATED
+            fill(k, t, p)
         t += step
     return vals, segs, kinds, rules, traces
 
 
 def _intervals(b: _Lists, start_ms: int, step: int) -> tuple[Interval, ...]:
-    """Each interval from its two boundaries (I5); names bound locally on purpose."""
+    """Each interval from its two boundaries (I5), column by column.
+
+    Every interval is first built as measured (C-level ``map`` over the columns); the
+    few whose boundaries are not both read in one series are then rebuilt one by one
+    by :func:`_interval_at`. Equal to :func:`_intervals_general`
+    (tests/meterdata/test_fastpath.py).
+    """
+    vals, segs, kinds, rules, traces = b
+    m = len(vals) - 1
+    if m <= 0:
+        return ()
+    out = _new_intervals(
+        m,
+        range(start_ms, start_ms + m * step, step),
+        range(start_ms + step, start_ms + (m + 1) * step, step),
+        map(sub, vals[1:], vals),
+        repeat(Quality.MEASURED),
+        repeat(None),
+        traces,
+        traces[1:],
+    )
+    redo = set(compress(range(m), map(ne, segs, segs[1:])))
+    if kinds.count(_READ) != m + 1:
+        for k in compress(range(m + 1), map(ne, kinds, repeat(_READ))):
+            redo.add(k - 1)
+            redo.add(k)
+        redo.discard(-1)
+        redo.discard(m)
+    for k in redo:
+        out[k] = _interval_at(b, k, start_ms + k * step, step)
+    return tuple(out)
+
+
+def _interval_at(b: _Lists, k: int, t: int, step: int) -> Interval:
+    """Interval ``k`` (from ``t``) from boundaries ``k`` and ``k + 1`` (I5)."""
+    vals, segs, kinds, rules, traces = b
+    ka, kb, sa, sb = kinds[k], kinds[k + 1], segs[k], segs[k + 1]
+    ta, tb, u = traces[k], traces[k + 1], t + step
+    if ka == _READ and kb == _READ and sa == sb:
+        return _new_interval(t, u, vals[k + 1] - vals[k], Quality.MEASURED, None, ta, tb)
+    if ka == _NONE or kb == _NONE:
+        rule = rules[k] if ka == _NONE else rules[k + 1]
+        return _new_interval(t, u, None, Quality.MISSING, rule, ta, tb)
+    if sa != sb:
+        return _new_interval(t, u, None, Quality.MISSING, RULE_METER_EXCHANGE, ta, tb)
+    wh = vals[k + 1] - vals[k]
+    if ka == _ESTIMATED or kb == _ESTIMATED:
+        rule = rules[k] if ka == _ESTIMATED else rules[k + 1]
+        return _new_interval(t, u, wh, Quality.ESTIMATED, rule, ta, tb)
+    return _new_interval(t, u, wh, Quality.SUBSTITUTED, RULE_LINEAR, ta, tb)
+
+
+def _intervals_general(b: _Lists, start_ms: int, step: int) -> tuple[Interval, ...]:
+    """Each interval from its two boundaries (I5), one by one: the reference for
+    :func:`_intervals`; names bound locally on purpose."""
     vals, segs, kinds, rules, traces = b
     measured, substituted = Quality.MEASURED, Quality.SUBSTITUTED
     estimated, missing = Quality.ESTIMATED, Quality.MISSING

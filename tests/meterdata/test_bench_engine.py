@@ -33,3 +33,10 @@ def test_engine_bench_smoke():
         # an independent implementation finds the same intervals read at both ends
         assert d["summary"]["same_measured_count"] is True
         assert d["rows"][1]["intervals"] == engine["intervals"]
+        # and the same energies, interval by interval, except where the engine follows
+        # comparable days across the 5-hour gap and the reference draws a line
+        assert d["summary"]["same_values"] is True
+        assert d["summary"]["values_differing"] == 0
+        assert d["summary"]["estimated_not_compared"] > 0
+        compared = d["summary"]["values_compared"] + d["summary"]["estimated_not_compared"]
+        assert compared == engine["intervals"]

@@ -232,6 +232,9 @@ def test_columns_and_samples_give_the_same_result():
     assert run(cols, 60) == run(s, 60) == run(RegisterColumns.from_rows(rows), 60)
     with pytest.raises(MeterDataInputError, match="same length"):
         run(RegisterColumns([1, 2], [1], ["a"], [1], [1]), 15)
+    assert RegisterColumns.from_rows(rows).ts_ms == tuple(x.ts_ms for x in s)
+    with pytest.raises(MeterDataInputError, match="six fields|each row"):
+        RegisterColumns.from_rows([*rows[:2], rows[2][:5]])
 
 
 def test_rollover_plausibility_follows_the_rating():
