@@ -321,10 +321,12 @@ async def settle_community_day(work: Path, replica_url: str, storage_url: str, *
     shell("settle", "publish", settled, "--config", work / "replica.toml")
     out("  verifying the signed settlement against the replica's copy (as any member can), "
         "the result recorded in the replica:")
-    _code, verdict = shell("settle", "verify", settled / "settlement.json", "--community",
-                           work / "community.toml", *source, "--record",
-                           work / "replica.toml")
-    verified = verdict.startswith("OK ") and doc["root"] in verdict
+    code, verdict = shell("settle", "verify", settled / "settlement.json", "--community",
+                          work / "community.toml", *source, "--record",
+                          work / "replica.toml")
+    # with --record, the verdict line follows the line saying where it was recorded
+    verified = code == 0 and any(line.startswith("OK ") and doc["root"] in line
+                                 for line in verdict.splitlines())
     if not kept:
         return CommunityResult(label, work, settled / "settlement.json", doc["root"], verified)
     out(f"  try (in {work}):")
