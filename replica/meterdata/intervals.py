@@ -287,8 +287,7 @@ def intervals_from_screened(
 
     Raises :class:`MeterDataInputError` as :func:`compute_intervals` does.
     """
-    _check_grid(start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms)
-    b = _boundaries(sc, start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms, tz)
+    b = _screened_lists(sc, start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms, tz)
     return _intervals(b, start_ms, interval_ms)
 
 
@@ -306,9 +305,26 @@ def boundaries_from_screened(
 
     Raises :class:`MeterDataInputError` as :func:`compute_intervals` does.
     """
-    _check_grid(start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms)
-    b = _boundaries(sc, start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms, tz)
+    b = _screened_lists(sc, start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms, tz)
     return _boundary_objects(b, start_ms, interval_ms)
+
+
+def _screened_lists(
+    sc: Screened,
+    start_ms: int,
+    end_ms: int,
+    interval_ms: int,
+    tolerance_ms: int,
+    max_linear_gap_ms: int,
+    tz: ZoneInfo | None,
+) -> _Lists:
+    """Check the grid, then the boundary lists of already screened readings.
+
+    Serves both :func:`intervals_from_screened` and :func:`boundaries_from_screened`.
+    Raises :class:`MeterDataInputError` as :func:`compute_intervals` does.
+    """
+    _check_grid(start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms)
+    return _boundaries(sc, start_ms, end_ms, interval_ms, tolerance_ms, max_linear_gap_ms, tz)
 
 
 def _boundary_objects(b: _Lists, start_ms: int, step: int) -> tuple[Boundary, ...]:
