@@ -224,12 +224,7 @@ def parse_registry_file(data: dict[str, Any], *, source: str | None = None
     seen: set[str] = set()
     for i, item in enumerate(items):
         where = f"point[{i}]"
-        if not isinstance(item, dict):
-            raise RegistryError(where, "must be a table", source=source)
-        unknown = set(item) - _POINT_KEYS
-        if unknown:
-            raise RegistryError(f"{where}.{sorted(unknown)[0]}", "unknown key (want one of "
-                                f"{', '.join(sorted(_POINT_KEYS))})", source=source)
+        _check_table(item, where, _POINT_KEYS, source)
         for req in ("id", "role"):
             if req not in item:
                 raise RegistryError(f"{where}.{req}", "missing", source=source)
@@ -253,12 +248,7 @@ def parse_registry_file(data: dict[str, Any], *, source: str | None = None
         got = []
         for j, m in enumerate(meters):
             mw = f"{where}.meter[{j}]"
-            if not isinstance(m, dict):
-                raise RegistryError(mw, "must be a table", source=source)
-            unknown = set(m) - _METER_KEYS
-            if unknown:
-                raise RegistryError(f"{mw}.{sorted(unknown)[0]}", "unknown key (want one of "
-                                    f"{', '.join(sorted(_METER_KEYS))})", source=source)
+            _check_table(m, mw, _METER_KEYS, source)
             for req in ("gateway", "meter"):
                 if not isinstance(m.get(req), str) or not m[req].strip():
                     raise RegistryError(f"{mw}.{req}", "missing or not text", source=source)
@@ -269,6 +259,19 @@ def parse_registry_file(data: dict[str, Any], *, source: str | None = None
             got.append({k: str(v) for k, v in m.items()})
         out.append((point, got))
     return out
+
+
+def _check_table(item: Any, where: str, allowed: set[str], source: str | None) -> None:
+    """Check that ``item`` is a table holding only ``allowed`` keys (points and meters alike).
+
+    Raises :class:`RegistryError` naming ``where`` (or its first unknown key).
+    """
+    if not isinstance(item, dict):
+        raise RegistryError(where, "must be a table", source=source)
+    unknown = set(item) - allowed
+    if unknown:
+        raise RegistryError(f"{where}.{sorted(unknown)[0]}", "unknown key (want one of "
+                            f"{', '.join(sorted(allowed))})", source=source)
 
 
 def _str_list(value: Any, key: str) -> list[str] | None:
