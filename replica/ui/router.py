@@ -124,34 +124,29 @@ def add_pages(app: FastAPI, config: ReplicaConfig, store: SessionStore,
                            secure=request.url.scheme == "https")
         return resp
 
-    @router.get("/overview", response_class=HTMLResponse)
-    def overview(request: Request) -> Response:
+    def signed_in_page(request: Request, name: str, **ctx: Any) -> Response:
+        """The page ``name`` for a live session; without one, a redirect to the login."""
         sess = session(request)
         if sess is None:
             return RedirectResponse("/ui/login", status_code=303)
-        return page(request, "overview", sess, behind_s=config.ui.behind_after_s,
-                    silent_s=config.ui.silent_after_s)
+        return page(request, name, sess, **ctx)
+
+    @router.get("/overview", response_class=HTMLResponse)
+    def overview(request: Request) -> Response:
+        return signed_in_page(request, "overview", behind_s=config.ui.behind_after_s,
+                              silent_s=config.ui.silent_after_s)
 
     @router.get("/gateways/{key}", response_class=HTMLResponse)
     def gateway(request: Request, key: str) -> Response:
-        sess = session(request)
-        if sess is None:
-            return RedirectResponse("/ui/login", status_code=303)
-        return page(request, "gateway", sess, key=key, tz=DEFAULT_TZ)
+        return signed_in_page(request, "gateway", key=key, tz=DEFAULT_TZ)
 
     @router.get("/audit", response_class=HTMLResponse)
     def audit(request: Request) -> Response:
-        sess = session(request)
-        if sess is None:
-            return RedirectResponse("/ui/login", status_code=303)
-        return page(request, "audit", sess)
+        return signed_in_page(request, "audit")
 
     @router.get("/community", response_class=HTMLResponse)
     def community(request: Request) -> Response:
-        sess = session(request)
-        if sess is None:
-            return RedirectResponse("/ui/login", status_code=303)
-        return page(request, "community", sess)
+        return signed_in_page(request, "community")
 
     @router.get("/community/{doc}/members/{member}", response_class=HTMLResponse)
     def statement(request: Request, doc: str, member: str) -> Response:
