@@ -218,25 +218,28 @@ def _hour_at_noon(settled: Path, day: dt.date) -> dict[str, int]:
     return sums
 
 
+def _print_table(out: Callable[[str], None], columns: list[tuple[str, int]],
+                 rows: dict[str, list[str]]) -> None:
+    """A member column, then ``columns`` (header, width) right-aligned, one row a member."""
+    out(f"    {'member':8}" + "".join(f"{h:>{w}}" for h, w in columns))
+    for m, values in rows.items():
+        out(f"    {m:8}" + "".join(f"{v:>{w}}" for v, (_, w) in zip(values, columns,
+                                                                     strict=True)))
+
+
 def _print_statements(st: dict[str, dict[str, Any]], out: Callable[[str], None]) -> None:
     out("  each member's statement, energy in kWh (EDA channels: used G.01, shared G.03 = "
         "covered by the community, surplus P.01):")
-    out(f"    {'member':8}{'used':>9}{'shared':>9}{'from grid':>11}{'PV made':>9}"
-        f"{'PV surplus':>12}")
-    for m, s in st.items():
-        c = s["channels_wh"]
-        out(f"    {m:8}{_kwh(c['G.01_use']):>9}{_kwh(c['G.03_covered']):>9}"
-            f"{_kwh(c['grid_import']):>11}{_kwh(c['G.01_generation']):>9}"
-            f"{_kwh(c['P.01_surplus']):>12}")
+    energy = ("G.01_use", "G.03_covered", "grid_import", "G.01_generation", "P.01_surplus")
+    _print_table(out, [("used", 9), ("shared", 9), ("from grid", 11), ("PV made", 9),
+                       ("PV surplus", 12)],
+                 {m: [_kwh(s["channels_wh"][k]) for k in energy] for m, s in st.items()})
     out("  and money in EUR (shared energy 11 ct/kWh, of which the grid fee 1.5 ct; supplier "
         "28 ct/kWh; feed-in 7 ct/kWh):")
-    out(f"    {'member':8}{'pays community':>16}{'paid by community':>19}{'pays supplier':>15}"
-        f"{'feed-in':>9}")
-    for m, s in st.items():
-        money = s["money_minor"]
-        out(f"    {m:8}{_money(money['paid_to_community']):>16}"
-            f"{_money(money['received_from_community']):>19}"
-            f"{_money(money['grid_import']):>15}{_money(money['feed_in']):>9}")
+    money = ("paid_to_community", "received_from_community", "grid_import", "feed_in")
+    _print_table(out, [("pays community", 16), ("paid by community", 19),
+                       ("pays supplier", 15), ("feed-in", 9)],
+                 {m: [_money(s["money_minor"][k]) for k in money] for m, s in st.items()})
 
 
 async def settle_community_day(work: Path, replica_url: str, storage_url: str, *,
