@@ -10,7 +10,6 @@ written atomically to a ``.prom`` file for node_exporter's textfile collector
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.storage.atomic import write_atomically
 from ledger.errors import ConfigError
 
 log = logging.getLogger("meterchain.metrics")
@@ -174,14 +174,8 @@ def write_textfile(path: str | os.PathLike[str], text: str) -> None:
     """
     p = Path(path)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except OSError:
-        with contextlib.suppress(OSError):  # a full disk: do not leave it holding space
-            tmp.unlink(missing_ok=True)
-        raise
+    # mode 0o666 (less the umask), as open() creates it; no fsync: rewritten every cycle
+    write_atomically(p, text.encode("utf-8"), tmp, fsync=False, mode=0o666)
 
 
 def listen_refusal(listen: str, exc: OSError) -> ConfigError:

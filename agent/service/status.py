@@ -14,13 +14,13 @@ degraded / critical, ``problems``), ``meters`` (see ``agent.pipeline.poller.Mete
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+from agent.storage.atomic import write_atomically
 from ledger.errors import StoreError
 
 STATUS_VERSION = 1
@@ -38,20 +38,7 @@ def write_status(path: str | os.PathLike[str], snap: dict[str, Any]) -> None:
     p = Path(path)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     data = json.dumps(snap, indent=1, sort_keys=True).encode()
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, p)
-    except OSError:
-        with contextlib.suppress(OSError):  # a full disk: do not leave it holding space
-            tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(p, data, tmp)
 
 
 def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:

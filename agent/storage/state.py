@@ -12,7 +12,6 @@ value in memory and retry (see ``agent/storage/reserve.py``).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -22,6 +21,7 @@ from typing import Any
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
+from agent.storage.atomic import write_atomically
 from ledger.errors import StoreError, StoreFullError
 
 _META_TABLE = "meta"
@@ -65,25 +65,8 @@ class AtomicJSONStorage(Storage):
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         payload = json.dumps(data, sort_keys=True, separators=(",", ":")).encode("utf-8")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                view = memoryview(payload)
-                while view:
-                    view = view[os.write(fd, view):]
-                if self.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-            if self.fsync:
-                dfd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
+            write_atomically(self.path, payload, tmp, fsync=self.fsync, fsync_dir=self.fsync)
         except OSError as exc:
-            with contextlib.suppress(OSError):  # the write's own error says what failed
-                tmp.unlink(missing_ok=True)
             cls = StoreFullError if exc.errno in _NO_SPACE else StoreError
             raise cls(f"{self.path}: cannot write state: {exc.strerror}") from None
 
