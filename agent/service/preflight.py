@@ -45,7 +45,7 @@ from agent.pipeline.replica_client import make_ssl_context
 from agent.service.config import AgentConfig, MeterConfig, Validated, read_toml, validate_config
 from agent.service.daemon import key_mismatch, meter_spec
 from agent.service.metrics import listen_refusal
-from agent.service.status import read_status
+from agent.service.status import claimed_pid, pid_exists, read_status
 from agent.storage.segfile import SEGMENT_DIR
 from agent.storage.state import AtomicJSONStorage
 from agent.storage.store import BlockStore, StoreOptions
@@ -261,15 +261,9 @@ def _agent_listens(cfg: AgentConfig, port: int) -> bool:
         snap = read_status(cfg.status_path)
     except StoreError:
         return False
-    pid = snap.get("pid")
-    if not snap.get("running") or not isinstance(pid, int) or pid <= 0:
+    pid = claimed_pid(snap)
+    if pid is None or not pid_exists(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, under another user
     return str(snap.get("metrics_url") or "").endswith(f":{port}/metrics")
 
 

@@ -75,19 +75,30 @@ def is_stale(snap: dict[str, Any], now_s: float | None = None) -> bool:
         snap.get("interval_s", 15.0))
 
 
-def pid_gone(snap: dict[str, Any]) -> bool:
-    """True if the status says running but its process no longer exists (killed, crashed
-    or the machine rebooted), so the file will never be rewritten."""
+def claimed_pid(snap: dict[str, Any]) -> int | None:
+    """The process id of an agent whose status says it runs, or None (stopped, no pid)."""
     pid = snap.get("pid")
     if not snap.get("running") or not isinstance(pid, int) or pid <= 0:
-        return False
+        return None
+    return pid
+
+
+def pid_exists(pid: int) -> bool:
+    """True if process ``pid`` exists (also when it runs as another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:  # exists, owned by the service user
         return False
-    return False
+    except PermissionError:  # exists, owned by the service user
+        return True
+    return True
+
+
+def pid_gone(snap: dict[str, Any]) -> bool:
+    """True if the status says running but its process no longer exists (killed, crashed
+    or the machine rebooted), so the file will never be rewritten."""
+    pid = claimed_pid(snap)
+    return pid is not None and not pid_exists(pid)
 
 
 def agent_state(snap: dict[str, Any], now_s: float | None = None) -> str:
