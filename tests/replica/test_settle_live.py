@@ -36,62 +36,17 @@ from replica.storage.base import Storage
 from replica.tokens import create_token
 from tests.replica.conftest import RunningReplica, StorageFactory
 from tests.support.chains import gateway_key
-from tests.support.meterdata import register_readings, seal_readings
+from tests.support.meterdata import seal_readings
+from tests.support.vectorhof import DAY, MEMBERS, community_toml, north_readings, plant_readings
 
-DAY = "2026-11-02"
-DAY0 = 1_793_574_000_000  # 2026-11-02T00:00:00+01:00
-STEP = 300_000
-N = 300  # 25 hours of readings from 10 minutes before the day
-
-COMMUNITY = """
-[community]
-name = "vectorhof"
-time_zone = "Europe/Vienna"
-
-[sharing]
-mode = "pro_rata"
-
-[prices]
-community = 11000
-grid_supply = 28000
-feed_in = 7000
-grid_fee = 1500
-
-[[members]]
-id = "anna"
-consumption = ["AT001-anna"]
-
-[[members]]
-id = "bert"
-consumption = ["AT001-bert-c"]
-generation = ["AT001-bert-g"]
-
-[[members]]
-id = "plant"
-generation = ["AT001-plant"]
-"""
+COMMUNITY = community_toml("vectorhof", {"community": 11000, "grid_supply": 28000,
+                                         "feed_in": 7000, "grid_fee": 1500}) + MEMBERS
 POINTS = {  # point -> (role, member, gateway name, meter)
     "AT001-anna": ("grid", "anna", "north", "anna-grid"),
     "AT001-bert-c": ("grid", "bert", "north", "bert-grid"),
     "AT001-bert-g": ("pv", "bert", "north", "bert-pv"),
     "AT001-plant": ("pv", "plant", "plant", "plant-pv"),
 }
-
-
-def _north() -> list[Any]:
-    t = DAY0 - 600_000
-    rs = register_readings("anna-grid", "1-0:1.8.0", t, n=N, step_ms=STEP,
-                           wh_per_step=lambda k: 30 + k % 5, skip=lambda k: 100 <= k < 112)
-    rs += register_readings("bert-grid", "1-0:1.8.0", t, n=N, step_ms=STEP,
-                            wh_per_step=lambda k: 20 + k % 3)
-    rs += register_readings("bert-pv", "1-0:2.8.0", t, n=N, step_ms=STEP,
-                            wh_per_step=lambda k: 40 if 90 <= k < 200 else 0)
-    return rs
-
-
-def _plant() -> list[Any]:
-    return register_readings("plant-pv", "1-0:2.8.0", DAY0 - 600_000, n=N, step_ms=STEP,
-                             wh_per_step=lambda k: 100 if 85 <= k < 205 else 0)
 
 
 def _toml_string(text: str) -> str:
@@ -108,8 +63,8 @@ def live(tmp_path: Path, storage_factory: StorageFactory,
     storage.enroll(north, "north", "vectorhof", 1)
     storage.enroll(plant, "plant", "field", 1)
     rep = make_replica(Limits(rate_per_gateway=0.0), utility_key, storage)
-    for key, blocks in ((north, seal_readings(b"live-north", _north(), per_block=60)),
-                        (plant, seal_readings(b"live-plant", _plant(), per_block=24,
+    for key, blocks in ((north, seal_readings(b"live-north", north_readings(), per_block=60)),
+                        (plant, seal_readings(b"live-plant", plant_readings(), per_block=24,
                                               recipient_key=utility_pub))):
         r = rep.push(key, blocks)
         assert r.status_code == 200, r.text

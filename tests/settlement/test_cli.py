@@ -12,23 +12,12 @@ from keyfiles import generate_gateway_key
 from meterchain.cli import main
 from settlement.source import IntervalData
 from settlement.synthetic import intervals
+from tests.support.vectorhof import community_toml
 
 from .conftest import small
 
-TOML = """
-[community]
-name = "small"
-time_zone = "Europe/Vienna"
-
-[sharing]
-mode = "pro_rata"
-
-[prices]
-community = 11000
-grid_supply = 28000
-feed_in = 7000
-grid_fee = 1500
-"""
+TOML = community_toml("small", {"community": 11000, "grid_supply": 28000, "feed_in": 7000,
+                                 "grid_fee": 1500})
 
 
 def _community(tmp: Path) -> Path:

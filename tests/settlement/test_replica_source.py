@@ -27,34 +27,11 @@ from settlement.config import parse_community
 from settlement.errors import InputError
 from settlement.period import parse_period
 from settlement.replica_source import collect, http_getter
+from tests.support.vectorhof import MEMBERS, community_toml
 
 CAPTURE = json.loads((Path(__file__).parent / "captures" / "meterdata-day.json").read_text())
 TOKEN = "mct_7e57000000000001_" + "5a" * 32
-TOML = """
-[community]
-name = "vectorhof"
-time_zone = "Europe/Vienna"
-
-[sharing]
-mode = "pro_rata"
-
-[prices]
-community = 11000
-feed_in = 7000
-
-[[members]]
-id = "anna"
-consumption = ["AT001-anna"]
-
-[[members]]
-id = "bert"
-consumption = ["AT001-bert-c"]
-generation = ["AT001-bert-g"]
-
-[[members]]
-id = "plant"
-generation = ["AT001-plant"]
-"""
+TOML = community_toml("vectorhof", {"community": 11000, "feed_in": 7000}) + MEMBERS
 
 
 class _Replay(BaseHTTPRequestHandler):

@@ -32,11 +32,9 @@ from replica.meterdata.registry import make_point  # noqa: E402
 from replica.storage import open_storage  # noqa: E402
 from tests.replica.conftest import RunningReplica  # noqa: E402
 from tests.support.chains import gateway_key  # noqa: E402
-from tests.support.meterdata import register_readings, seal_readings  # noqa: E402
+from tests.support.meterdata import seal_readings  # noqa: E402
+from tests.support.vectorhof import DAY0, north_readings, plant_readings  # noqa: E402
 
-DAY0 = 1_793_574_000_000  # 2026-11-02T00:00:00+01:00
-STEP = 300_000
-N = 300  # 25 hours of readings from 10 minutes before the day
 POINTS = {  # point -> (role, member, meter)
     "AT001-anna": ("grid", "anna", "anna-grid"),
     "AT001-bert-c": ("grid", "bert", "bert-grid"),
@@ -48,16 +46,7 @@ DIRECTION = {"AT001-anna": "import", "AT001-bert-c": "import", "AT001-bert-g": "
 
 
 def readings() -> list:
-    t = DAY0 - 600_000
-    rs = register_readings("anna-grid", "1-0:1.8.0", t, n=N, step_ms=STEP,
-                           wh_per_step=lambda k: 30 + k % 5, skip=lambda k: 100 <= k < 112)
-    rs += register_readings("bert-grid", "1-0:1.8.0", t, n=N, step_ms=STEP,
-                            wh_per_step=lambda k: 20 + k % 3)
-    rs += register_readings("bert-pv", "1-0:2.8.0", t, n=N, step_ms=STEP,
-                            wh_per_step=lambda k: 40 if 90 <= k < 200 else 0)
-    rs += register_readings("plant-pv", "1-0:2.8.0", t, n=N, step_ms=STEP,
-                            wh_per_step=lambda k: 100 if 85 <= k < 205 else 0)
-    return rs
+    return north_readings() + plant_readings()
 
 
 def main() -> None:
