@@ -9,7 +9,6 @@ lose no reading it polled once space returns.
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -23,19 +22,12 @@ import pytest
 
 from agent.storage.store import BlockStore, StoreOptions
 from ledger import Block, ChainVerifier, Reading, block_readings
-from tests.support.pipeline import ROOT, AgentProcess, SimMeters
+from tests.support.pipeline import ROOT, AgentProcess, SimMeters, installed_layout_head, read_json
 from tests.support.replicaproc import ReplicaProcess
 from tests.support.tmpfs import fill, small_tmpfs
 
 FS_BYTES = 4 << 20
 RESERVE_BYTES = 256 << 10
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 def wait_for(what: str, pred: Callable[[], Any], proc: subprocess.Popen[bytes],
@@ -56,18 +48,7 @@ def wait_for(what: str, pred: Callable[[], Any], proc: subprocess.Popen[bytes],
 def layout_config(gw: AgentProcess, var: Path, rep_url: str, meters: SimMeters,
                   textfile: Path) -> None:
     """The installed layout: ledger and state (so status.json) in one directory."""
-    gw.config.write_text(f"""
-[gateway]
-key_path = "{gw.dir / 'gateway.key'}"
-ledger_dir = "{var / 'ledger'}"
-state_path = "{var / 'state.json'}"
-stop_timeout_s = 4.0
-{meters.config_tables(poll_interval_s=0.2, timeout_s=0.15)}
-[sealing]
-interval_s = 0.3
-max_readings = 50
-retry_interval_s = 0.2
-[[replicas]]
+    gw.config.write_text(installed_layout_head(gw, var, meters) + f"""[[replicas]]
 name = "r0"
 url = "{rep_url}"
 timeout_s = 2.0
@@ -212,18 +193,7 @@ def test_stop_on_a_full_disk_commits_pending_readings_into_the_reserve(tmp_path:
     meters = SimMeters([("eastron-sdm120", 1)])
     gw = AgentProcess(tmp_path / "gw", "", replicas=[])
     with small_tmpfs(tmp_path / "var", FS_BYTES) as var:
-        gw.config.write_text(f"""
-[gateway]
-key_path = "{gw.dir / 'gateway.key'}"
-ledger_dir = "{var / 'ledger'}"
-state_path = "{var / 'state.json'}"
-stop_timeout_s = 4.0
-{meters.config_tables(poll_interval_s=0.2, timeout_s=0.15)}
-[sealing]
-interval_s = 0.3
-max_readings = 50
-retry_interval_s = 0.2
-[retention]
+        gw.config.write_text(installed_layout_head(gw, var, meters) + f"""[retention]
 segment_bytes = 65536
 check_interval_s = 0.5
 reserve_bytes = {RESERVE_BYTES}
@@ -284,16 +254,8 @@ def test_metrics_textfile_keeps_updating_when_status_json_cannot_be_written(
     textfile = tmp_path / "textfile" / "meterchain.prom"
     textfile.parent.mkdir()
     with small_tmpfs(tmp_path / "var", FS_BYTES) as var:
-        gw.config.write_text(f"""
-[gateway]
-key_path = "{gw.dir / 'gateway.key'}"
-ledger_dir = "{var / 'ledger'}"
-state_path = "{var / 'state.json'}"
-{meters.config_tables(poll_interval_s=0.2, timeout_s=0.15)}
-[sealing]
-interval_s = 0.3
-retry_interval_s = 0.2
-[retention]
+        head = installed_layout_head(gw, var, meters, stop_timeout_s=None, max_readings=None)
+        gw.config.write_text(head + f"""[retention]
 segment_bytes = 65536
 reserve_bytes = 0
 [metrics]

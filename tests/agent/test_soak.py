@@ -22,14 +22,13 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from agent.storage.store import BlockStore, StoreOptions
 from ledger import Block, ChainVerifier, Reading, block_readings
 from tests.support.faultproxy import FaultProxy
-from tests.support.pipeline import AgentProcess, SimMeters
+from tests.support.pipeline import AgentProcess, SimMeters, installed_layout_head, read_json
 from tests.support.replicaproc import ReplicaProcess
 from tests.support.tmpfs import fill, small_tmpfs
 
@@ -41,13 +40,6 @@ START_LIMIT_BURST = 5  # the unit's StartLimitBurst=5 ...
 START_LIMIT_INTERVAL_S = 30.0  # ... within StartLimitIntervalSec=10min, scaled
 FAULTS = {"drop": 0.04, "reset": 0.04, "drop_after": 0.05, "reset_after": 0.05,
           "truncate": 0.04, "delay": 0.04, "error_503": 0.04, "garbage": 0.03}
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError):
-        return {}
 
 
 class Supervisor:
@@ -118,18 +110,7 @@ def test_soak_kills_outages_faults_and_a_full_disk(tmp_path: Path,
     textfile = tmp_path / "prom" / "meterchain.prom"
     textfile.parent.mkdir()
     with small_tmpfs(tmp_path / "var", 4 << 20) as var:
-        gw.config.write_text(f"""
-[gateway]
-key_path = "{gw.dir / 'gateway.key'}"
-ledger_dir = "{var / 'ledger'}"
-state_path = "{var / 'state.json'}"
-stop_timeout_s = 4.0
-{meters.config_tables(poll_interval_s=0.2, timeout_s=0.15)}
-[sealing]
-interval_s = 0.3
-max_readings = 50
-retry_interval_s = 0.2
-[[replicas]]
+        gw.config.write_text(installed_layout_head(gw, var, meters) + f"""[[replicas]]
 name = "direct"
 url = "{rep_a.url}"
 timeout_s = 2.0

@@ -8,11 +8,13 @@ as a child process, for the forwarding end-to-end and power-loss tests.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import keyfiles as keys
 from drivers import profile
@@ -21,6 +23,36 @@ from drivers.sim.model import MeterModel
 from tests.support.agent import LoopThread
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file (a status file), or ``{}`` while it is missing or half-written."""
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def gateway_table(key_path: Path, data_dir: Path, *, stop_timeout_s: float | None = 4.0) -> str:
+    """An agent config's ``[gateway]`` table, its ledger and state under ``data_dir``."""
+    stop = "" if stop_timeout_s is None else f"stop_timeout_s = {stop_timeout_s}\n"
+    return f"""
+[gateway]
+key_path = "{key_path}"
+ledger_dir = "{data_dir / 'ledger'}"
+state_path = "{data_dir / 'state.json'}"
+{stop}"""
+
+
+def installed_layout_head(gw: AgentProcess, var: Path, meters: SimMeters, *,
+                          stop_timeout_s: float | None = 4.0,
+                          max_readings: int | None = 50) -> str:
+    """The ``[gateway]``, meters and ``[sealing]`` part of an agent config in the installed
+    layout: ledger and state (so status.json) in ``var``, polled fast for the tests."""
+    cap = "" if max_readings is None else f"max_readings = {max_readings}\n"
+    return gateway_table(gw.dir / keys.GATEWAY_KEY, var, stop_timeout_s=stop_timeout_s) + (
+        f"{meters.config_tables(poll_interval_s=0.2, timeout_s=0.15)}\n[sealing]\n"
+        f"interval_s = 0.3\n{cap}retry_interval_s = 0.2\n")
 
 
 class SimMeters:
@@ -76,13 +108,8 @@ class AgentProcess:
         reps = "".join(f'\n[[replicas]]\nname = "r{i}"\nurl = "{u}"\n{replica_extra}\n'
                        for i, u in enumerate(replicas))
         self.config = self.dir / "agent.toml"
-        self.config.write_text(f"""
-[gateway]
-key_path = "{self.dir / keys.GATEWAY_KEY}"
-ledger_dir = "{self.dir / 'ledger'}"
-state_path = "{self.dir / 'state.json'}"
-stop_timeout_s = 4.0
-{meters_toml}
+        gateway = gateway_table(self.dir / keys.GATEWAY_KEY, self.dir)
+        self.config.write_text(gateway + f"""{meters_toml}
 [sealing]
 {sealing}
 {reps}
