@@ -21,8 +21,14 @@ from typing import Any
 import pytest
 
 from agent.storage.store import BlockStore, StoreOptions
-from ledger import Block, ChainVerifier, Reading, block_readings
-from tests.support.pipeline import ROOT, AgentProcess, SimMeters, installed_layout_head, read_json
+from tests.support.pipeline import (
+    ROOT,
+    AgentProcess,
+    SimMeters,
+    installed_layout_head,
+    read_json,
+    verified_readings,
+)
 from tests.support.replicaproc import ReplicaProcess
 from tests.support.tmpfs import fill, small_tmpfs
 
@@ -170,12 +176,7 @@ def test_replica_acknowledging_while_the_disk_is_full(tmp_path: Path,
     assert first < len(records) <= local + 1
     assert records[first:] == local_records[: len(records) - first]
     chain = records[:first] + local_records
-    verifier = ChainVerifier(None, gw.public_key)
-    readings: list[Reading] = []
-    for rec in chain:
-        block = Block.decode(rec)
-        verifier.add(block)
-        readings.extend(r for r, _ in block_readings(block))
+    readings = verified_readings(chain, gw.public_key)
     assert len(readings) == taken
     keys = [(r.meter_id, r.obis, r.timestamp_ms) for r in readings]
     assert len(set(keys)) == len(keys), "a reading was committed twice"

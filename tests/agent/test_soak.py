@@ -26,9 +26,15 @@ from pathlib import Path
 import pytest
 
 from agent.storage.store import BlockStore, StoreOptions
-from ledger import Block, ChainVerifier, Reading, block_readings
+from ledger import Block
 from tests.support.faultproxy import FaultProxy
-from tests.support.pipeline import AgentProcess, SimMeters, installed_layout_head, read_json
+from tests.support.pipeline import (
+    AgentProcess,
+    SimMeters,
+    installed_layout_head,
+    read_json,
+    verified_readings,
+)
 from tests.support.replicaproc import ReplicaProcess
 from tests.support.tmpfs import fill, small_tmpfs
 
@@ -231,12 +237,7 @@ level = "info"
     assert records_a == records_b
     assert len(records_a) == height + 1
     assert records_a[first:] == local
-    verifier = ChainVerifier(None, gw.public_key)
-    readings: list[Reading] = []
-    for rec in records_a:
-        block = Block.decode(rec)
-        verifier.add(block)
-        readings.extend(r for r, _ in block_readings(block))
+    readings = verified_readings(records_a, gw.public_key)
     keys = [(r.meter_id, r.obis, r.timestamp_ms) for r in readings]
     assert len(set(keys)) == len(keys), "a reading is in the chain twice"
     assert {r.meter_id for r in readings} == {"sim-1", "sim-2"}

@@ -20,6 +20,7 @@ import keyfiles as keys
 from drivers import profile
 from drivers.sim.meter import MeterServer, SimUnit
 from drivers.sim.model import MeterModel
+from ledger import Block, ChainVerifier, Reading, block_readings
 from tests.support.agent import LoopThread
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +54,21 @@ def installed_layout_head(gw: AgentProcess, var: Path, meters: SimMeters, *,
     return gateway_table(gw.dir / keys.GATEWAY_KEY, var, stop_timeout_s=stop_timeout_s) + (
         f"{meters.config_tables(poll_interval_s=0.2, timeout_s=0.15)}\n[sealing]\n"
         f"interval_s = 0.3\n{cap}retry_interval_s = 0.2\n")
+
+
+def verified_readings(records: list[bytes], public_key: bytes) -> list[Reading]:
+    """The readings of a chain of encoded blocks, verified from its first block on.
+
+    Raises:
+        ChainError: a block does not verify against the chain before it.
+    """
+    verifier = ChainVerifier(None, public_key)
+    readings: list[Reading] = []
+    for rec in records:
+        block = Block.decode(rec)
+        verifier.add(block)
+        readings.extend(r for r, _ in block_readings(block))
+    return readings
 
 
 class SimMeters:
