@@ -10,8 +10,10 @@ totals. Pure: no file, clock or socket.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import sub
 
 from settlement.allocation import IntervalInput, check
 from settlement.attribution import PoolAttribution
@@ -96,12 +98,16 @@ class Result:
 def _column(data: IntervalData, points: tuple[str, ...], ts: range
             ) -> tuple[list[int], list[int]]:
     """A member's Wh and worst quality per interval, summed over its points."""
-    wh = [0] * len(ts)
-    q = [MEASURED] * len(ts)
     missing = (0, MISSING)
-    for point in points:
+    if not points:
+        return [0] * len(ts), [MEASURED] * len(ts)
+    d = data.points.get(points[0], {})
+    vals = list(map(d.get, ts, repeat(missing)))
+    wh = [v[0] for v in vals]
+    q = [v[1] if v[1] > MEASURED else MEASURED for v in vals]
+    for point in points[1:]:
         d = data.points.get(point, {})
-        vals = [d.get(t, missing) for t in ts]
+        vals = list(map(d.get, ts, repeat(missing)))
         wh = [a + v[0] for a, v in zip(wh, vals, strict=True)]
         q = [a if a >= v[1] else v[1] for a, v in zip(q, vals, strict=True)]
     return wh, q
@@ -212,23 +218,66 @@ def run(c: Community, period: Period, data: IntervalData) -> Result:
     pidx = {m: p for p, m in enumerate(producers)}
     texts: dict[str, str] = {}
     energy: dict[str, list[int]] = {}
+    fmt = IntervalLines(ts, prov_col)
     for m in members:
         cj, pj = cidx.get(m), pidx.get(m)
         use, q1 = ccols[cj] if cj is not None else (zeros, measured)
         al = alloc_cols[cj] if cj is not None else zeros
         cov = cov_cols[cj] if cj is not None else zeros
-        gen, q2 = gcols[pj] if pj is not None else (zeros, measured)
-        sur = ([g - u for g, u in zip(gen, used_cols[pj], strict=True)]
-               if pj is not None else zeros)
-        cs = comm_cols[pj] if pj is not None else zeros
-        qs = [QUALITY_LETTERS[max(a, b)] for a, b in zip(q1, q2, strict=True)]
-        texts[m] = "\n".join([f"I,{m},{t},{q},{pv},{u},{a},{v},{g},{s},{x},{u - v},{s}"
-                              for t, q, pv, u, a, v, g, s, x in
-                              zip(ts, qs, prov_col, use, al, cov, gen, sur, cs, strict=True)])
+        if pj is None:
+            # worst quality of the member's points (a column's qualities are >= MEASURED)
+            qs = list(map(QUALITY_LETTERS.__getitem__, q1))
+            gen = sur = cs = zeros
+            texts[m] = fmt.text(m, qs, use, al, cov)
+        else:
+            gen, q2 = gcols[pj]
+            qs = [QUALITY_LETTERS[a if a >= b else b] for a, b in zip(q1, q2, strict=True)]
+            sur = list(map(sub, gen, used_cols[pj]))
+            cs = list(comm_cols[pj])
+            texts[m] = fmt.text(m, qs, use, al, cov, (gen, sur, cs))
         su, sv = sum(use), sum(cov)
         energy[m] = [su, sum(al), sv, sum(gen), sum(sur), sum(cs), su - sv, sum(sur)]
     totals = _money(c, members, got.pairs, energy, sum(prov_col), texts)
     return Result(c, period, rule, members, Lines(texts), totals)
+
+
+class IntervalLines:
+    """Formats a member's interval lines for one period (``docs/settlement.md`` 3):
+    ``I,member,start,quality,provisional,use,allocated,covered,generation,surplus,
+    community_surplus,grid_import,grid_export`` with ``grid_import = use - covered`` and
+    ``grid_export = surplus``.
+
+    The lines of a month are millions of short strings; instead of one f-string per
+    line, each member's text is one ``%`` formatting of a template made once per period
+    with the interval starts and provisional flags written in (``%s`` is ``str()``,
+    as an f-string field is for an int). Members without generation use a template with
+    their zero generation fields written in.
+    """
+
+    def __init__(self, ts: Sequence[int], provisional: Sequence[int]) -> None:
+        def template(tail: str) -> str:
+            return "\n".join([f"\0{t},%s,{pv},%s,%s,%s,{tail}"
+                              for t, pv in zip(ts, provisional, strict=True)])
+        self._full = template("%s,%s,%s,%s,%s")
+        self._consumer = template("0,0,0,%s,0")
+
+    def text(self, member: str, quality: Sequence[str], use: Sequence[int],
+             allocated: Sequence[int], covered: Sequence[int],
+             producer: tuple[Sequence[int], Sequence[int], Sequence[int]] | None = None,
+             ) -> str:
+        """``member``'s lines joined by newlines; ``producer`` is its (generation,
+        surplus, community surplus) per interval, None for all zero."""
+        grid = list(map(sub, use, covered))
+        head = "I," + member.replace("%", "%%") + ","
+        if producer is None:
+            fields: tuple[Sequence[object], ...] = (quality, use, allocated, covered, grid)
+            template = self._consumer
+        else:
+            gen, sur, cs = producer
+            fields = (quality, use, allocated, covered, gen, sur, cs, grid, sur)
+            template = self._full
+        return template.replace("\0", head) % tuple(
+            chain.from_iterable(zip(*fields, strict=True)))
 
 
 def _money(c: Community, members: tuple[str, ...], pairs: dict[tuple[int, int], list[int]],
