@@ -20,6 +20,7 @@ from settlement.attribution import PoolAttribution
 from settlement.clearing.orders import Order
 from settlement.config import Community
 from settlement.errors import InputError
+from settlement.gcpause import collector_paused
 from settlement.period import Period, year_start_ms
 from settlement.rounding import money
 from settlement.rules import Rule, load_all
@@ -196,6 +197,12 @@ def run(c: Community, period: Period, data: IntervalData) -> Result:
     if data.interval_ms != c.interval_ms:
         raise InputError(f"interval energy is in {data.interval_ms} ms intervals, the "
                          f"community settles {c.interval_ms} ms")
+    with collector_paused():  # nothing built here forms a cycle (settlement/gcpause.py)
+        return _run(c, period, data)
+
+
+def _run(c: Community, period: Period, data: IntervalData) -> Result:
+    """:func:`run` after its input check (raises as it does)."""
     rule = build_rule(c)
     consumers, producers = c.consumers, c.producers
     members = tuple(sorted(m.id for m in c.members))
