@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import repeat
 from operator import sub
 
 from settlement.allocation import IntervalInput, check
@@ -254,19 +254,16 @@ class IntervalLines:
     community_surplus,grid_import,grid_export`` with ``grid_import = use - covered`` and
     ``grid_export = surplus``.
 
-    The lines of a month are millions of short strings; instead of one f-string per
-    line, each member's text is one ``%`` formatting of a template made once per period
-    with the interval starts and provisional flags written in (``%s`` is ``str()``,
-    as an f-string field is for an int). Members without generation use a template with
-    their zero generation fields written in.
+    The lines of a month are millions of short strings. Each line is one ``%`` of a
+    per-member format (``%s`` is ``str()``, as an f-string field is for an int) applied
+    by ``map``, so no Python code runs per line; members without generation use a
+    format with their zero generation fields written in. The interval starts and
+    provisional flags are turned into text once per period.
     """
 
     def __init__(self, ts: Sequence[int], provisional: Sequence[int]) -> None:
-        def template(tail: str) -> str:
-            return "\n".join([f"\0{t},%s,{pv},%s,%s,%s,{tail}"
-                              for t, pv in zip(ts, provisional, strict=True)])
-        self._full = template("%s,%s,%s,%s,%s")
-        self._consumer = template("0,0,0,%s,0")
+        self._ts = list(map(str, ts))
+        self._provisional = list(map(str, provisional))
 
     def text(self, member: str, quality: Sequence[str], use: Sequence[int],
              allocated: Sequence[int], covered: Sequence[int],
@@ -275,16 +272,15 @@ class IntervalLines:
         """``member``'s lines joined by newlines; ``producer`` is its (generation,
         surplus, community surplus) per interval, None for all zero."""
         grid = list(map(sub, use, covered))
-        head = "I," + member.replace("%", "%%") + ","
+        head = "I," + member.replace("%", "%%") + ",%s,%s,%s,%s,%s,%s,"
         if producer is None:
-            fields: tuple[Sequence[object], ...] = (quality, use, allocated, covered, grid)
-            template = self._consumer
-        else:
-            gen, sur, cs = producer
-            fields = (quality, use, allocated, covered, gen, sur, cs, grid, sur)
-            template = self._full
-        return template.replace("\0", head) % tuple(
-            chain.from_iterable(zip(*fields, strict=True)))
+            return "\n".join(map(f"{head}0,0,0,%s,0".__mod__, zip(
+                self._ts, quality, self._provisional, use, allocated, covered, grid,
+                strict=True)))
+        gen, sur, cs = producer
+        return "\n".join(map(f"{head}%s,%s,%s,%s,%s".__mod__, zip(
+            self._ts, quality, self._provisional, use, allocated, covered, gen, sur, cs,
+            grid, sur, strict=True)))
 
 
 def _money(c: Community, members: tuple[str, ...], pairs: dict[tuple[int, int], list[int]],
