@@ -82,7 +82,7 @@ def reference_lines(m: str, ts: Sequence[int], prov: Sequence[int], qs: Sequence
                       zip(ts, qs, prov, use, al, cov, gen, sur, cs, strict=True)])
 
 
-member_ids = st.text(st.sampled_from("abz09_-.%s"), min_size=1, max_size=8)
+member_ids = st.text(st.sampled_from("abz09_-.%s{}"), min_size=1, max_size=8)
 
 
 @settings(max_examples=200)
