@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import le
 from typing import NamedTuple
 
 from settlement.clearing.orders import Order
@@ -120,8 +121,9 @@ def check(interval: IntervalInput, a: Allocation) -> None:
     if not (len(a.allocated) == len(a.covered) == nc and len(a.used) == len(a.to_community)
             == np_):
         raise SettlementError(f"interval {interval.index}: allocation has the wrong shape")
-    if not (all(0 <= v <= c for v, c in zip(a.covered, interval.consumption, strict=True))
-            and all(v <= al for v, al in zip(a.covered, a.allocated, strict=True))):
+    if not (min(a.covered, default=0) >= 0
+            and all(map(le, a.covered, interval.consumption))
+            and all(map(le, a.covered, a.allocated))):
         j = next(j for j in range(nc) if not 0 <= a.covered[j] <= min(
             interval.consumption[j], a.allocated[j]))
         raise SettlementError(

@@ -24,6 +24,7 @@ multiplication per producer.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import add
 
 from settlement.errors import SettlementError
 
@@ -55,10 +56,7 @@ class PoolAttribution:
             if u:
                 acc[p] += ((u << SHIFT) // total) * packed
                 rows[p] += u
-        cols = self.columns
-        for j, v in enumerate(covered):
-            if v:
-                cols[j] += v
+        self.columns = list(map(add, self.columns, covered))
 
     def pairs(self) -> dict[tuple[int, int], int]:
         """``(producer, consumer) -> Wh`` for every nonzero pair."""

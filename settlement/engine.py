@@ -10,14 +10,17 @@ totals. Pure: no file, clock or socket.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import sub
 
 from settlement.allocation import IntervalInput, check
 from settlement.attribution import PoolAttribution
 from settlement.clearing.orders import Order
 from settlement.config import Community
 from settlement.errors import InputError
+from settlement.gcpause import collector_paused
 from settlement.period import Period, year_start_ms
 from settlement.rounding import money
 from settlement.rules import Rule, load_all
@@ -96,12 +99,16 @@ class Result:
 def _column(data: IntervalData, points: tuple[str, ...], ts: range
             ) -> tuple[list[int], list[int]]:
     """A member's Wh and worst quality per interval, summed over its points."""
-    wh = [0] * len(ts)
-    q = [MEASURED] * len(ts)
     missing = (0, MISSING)
-    for point in points:
+    if not points:
+        return [0] * len(ts), [MEASURED] * len(ts)
+    d = data.points.get(points[0], {})
+    vals = list(map(d.get, ts, repeat(missing)))
+    wh = [v[0] for v in vals]
+    q = [v[1] if v[1] > MEASURED else MEASURED for v in vals]
+    for point in points[1:]:
         d = data.points.get(point, {})
-        vals = [d.get(t, missing) for t in ts]
+        vals = list(map(d.get, ts, repeat(missing)))
         wh = [a + v[0] for a, v in zip(wh, vals, strict=True)]
         q = [a if a >= v[1] else v[1] for a, v in zip(q, vals, strict=True)]
     return wh, q
@@ -190,6 +197,12 @@ def run(c: Community, period: Period, data: IntervalData) -> Result:
     if data.interval_ms != c.interval_ms:
         raise InputError(f"interval energy is in {data.interval_ms} ms intervals, the "
                          f"community settles {c.interval_ms} ms")
+    with collector_paused():  # nothing built here forms a cycle (settlement/gcpause.py)
+        return _run(c, period, data)
+
+
+def _run(c: Community, period: Period, data: IntervalData) -> Result:
+    """:func:`run` after its input check (raises as it does)."""
     rule = build_rule(c)
     consumers, producers = c.consumers, c.producers
     members = tuple(sorted(m.id for m in c.members))
@@ -212,23 +225,62 @@ def run(c: Community, period: Period, data: IntervalData) -> Result:
     pidx = {m: p for p, m in enumerate(producers)}
     texts: dict[str, str] = {}
     energy: dict[str, list[int]] = {}
+    fmt = IntervalLines(ts, prov_col)
     for m in members:
         cj, pj = cidx.get(m), pidx.get(m)
         use, q1 = ccols[cj] if cj is not None else (zeros, measured)
         al = alloc_cols[cj] if cj is not None else zeros
         cov = cov_cols[cj] if cj is not None else zeros
-        gen, q2 = gcols[pj] if pj is not None else (zeros, measured)
-        sur = ([g - u for g, u in zip(gen, used_cols[pj], strict=True)]
-               if pj is not None else zeros)
-        cs = comm_cols[pj] if pj is not None else zeros
-        qs = [QUALITY_LETTERS[max(a, b)] for a, b in zip(q1, q2, strict=True)]
-        texts[m] = "\n".join([f"I,{m},{t},{q},{pv},{u},{a},{v},{g},{s},{x},{u - v},{s}"
-                              for t, q, pv, u, a, v, g, s, x in
-                              zip(ts, qs, prov_col, use, al, cov, gen, sur, cs, strict=True)])
+        if pj is None:
+            # worst quality of the member's points (a column's qualities are >= MEASURED)
+            qs = list(map(QUALITY_LETTERS.__getitem__, q1))
+            gen = sur = cs = zeros
+            texts[m] = fmt.text(m, qs, use, al, cov)
+        else:
+            gen, q2 = gcols[pj]
+            qs = [QUALITY_LETTERS[a if a >= b else b] for a, b in zip(q1, q2, strict=True)]
+            sur = list(map(sub, gen, used_cols[pj]))
+            cs = list(comm_cols[pj])
+            texts[m] = fmt.text(m, qs, use, al, cov, (gen, sur, cs))
         su, sv = sum(use), sum(cov)
         energy[m] = [su, sum(al), sv, sum(gen), sum(sur), sum(cs), su - sv, sum(sur)]
     totals = _money(c, members, got.pairs, energy, sum(prov_col), texts)
     return Result(c, period, rule, members, Lines(texts), totals)
+
+
+class IntervalLines:
+    """Formats a member's interval lines for one period (``docs/settlement.md`` 3):
+    ``I,member,start,quality,provisional,use,allocated,covered,generation,surplus,
+    community_surplus,grid_import,grid_export`` with ``grid_import = use - covered`` and
+    ``grid_export = surplus``.
+
+    The lines of a month are millions of short strings. Each line is one ``%`` of a
+    per-member format (``%s`` is ``str()``, as an f-string field is for an int) applied
+    by ``map``, so no Python code runs per line; members without generation use a
+    format with their zero generation fields written in. The interval starts and
+    provisional flags are turned into text once per period.
+    """
+
+    def __init__(self, ts: Sequence[int], provisional: Sequence[int]) -> None:
+        self._ts = list(map(str, ts))
+        self._provisional = list(map(str, provisional))
+
+    def text(self, member: str, quality: Sequence[str], use: Sequence[int],
+             allocated: Sequence[int], covered: Sequence[int],
+             producer: tuple[Sequence[int], Sequence[int], Sequence[int]] | None = None,
+             ) -> str:
+        """``member``'s lines joined by newlines; ``producer`` is its (generation,
+        surplus, community surplus) per interval, None for all zero."""
+        grid = list(map(sub, use, covered))
+        head = "I," + member.replace("%", "%%") + ",%s,%s,%s,%s,%s,%s,"
+        if producer is None:
+            return "\n".join(map(f"{head}0,0,0,%s,0".__mod__, zip(
+                self._ts, quality, self._provisional, use, allocated, covered, grid,
+                strict=True)))
+        gen, sur, cs = producer
+        return "\n".join(map(f"{head}%s,%s,%s,%s,%s".__mod__, zip(
+            self._ts, quality, self._provisional, use, allocated, covered, gen, sur, cs,
+            grid, sur, strict=True)))
 
 
 def _money(c: Community, members: tuple[str, ...], pairs: dict[tuple[int, int], list[int]],

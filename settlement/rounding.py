@@ -14,6 +14,8 @@ half up (:func:`money`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
+from operator import itemgetter, mul
 
 MICRO = 1_000_000
 """Wh x (minor units per MWh) = 10^-6 minor units."""
@@ -37,21 +39,20 @@ def apportion(total: int, weights: Sequence[int]) -> list[int]:
         return [0] * n
     if wsum <= 0:
         raise ValueError(f"cannot apportion {total} over weights summing to {wsum}")
-    parts = [0] * n
-    rems = [0] * n
-    given = 0
-    for i, w in enumerate(weights):
-        if w < 0:
-            raise ValueError(f"negative weight {w} at position {i}")
-        q, r = divmod(total * w, wsum)
-        parts[i] = q
-        rems[i] = r
-        given += q
-    left = total - given
+    if min(weights) < 0:
+        i = next(i for i, w in enumerate(weights) if w < 0)
+        raise ValueError(f"negative weight {weights[i]} at position {i}")
+    # divmod(total * w, wsum) per weight, in C-level loops (the hot path of every rule)
+    split = list(map(divmod, map(mul, weights, repeat(total)), repeat(wsum)))
+    parts = list(map(itemgetter(0), split))
+    left = total - sum(parts)
     if left:
-        order = sorted((i for i in range(n) if rems[i]), key=lambda i: (-rems[i], i))
-        for i in order[:left]:
-            parts[i] += 1
+        # largest remainder first, ties to the earlier position: one integer key per
+        # nonzero remainder r at i, (wsum - r) * n + i, sorts as (-r, i) does (i < n);
+        # there are more than ``left`` of them (they sum to left * wsum, each < wsum)
+        order = sorted([(wsum - r) * n + i for i, (_, r) in enumerate(split) if r])
+        for key in order[:left]:
+            parts[key % n] += 1
     return parts
 
 
@@ -63,7 +64,7 @@ def capped_pro_rata(available: int, demands: Sequence[int]) -> list[int]:
     """
     need = sum(demands)
     if available >= need:
-        if any(d < 0 for d in demands):
+        if demands and min(demands) < 0:
             raise ValueError("negative demand")
         return list(demands)
     return apportion(available, demands)
